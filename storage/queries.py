@@ -1,0 +1,95 @@
+"""Reading requests back: by reference, by the Message-ID of an email."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.engine import as_utc
+from storage.models import attachments, events, inbox_items, messages, requests
+from storage.reference import id_for, reference_for
+
+
+def _request_dict(row: Any) -> dict[str, Any]:
+    return {
+        "reference": row.reference, "status": row.status, "queue": row.queue,
+        "channel": row.channel, "priority": row.priority, "type": row.type,
+        "category": row.category, "component": row.component,
+        "requester": {"email": row.requester_email, "name": row.requester_name},
+        "subject": row.subject, "custom_fields": row.custom_fields, "tags": row.tags,
+        "escalation_level": row.escalation_level, "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at), "version": row.version,
+    }
+
+
+async def get_request(engine: AsyncEngine, reference: str) -> dict[str, Any] | None:
+    """The request with its messages and timeline; None if unknown.
+
+    A reference whose inbox item is committed but not yet processed is
+    reported as `received` (it exists: we acknowledged it).
+    """
+    item_id = id_for(reference)
+    if item_id is None:
+        return None
+    canonical = reference_for(item_id)
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(requests).where(requests.c.reference == canonical))).first()
+        if row is None:
+            item = (await conn.execute(
+                select(inbox_items.c.state, inbox_items.c.received_at, inbox_items.c.channel,
+                       inbox_items.c.last_error)
+                .where(inbox_items.c.id == item_id))).first()
+            if item is None:
+                return None
+            return {"reference": canonical, "status": "received", "processing": item.state,
+                    "channel": item.channel, "received_at": as_utc(item.received_at),
+                    "last_error": item.last_error if item.state == "dead" else None}
+        result = _request_dict(row)
+        message_rows = (await conn.execute(
+            select(messages).where(messages.c.request_id == row.id)
+            .order_by(messages.c.id))).all()
+        attachment_rows = (await conn.execute(
+            select(attachments).join(messages, messages.c.id == attachments.c.message_id)
+            .where(messages.c.request_id == row.id).order_by(attachments.c.id))).all()
+        event_rows = (await conn.execute(
+            select(events).where(events.c.request_id == row.id).order_by(events.c.id))).all()
+    by_message: dict[int, list[dict[str, Any]]] = {}
+    for a in attachment_rows:
+        by_message.setdefault(a.message_id, []).append({
+            "filename": a.filename, "content_type": a.content_type, "size": a.size,
+            "sha256": a.sha256, "content_id": a.content_id, "inline": a.inline})
+    result["messages"] = [{
+        "direction": m.direction, "message_id": m.message_id, "in_reply_to": m.in_reply_to,
+        "references": m.references,
+        "from": {"address": m.from_address, "name": m.from_name},
+        "to": m.to, "cc": m.cc, "subject": m.subject, "new_text": m.new_text,
+        "text": m.text, "flags": m.flags, "created_at": as_utc(m.created_at),
+        "attachments": by_message.get(m.id, []),
+    } for m in message_rows]
+    result["timeline"] = [{"kind": e.kind, "actor": e.actor, "at": as_utc(e.at), "data": e.data}
+                          for e in event_rows]
+    return result
+
+
+async def find_by_message_id(engine: AsyncEngine, message_id: str) -> list[dict[str, Any]]:
+    """Which requests hold an email with this Message-ID (angle brackets optional)."""
+    bare = message_id.strip().strip("<>")
+    wanted = [f"<{bare}>", bare]
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(requests.c.reference, requests.c.status, requests.c.queue,
+                   requests.c.subject, messages.c.message_id, messages.c.created_at)
+            .join(messages, messages.c.request_id == requests.c.id)
+            .where(messages.c.message_id.in_(wanted))
+            .order_by(messages.c.id))).all()
+    return [{"reference": r.reference, "status": r.status, "queue": r.queue,
+             "subject": r.subject, "message_id": r.message_id,
+             "received_at": as_utc(r.created_at)} for r in rows]
+
+
+async def ping(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
