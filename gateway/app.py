@@ -1,0 +1,113 @@
+"""Composition root: one process with the SMTP/LMTP listeners, the HTTP API
+and the pipeline workers, started and stopped in the right order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.config import Config
+from gateway.http import build_app
+from gateway.pipeline import Pipeline
+from gateway.smtp import SmtpListener
+from storage.engine import create_engine, is_sqlite
+from storage.inbox import InboxWriter
+from storage.migrate import upgrade
+
+log = logging.getLogger("intake")
+
+
+@dataclass
+class Gateway:
+    config: Config
+    engine: AsyncEngine
+    writer: InboxWriter
+    pipeline: Pipeline
+    smtp: SmtpListener
+    lmtp: SmtpListener | None
+    runner: web.AppRunner
+    smtp_port: int = 0
+    lmtp_port: int = 0
+    http_port: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _workers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.config.http_address[0]}:{self.http_port}"
+
+
+async def start(config: Config, *, engine: AsyncEngine | None = None,
+                workers: bool = True) -> Gateway:
+    engine = engine or create_engine(config.database.url, pool_size=config.database.pool_size,
+                                     timeout=config.database.timeout_seconds)
+    if config.database.migrate_on_start:
+        await upgrade(engine)
+    pipeline = Pipeline(engine, config)
+    writer = InboxWriter(engine, timeout=config.database.timeout_seconds,
+                         on_commit=pipeline.wake)
+    smtp = SmtpListener(config, writer.submit)
+    lmtp = SmtpListener(config, writer.submit, lmtp=True) if config.lmtp_address else None
+    runner = web.AppRunner(build_app(config, engine, writer),
+                           shutdown_timeout=config.http.shutdown_seconds, access_log=None)
+    gateway = Gateway(config, engine, writer, pipeline, smtp, lmtp, runner)
+
+    # SQLite has one writer at a time; PostgreSQL gains from two commits in flight.
+    for _ in range(1 if is_sqlite(engine) else 2):
+        gateway._tasks.append(asyncio.create_task(writer.run()))
+    if workers:
+        for _ in range(config.pipeline.workers):
+            gateway._workers.append(asyncio.create_task(pipeline.run_worker()))
+
+    await runner.setup()
+    host, port = config.http_address
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    gateway.http_port = runner.addresses[0][1]
+    gateway.smtp_port = (await smtp.start(*config.smtp_address))[1]
+    if lmtp is not None and config.lmtp_address:
+        gateway.lmtp_port = (await lmtp.start(*config.lmtp_address))[1]
+    log.info("intake ready: smtp %s:%d, http %s, database %s", config.smtp_address[0],
+             gateway.smtp_port, gateway.http_url, engine.url.render_as_string())
+    return gateway
+
+
+async def stop(gateway: Gateway, *, grace: float = 10.0) -> None:
+    """Stop accepting, finish what is in flight (bounded), drain the workers."""
+    listeners = [gateway.smtp] + ([gateway.lmtp] if gateway.lmtp else [])
+    await asyncio.gather(*(listener.stop(grace) for listener in listeners),
+                         gateway.runner.cleanup())
+    gateway.pipeline.stop()
+    if gateway._workers:
+        done, pending = await asyncio.wait(gateway._workers, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    for task in gateway._tasks:
+        task.cancel()
+    await asyncio.gather(*gateway._tasks, return_exceptions=True)
+    await gateway.engine.dispose()
+    log.info("intake stopped")
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGTERM or SIGINT."""
+    gateway = await start(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stopping.wait()
+        log.info("shutting down")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+        await stop(gateway, grace=config.http.shutdown_seconds)

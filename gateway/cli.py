@@ -1,0 +1,181 @@
+"""The `intake` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError
+from storage.engine import create_engine
+
+Command = Callable[[Config, argparse.Namespace], Awaitable[int]]
+
+
+def _engine(config: Config) -> Any:
+    return create_engine(config.database.url, pool_size=2,
+                         timeout=config.database.timeout_seconds)
+
+
+async def _serve(config: Config, args: argparse.Namespace) -> int:
+    from gateway.app import serve
+
+    await serve(config)
+    return 0
+
+
+async def _migrate(config: Config, args: argparse.Namespace) -> int:
+    from storage.migrate import current_revision, upgrade
+
+    engine = _engine(config)
+    try:
+        await upgrade(engine)
+        print(f"database at revision {await current_revision(engine)}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _check_config(config: Config, args: argparse.Namespace) -> int:
+    queues = ", ".join(q.name for q in config.queue)
+    print(f"{config.source}: ok (queues: {queues}; addresses: "
+          f"{', '.join(config.intake.addresses + ['@' + d for d in config.intake.domains])})")
+    return 0
+
+
+async def _tokens(config: Config, args: argparse.Namespace) -> int:
+    from storage.migrate import upgrade
+    from storage.tokens import create_token, list_tokens, revoke_token
+
+    engine = _engine(config)
+    try:
+        await upgrade(engine)
+        if args.tokens_command == "create":
+            unknown = [q for q in args.queue if q not in {x.name for x in config.queue}]
+            if unknown:
+                print(f"unknown queue: {unknown[0]}", file=sys.stderr)
+                return 2
+            info, secret = await create_token(engine, name=args.name or args.role,
+                                              role=args.role, queues=args.queue)
+            scope = ", ".join(info.queues) or "all queues"
+            print(f"token {info.id} ({info.name}): role {info.role}, {scope}")
+            print("Shown once; store it now. Use it as: Authorization: Bearer <token>")
+            print(secret)
+        elif args.tokens_command == "list":
+            for row in await list_tokens(engine):
+                state = "revoked" if row["revoked_at"] else "active"
+                print(f"{row['id']}\t{row['name']}\t{row['role']}\t"
+                      f"{','.join(row['queues']) or '*'}\t{state}")
+        else:
+            if not await revoke_token(engine, args.id):
+                print(f"no active token {args.id}", file=sys.stderr)
+                return 1
+            print(f"token {args.id} revoked")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _reprocess(config: Config, args: argparse.Namespace) -> int:
+    from storage.processing import requeue_dead
+    from storage.reference import id_for
+
+    ids: list[int] | None = None
+    if not args.all:
+        ids = []
+        for value in args.items:
+            item_id = int(value) if value.isdigit() else id_for(value)
+            if item_id is None:
+                print(f"not an inbox id or reference: {value}", file=sys.stderr)
+                return 2
+            ids.append(item_id)
+        if not ids:
+            print("name inbox items (ids or references) or use --all", file=sys.stderr)
+            return 2
+    engine = _engine(config)
+    try:
+        count = await requeue_dead(engine, ids)
+    finally:
+        await engine.dispose()
+    print(f"{count} dead-lettered item(s) queued again; a running `intake serve` takes them")
+    return 0
+
+
+async def _dead_letters(config: Config, args: argparse.Namespace) -> int:
+    from storage.processing import dead_items
+
+    engine = _engine(config)
+    try:
+        rows = await dead_items(engine)
+    finally:
+        await engine.dispose()
+    if args.json:
+        print(json.dumps(rows, default=str, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['id']}\t{row['reference']}\t{row['channel']}\t{row['attempts']}\t"
+                  f"{row['last_error']}")
+        print(f"{len(rows)} dead-lettered item(s)")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="intake", description="Request intake gateway")
+    parser.add_argument("--config", help="TOML config file (default: $INTAKE_CONFIG, "
+                        "else the embedded default)")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run SMTP/LMTP, HTTP and the workers")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser("check-config", help="validate the configuration and exit")
+    tokens = sub.add_parser("tokens", help="API bearer tokens")
+    tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
+    create = tokens_sub.add_parser("create", help="create a token; printed once, last line")
+    create.add_argument("--role", required=True, choices=["admin", "agent", "intake"])
+    create.add_argument("--queue", action="append", default=[],
+                        help="limit to this queue (repeatable)")
+    create.add_argument("--name", help="a label for the token")
+    tokens_sub.add_parser("list", help="list tokens (never their secrets)")
+    revoke = tokens_sub.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id", type=int)
+    reprocess = sub.add_parser("reprocess", help="run dead-lettered inbox items again")
+    reprocess.add_argument("items", nargs="*", help="inbox ids or references")
+    reprocess.add_argument("--all", action="store_true", help="every dead-lettered item")
+    dead = sub.add_parser("dead-letters", help="list dead-lettered inbox items")
+    dead.add_argument("action", nargs="?", choices=["list"], default="list")
+    dead.add_argument("--json", action="store_true")
+    return parser
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": _serve, "migrate": _migrate, "check-config": _check_config, "tokens": _tokens,
+    "reprocess": _reprocess, "dead-letters": _dead_letters,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aiosmtpd logs every SMTP command at INFO, Alembic every plugin: too chatty.
+    for noisy in ("mail.log", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"intake: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop  # optional: a faster event loop when installed
+    except ImportError:
+        return asyncio.run(COMMANDS[args.command](config, args))
+    return uvloop.run(COMMANDS[args.command](config, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The pipeline: committed inbox items become requests, messages and events.
+
+Workers claim items with a lease, build the request (parse, then route to the
+default queue until routing rules exist) and store it in one transaction. A
+failing item is retried with backoff (tenacity); after the last attempt it is
+dead-lettered with its error, visible and replayable with `intake reprocess`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
+
+from gateway.config import Config
+from parsers.api_request import parse_api_request
+from parsers.minimal import parse_minimal
+from storage.engine import utcnow
+from storage.processing import (
+    ClaimedItem,
+    NewAttachment,
+    NewMessage,
+    NewRequest,
+    claim_items,
+    complete_item,
+    fail_item,
+)
+
+log = logging.getLogger("intake.pipeline")
+
+# Failures that say the database is unwell rather than the item bad.
+STORAGE_FAULTS = (OperationalError, InterfaceError, DisconnectionError, OSError, TimeoutError)
+# A claim counts as an attempt; a storage outage can cost a few claims per attempt.
+CLAIMS_PER_ATTEMPT = 4
+
+
+def _email_request(item: ClaimedItem, queue: str) -> NewRequest:
+    parsed = parse_minimal(item.raw)
+    message = NewMessage(
+        subject=parsed.subject, text=parsed.text, new_text=parsed.text,
+        from_address=parsed.from_address, from_name=parsed.from_name,
+        message_id=parsed.message_id, in_reply_to=parsed.in_reply_to,
+        references=parsed.references,
+        to=[{"name": n, "address": a} for n, a in parsed.to],
+        cc=[{"name": n, "address": a} for n, a in parsed.cc],
+        attachments=[NewAttachment(a.filename, a.content_type, a.content, a.content_id,
+                                   a.inline) for a in parsed.attachments],
+    )
+    envelope = {k: item.meta.get(k) for k in ("mail_from", "rcpt_tos", "peer")}
+    return NewRequest(
+        queue=queue, message=message, requester_email=parsed.from_address,
+        requester_name=parsed.from_name,
+        events=[
+            ("received", "system", {"channel": item.channel, "envelope": envelope,
+                                    "received_at": item.received_at.isoformat()}),
+            ("parsed", "system", {"parser": "minimal", "defects": parsed.defects[:20]}),
+            ("routed", "system", {"queue": queue, "reason": "default queue"}),
+        ],
+    )
+
+
+def _api_request(item: ClaimedItem, queue: str) -> NewRequest:
+    parsed = parse_api_request(item.raw)
+    if isinstance(parsed, list):  # validated before it was accepted; only a bug gets here
+        raise ValueError(f"stored API body no longer validates: {parsed[0]}")
+    message = NewMessage(
+        subject=parsed.subject, text=parsed.body, new_text=parsed.body,
+        from_address=parsed.requester_email, from_name=parsed.requester_name,
+    )
+    return NewRequest(
+        queue=queue, message=message, requester_email=parsed.requester_email,
+        requester_name=parsed.requester_name, custom_fields=parsed.custom_fields,
+        events=[
+            ("received", "system", {"channel": item.channel,
+                                    "token_id": item.meta.get("token_id"),
+                                    "received_at": item.received_at.isoformat()}),
+            ("routed", "system", {"queue": queue, "reason": "default queue"}),
+        ],
+    )
+
+
+BUILDERS = {"smtp": _email_request, "lmtp": _email_request, "api": _api_request}
+
+
+def build_request(item: ClaimedItem, config: Config) -> NewRequest:
+    return BUILDERS[item.channel](item, config.default_queue)
+
+
+class Pipeline:
+    def __init__(self, engine: AsyncEngine, config: Config) -> None:
+        self._engine = engine
+        self._config = config
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.processed = 0
+
+    def wake(self) -> None:
+        """Called after new items are committed, so idle workers start at once."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run_worker(self) -> None:
+        settings = self._config.pipeline
+        while not self._stopping:
+            try:
+                items = await claim_items(self._engine, limit=settings.batch_size,
+                                          lease_seconds=settings.lease_seconds)
+            except Exception as exc:  # noqa: BLE001 - database down: wait and try again
+                log.warning("claiming inbox items failed: %s", exc)
+                items = []
+            for item in items:
+                if self._stopping:
+                    break  # its lease runs out and another worker or process takes it
+                await self.process(item)
+            if not items and not self._stopping:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def process(self, item: ClaimedItem) -> None:
+        settings = self._config.pipeline
+        if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
+            # Claimed this often without finishing: it probably kills the process.
+            await self._dead(item, f"claimed {item.attempts} times without completing")
+            return
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.max_attempts),
+            wait=wait_exponential_jitter(initial=settings.backoff_initial_seconds,
+                                         max=settings.backoff_max_seconds),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    new = build_request(item, self._config)
+                    await complete_item(self._engine, item, new)
+        except STORAGE_FAULTS as exc:
+            # The database, not the item, is at fault: hand it back for later.
+            log.warning("inbox item %s deferred, storage fault: %s", item.id, exc)
+            await self._defer(item, f"{type(exc).__name__}: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded, never dropped
+            log.warning("inbox item %s failed: %s", item.id, exc)
+            await self._dead(item, f"{type(exc).__name__}: {exc}")
+            return
+        self.processed += 1
+
+    async def _defer(self, item: ClaimedItem, error: str) -> None:
+        delay = timedelta(seconds=self._config.pipeline.backoff_max_seconds)
+        try:
+            await fail_item(self._engine, item.id, error, dead=False, retry_at=utcnow() + delay)
+        except Exception as exc:  # noqa: BLE001 - lease expiry will bring it back
+            log.error("could not defer inbox item %s: %s", item.id, exc)
+
+    async def _dead(self, item: ClaimedItem, error: str) -> None:
+        try:
+            await fail_item(self._engine, item.id, error, dead=True)
+        except Exception as exc:  # noqa: BLE001 - lease expiry will bring it back
+            log.error("could not dead-letter inbox item %s: %s", item.id, exc)

@@ -1,0 +1,172 @@
+"""SMTP and LMTP intake (aiosmtpd): decide, commit, answer with a constant.
+
+The handler is thin on purpose: check the recipient, refuse what RFC 5321
+forbids, hand the exact bytes to the inbox writer and answer 250 only once
+they are committed. Any fault of ours answers 451 4.3.0 so the sender retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.config import Config
+from gateway.errors import is_temporary
+from storage.inbox import Accepted, NewItem
+
+log = logging.getLogger("intake.smtp")
+
+# Replies, with their RFC 3463 enhanced status codes.
+OK_RECIPIENT = "250 2.1.5 Recipient OK"
+NO_SUCH_USER = "550 5.1.1 Recipient address rejected: not a support address here"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"  # RFC 5321 4.5.3.1.8
+BARE_LINE_ENDING = (
+    "550 5.5.2 Message refused: bare CR or LF in data; lines must end with CRLF "
+    "(RFC 5321 2.3.8)"
+)
+TRY_LATER = "451 4.3.0 Temporary failure storing the message, please try again later"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
+# aiosmtpd's own size replies carry no enhanced code; RFC 3463 says 5.3.4.
+_REWRITES = {
+    "552 Error: message size exceeds fixed maximum message size":
+        "552 5.3.4 Message size exceeds fixed maximum message size",
+    "552 Error: Too much mail data": "552 5.3.4 Message size exceeds fixed maximum message size",
+}
+
+Submit = Callable[[NewItem], Awaitable[Accepted]]
+
+
+def has_bare_line_ending(data: bytes) -> bool:
+    """True if a CR or LF appears other than as part of CRLF.
+
+    aiosmtpd splits DATA on CRLF only, so a lone LF stays inside a "line";
+    left alone, `Subject: a\\nX-Evil: b` would be read as two headers later.
+    """
+    crlf = data.count(b"\r\n")
+    return data.count(b"\n") != crlf or data.count(b"\r") != crlf
+
+
+class _EnhancedReplies:
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = _REWRITES.get(status, status)
+        await super().push(status)  # type: ignore[misc]
+
+
+class IntakeSMTP(_EnhancedReplies, SMTP):
+    pass
+
+
+class IntakeLMTP(_EnhancedReplies, LMTP):
+    pass
+
+
+class IntakeHandler:
+    """aiosmtpd hooks for one listener (SMTP or LMTP)."""
+
+    def __init__(self, config: Config, submit: Submit, *, channel: str) -> None:
+        self._config = config
+        self._submit = submit
+        self._channel = channel
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self._config.intake.max_recipients:
+            return TOO_MANY_RECIPIENTS
+        if not self._config.accepts(address):
+            return NO_SUCH_USER
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return OK_RECIPIENT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if has_bare_line_ending(raw):
+            return self._per_recipient(envelope, BARE_LINE_ENDING)
+        meta = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": list(envelope.rcpt_tos),
+            "peer": list(session.peer) if isinstance(session.peer, tuple) else session.peer,
+            "helo": session.host_name,
+        }
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            accepted = await self._submit(NewItem(self._channel, raw, meta))
+        except Exception as exc:
+            if not is_temporary(exc):
+                log.exception("unexpected error storing a message")
+            else:
+                log.warning("storing a message failed: %s", exc)
+            return self._per_recipient(envelope, TRY_LATER)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.set()
+        return self._per_recipient(envelope, f"250 2.0.0 Accepted as {accepted.reference}")
+
+    def _per_recipient(self, envelope: Envelope, reply: str) -> str:
+        # LMTP answers DATA once per accepted recipient (RFC 2033 4.2).
+        if self._channel == "lmtp":
+            return "\r\n".join([reply] * max(1, len(envelope.rcpt_tos)))
+        return reply
+
+
+class SmtpListener:
+    """One listening socket and the sessions it has open."""
+
+    def __init__(self, config: Config, submit: Submit, *, lmtp: bool = False) -> None:
+        self.config = config
+        self.handler = IntakeHandler(config, submit, channel="lmtp" if lmtp else "smtp")
+        self._cls = IntakeLMTP if lmtp else IntakeSMTP
+        self._sessions: set[SMTP] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    def _factory(self) -> SMTP:
+        session = self._cls(
+            self.handler,
+            data_size_limit=self.config.intake.max_message_bytes,
+            enable_SMTPUTF8=True,
+            hostname=self.config.smtp.hostname,
+            timeout=self.config.smtp.timeout_seconds,
+        )
+        self._sessions.add(session)
+        original = session.connection_lost
+
+        def connection_lost(error: Exception | None) -> None:
+            self._sessions.discard(session)
+            original(error)
+
+        session.connection_lost = connection_lost  # type: ignore[method-assign]
+        return session
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._factory, host, port)
+        sockname = self._server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let messages being stored finish, then hang up."""
+        if self._server is None:
+            return
+        self._server.close()
+        try:
+            await asyncio.wait_for(self.handler.idle.wait(), grace)
+        except TimeoutError:
+            log.warning("%d SMTP transactions still storing at shutdown",
+                        self.handler.in_flight)
+        for session in list(self._sessions):
+            transport = session.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(SHUTTING_DOWN.encode() + b"\r\n")
+                transport.close()
+        await self._server.wait_closed()
