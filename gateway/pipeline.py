@@ -107,8 +107,10 @@ class Pipeline:
         self._wake.set()
 
     async def run_worker(self) -> None:
+        """Claim and process batches until stopped; a claimed batch is finished."""
         settings = self._config.pipeline
         while not self._stopping:
+            self._wake.clear()  # before claiming, so a commit during the claim still wakes us
             try:
                 items = await claim_items(self._engine, limit=settings.batch_size,
                                           lease_seconds=settings.lease_seconds)
@@ -116,11 +118,8 @@ class Pipeline:
                 log.warning("claiming inbox items failed: %s", exc)
                 items = []
             for item in items:
-                if self._stopping:
-                    break  # its lease runs out and another worker or process takes it
                 await self.process(item)
             if not items and not self._stopping:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
                 except TimeoutError:
@@ -134,8 +133,9 @@ class Pipeline:
             return
         retrying = AsyncRetrying(
             stop=stop_after_attempt(settings.max_attempts),
-            wait=wait_exponential_jitter(initial=settings.backoff_initial_seconds,
-                                         max=settings.backoff_max_seconds),
+            wait=wait_exponential_jitter(multiplier=settings.backoff_initial_seconds,
+                                         max=settings.backoff_max_seconds,
+                                         jitter=settings.backoff_initial_seconds),
             reraise=True,
         )
         try:

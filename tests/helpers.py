@@ -1,0 +1,37 @@
+"""Helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.config import Config, build_config
+
+
+def make_config(db_url: str, **sections: dict[str, Any]) -> Config:
+    """Test config: ephemeral ports, fast retries, the given database."""
+    data: dict[str, Any] = {
+        "intake": {"addresses": ["support@localhost", "billing@localhost"],
+                   "domains": ["help.example"], "max_message_bytes": 200_000},
+        "database": {"url": db_url, "timeout_seconds": 3.0},
+        "smtp": {"listen": "127.0.0.1:0", "lmtp_listen": "127.0.0.1:0"},
+        "http": {"listen": "127.0.0.1:0", "max_body_bytes": 100_000, "shutdown_seconds": 3.0},
+        "pipeline": {"workers": 1, "poll_seconds": 0.2, "backoff_initial_seconds": 0.01,
+                     "backoff_max_seconds": 0.05, "max_attempts": 3},
+        "queue": [{"name": "general"}, {"name": "billing"}],
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return build_config(data, "<test>", {})
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll an async predicate until it returns something truthy (bounded)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)  # noqa: ASYNC110 - bounded poll of a database
