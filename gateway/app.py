@@ -19,6 +19,7 @@ from gateway.smtp import SmtpListener
 from storage.engine import create_engine, is_sqlite
 from storage.inbox import InboxWriter
 from storage.migrate import upgrade
+from storage.processing import release_claims
 
 log = logging.getLogger("intake")
 
@@ -49,6 +50,12 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
                                      timeout=config.database.timeout_seconds)
     if config.database.migrate_on_start:
         await upgrade(engine)
+    if is_sqlite(engine):
+        # The embedded database serves one process: claims left over are from
+        # a crash of this process, so there is no lease to wait out.
+        released = await release_claims(engine)
+        if released:
+            log.info("took back %d inbox items claimed before a crash", released)
     pipeline = Pipeline(engine, config)
     writer = InboxWriter(engine, timeout=config.database.timeout_seconds,
                          on_commit=pipeline.wake)

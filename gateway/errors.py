@@ -7,6 +7,8 @@ each. Storage errors (storage/errors.py) carry the same attribute.
 
 from __future__ import annotations
 
+from storage.errors import STORAGE_FAULTS
+
 
 class GatewayError(Exception):
     """Root of the gateway's own errors."""
@@ -19,4 +21,5 @@ class ConfigError(GatewayError):
 
 
 def is_temporary(exc: BaseException) -> bool:
-    return bool(getattr(exc, "temporary", False))
+    """A fault of ours that may pass: answer "try again later" (451, 503)."""
+    return bool(getattr(exc, "temporary", False)) or isinstance(exc, STORAGE_FAULTS)

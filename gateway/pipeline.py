@@ -12,7 +12,6 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
@@ -20,6 +19,7 @@ from gateway.config import Config
 from parsers.api_request import parse_api_request
 from parsers.minimal import parse_minimal
 from storage.engine import utcnow
+from storage.errors import STORAGE_FAULTS
 from storage.processing import (
     ClaimedItem,
     NewAttachment,
@@ -32,8 +32,6 @@ from storage.processing import (
 
 log = logging.getLogger("intake.pipeline")
 
-# Failures that say the database is unwell rather than the item bad.
-STORAGE_FAULTS = (OperationalError, InterfaceError, DisconnectionError, OSError, TimeoutError)
 # A claim counts as an attempt; a storage outage can cost a few claims per attempt.
 CLAIMS_PER_ATTEMPT = 4
 

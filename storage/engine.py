@@ -14,13 +14,15 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer; synchronous=FULL makes a commit
     # survive power loss, which is what "committed before 250" promises.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # Wait for a lock a little less than the statement timeout, so a locked
+    # database surfaces as our timeout (451/503) and not as a hung thread.
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -30,7 +32,9 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 10.0) -> As
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0,
                                      pool_timeout=timeout)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        busy_ms = int(timeout * 800)
+        event.listen(engine.sync_engine, "connect",
+                     lambda dbapi, _record: _sqlite_pragmas(dbapi, busy_ms))
         return engine
     return create_async_engine(
         url,

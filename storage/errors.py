@@ -15,3 +15,16 @@ class StorageUnavailable(StorageError):
 
 class IdempotencyConflict(StorageError):
     """The same Idempotency-Key was used before with a different body."""
+
+
+def _faults() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError,
+            TimeoutError, StorageUnavailable)
+
+
+# Exceptions that say the database is unwell rather than the input bad: the
+# edges answer 451/503 for them, the pipeline retries the item later.
+STORAGE_FAULTS = _faults()

@@ -209,3 +209,15 @@ async def state_counts(engine: AsyncEngine) -> dict[str, int]:
         rows = (await conn.execute(
             select(inbox_items.c.state, func.count()).group_by(inbox_items.c.state))).all()
     return {state: count for state, count in rows}
+
+
+async def release_claims(engine: AsyncEngine) -> int:
+    """Hand back every claimed item at once (SQLite: one process, so all are ours).
+
+    On PostgreSQL other live processes may hold claims; there leases expire.
+    """
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(inbox_items).where(inbox_items.c.state == "processing")
+            .values(state="pending", lease_until=None))
+    return result.rowcount

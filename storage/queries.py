@@ -91,5 +91,11 @@ async def find_by_message_id(engine: AsyncEngine, message_id: str) -> list[dict[
 
 
 async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database would take a write now."""
     async with engine.connect() as conn:
-        await conn.exec_driver_sql("SELECT 1")
+        if conn.dialect.name == "sqlite":
+            # Reads work beside a stuck writer in WAL mode; intake needs the write lock.
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            await conn.rollback()
+        else:
+            await conn.exec_driver_sql("SELECT 1")
