@@ -211,8 +211,8 @@ def build_config(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -
     try:
         return Config(source=source, **merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{source}: key {_location(first['loc'])}: {first['msg']}") from None
+        raise ConfigError("\n".join(f"{source}: key {_location(e['loc'])}: {e['msg']}"
+                                     for e in exc.errors())) from None
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -74,8 +74,6 @@ class IntakeHandler:
         self._submit = submit
         self._channel = channel
         self.in_flight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -98,7 +96,6 @@ class IntakeHandler:
             "helo": session.host_name,
         }
         self.in_flight += 1
-        self.idle.clear()
         try:
             accepted = await self._submit(NewItem(self._channel, raw, meta))
         except Exception as exc:
@@ -109,8 +106,6 @@ class IntakeHandler:
             return self._per_recipient(envelope, TRY_LATER)
         finally:
             self.in_flight -= 1
-            if self.in_flight == 0:
-                self.idle.set()
         return self._per_recipient(envelope, f"250 2.0.0 Accepted as {accepted.reference}")
 
     def _per_recipient(self, envelope: Envelope, reply: str) -> str:
@@ -155,18 +150,32 @@ class SmtpListener:
         return sockname[0], sockname[1]
 
     async def stop(self, grace: float) -> None:
-        """Stop accepting, let messages being stored finish, then hang up."""
+        """Stop accepting; let open transactions finish (bounded), then hang up.
+
+        A session between transactions is told 421 and closed at once; one
+        with a MAIL FROM given (mid-transaction, or storing its DATA) gets up to
+        `grace` seconds to finish and receive its answer.
+        """
         if self._server is None:
             return
         self._server.close()
-        try:
-            await asyncio.wait_for(self.handler.idle.wait(), grace)
-        except TimeoutError:
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._sessions:
+            expired = asyncio.get_running_loop().time() >= deadline
+            for session in list(self._sessions):
+                busy = session.envelope is not None and session.envelope.mail_from is not None
+                if expired or not busy:
+                    self._hang_up(session)
+            if self._sessions and not expired:
+                await asyncio.sleep(0.05)
+        if self.handler.in_flight:
             log.warning("%d SMTP transactions still storing at shutdown",
                         self.handler.in_flight)
-        for session in list(self._sessions):
-            transport = session.transport
-            if transport is not None and not transport.is_closing():
-                transport.write(SHUTTING_DOWN.encode() + b"\r\n")
-                transport.close()
         await self._server.wait_closed()
+
+    def _hang_up(self, session: SMTP) -> None:
+        self._sessions.discard(session)
+        transport = session.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(SHUTTING_DOWN.encode() + b"\r\n")
+            transport.close()
