@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import utcnow
 from storage.errors import IdempotencyConflict, StorageUnavailable
@@ -52,6 +52,29 @@ def _row(item: NewItem, now: datetime) -> dict[str, Any]:
     }
 
 
+_Waiter = tuple[NewItem, "asyncio.Future[Accepted]"]
+
+
+class _NotCommitted(Exception):
+    """The batch failed before COMMIT was sent: nothing of it is stored."""
+
+
+def _fail(batch: list[_Waiter], exc: BaseException) -> None:
+    error = StorageUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0])
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Drop a connection that failed: it may be dead, never reuse it."""
+    try:
+        await conn.invalidate()
+        await conn.close()
+    except Exception:  # noqa: BLE001, S110 - it is being thrown away
+        pass
+
+
 _INSERT = insert(inbox_items).returning(inbox_items.c.id, sort_by_parameter_order=True)
 
 
@@ -63,7 +86,7 @@ class InboxWriter:
         self._engine = engine
         self._max_batch = max_batch
         self._timeout = timeout
-        self._queue: asyncio.Queue[tuple[NewItem, asyncio.Future[Accepted]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Waiter] = asyncio.Queue()
         self._on_commit = on_commit
 
     async def submit(self, item: NewItem) -> Accepted:
@@ -71,30 +94,70 @@ class InboxWriter:
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                # If this waiter gives up (timeout, client gone), the writer sees the
+                # future cancelled and skips it; a row it committed stays stored.
+                return await future
         except TimeoutError:
             raise StorageUnavailable("timed out waiting for the database") from None
 
     async def run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write(batch)
+        # Each writer task keeps one connection across batches: checking one out
+        # (and pinging it) per batch costs more CPU than the insert itself.
+        conn: AsyncConnection | None = None
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                # A kept connection may have died while idle (database restarted):
+                # if the batch failed before COMMIT was sent, one fresh try is safe.
+                for fresh in (conn is None, True):
+                    if conn is None:
+                        conn = await self._connect()
+                    try:
+                        ids = await self._write(conn, batch)
+                    except _NotCommitted as exc:
+                        await _discard(conn)
+                        conn = None
+                        if fresh:
+                            _fail(batch, exc.__cause__ or exc)
+                            break
+                    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                        # Failed at or during COMMIT: the outcome is unknown, so the
+                        # sender is told to retry rather than risk a silent loss.
+                        _fail(batch, exc)
+                        if conn is not None:
+                            await _discard(conn)
+                        conn = None
+                        break
+                    else:
+                        self._succeed(batch, ids)
+                        break
+        finally:
+            if conn is not None:
+                await _discard(conn)
 
-    async def _write(self, batch: list[tuple[NewItem, asyncio.Future[Accepted]]]) -> None:
-        now = utcnow()
+    async def _connect(self) -> AsyncConnection:
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._engine.begin() as conn:
-                    result = await conn.execute(_INSERT, [_row(item, now) for item, _ in batch])
-                    ids = [row[0] for row in result]
+                return await self._engine.connect()
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            error = StorageUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0])
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
+            raise _NotCommitted() from exc
+
+    async def _write(self, conn: AsyncConnection, batch: list[_Waiter]) -> list[int]:
+        now = utcnow()
+        async with asyncio.timeout(self._timeout):
+            try:
+                transaction = await conn.begin()
+                result = await conn.execute(_INSERT, [_row(item, now) for item, _ in batch])
+                ids = [row[0] for row in result]
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                raise _NotCommitted() from exc
+            await transaction.commit()
+        return ids
+
+    def _succeed(self, batch: list[_Waiter], ids: list[int]) -> None:
         for (_, future), item_id in zip(batch, ids, strict=True):
             if not future.done():
                 future.set_result(Accepted(item_id, reference_for(item_id)))

@@ -9,6 +9,7 @@ lease: if the process dies, the item becomes claimable again when it expires.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -104,70 +105,88 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
     )
 
 
-async def _store_blob(conn: AsyncConnection, sha: str, content: bytes) -> None:
-    values = {"sha256": sha, "size": len(content), "content": content}
-    if conn.dialect.name == "postgresql":
-        statement = pg_insert(blobs).values(values).on_conflict_do_nothing()
-    else:
-        statement = sqlite_insert(blobs).values(values).on_conflict_do_nothing()
-    await conn.execute(statement)
-
-
 async def complete_item(engine: AsyncEngine, item: ClaimedItem, new: NewRequest) -> str:
-    """Create request, message, attachments and events, and mark the item done.
+    """Create request, message, attachments and events, and mark the item done."""
+    return (await complete_items(engine, [(item, new)]))[0]
 
-    All in one transaction. If a request for this item exists already (the
-    item ran before and only its state update was lost, or two workers raced),
-    nothing new is created: the unique inbox_item_id makes a twin impossible.
+
+async def complete_items(engine: AsyncEngine,
+                         work: Sequence[tuple[ClaimedItem, NewRequest]]) -> list[str]:
+    """Store what a batch of items became, all in one transaction.
+
+    An item that already has its request (it ran before and only its state
+    update was lost, or two workers raced after a lease ran out) gets nothing
+    new: the unique requests.inbox_item_id makes a twin impossible, and a race
+    lost here fails the transaction, to be retried.
     """
     now = utcnow()
-    reference = item.reference
     async with engine.begin() as conn:
-        existing = (await conn.execute(
-            select(requests.c.id).where(requests.c.inbox_item_id == item.id))).first()
-        if existing is None:
-            request_id = (await conn.execute(
-                insert(requests).returning(requests.c.id),
-                {
-                    "reference": reference, "inbox_item_id": item.id, "status": "new",
-                    "queue": new.queue, "channel": item.channel,
-                    "requester_email": new.requester_email,
-                    "requester_name": new.requester_name,
-                    "subject": new.message.subject, "custom_fields": new.custom_fields,
-                    "tags": [], "escalation_level": 0, "created_at": now,
-                    "updated_at": now, "version": 1,
-                })).scalar_one()
-            await _insert_message(conn, request_id, item.id, new.message, now)
-            await conn.execute(insert(events), [
+        done = set((await conn.execute(
+            select(requests.c.inbox_item_id)
+            .where(requests.c.inbox_item_id.in_([item.id for item, _ in work])))).scalars())
+        fresh = [(item, new) for item, new in work if item.id not in done]
+        if fresh:
+            request_ids = await _insert_returning(conn, requests, [{
+                "reference": item.reference, "inbox_item_id": item.id, "status": "new",
+                "queue": new.queue, "channel": item.channel,
+                "requester_email": new.requester_email, "requester_name": new.requester_name,
+                "subject": new.message.subject, "custom_fields": new.custom_fields,
+                "tags": [], "escalation_level": 0, "created_at": now, "updated_at": now,
+                "version": 1,
+            } for item, new in fresh])
+            message_ids = await _insert_returning(conn, messages, [
+                _message_row(request_id, item.id, new.message, now)
+                for request_id, (item, new) in zip(request_ids, fresh, strict=True)])
+            await _insert_attachments(conn, [
+                (message_id, a) for message_id, (_, new) in zip(message_ids, fresh, strict=True)
+                for a in new.message.attachments])
+            event_rows = [
                 {"request_id": request_id, "kind": kind, "actor": actor, "at": now,
                  "data": data}
-                for kind, actor, data in new.events
-            ])
+                for request_id, (_, new) in zip(request_ids, fresh, strict=True)
+                for kind, actor, data in new.events]
+            if event_rows:
+                await conn.execute(insert(events), event_rows)
         await conn.execute(
-            update(inbox_items).where(inbox_items.c.id == item.id)
+            update(inbox_items).where(inbox_items.c.id.in_([item.id for item, _ in work]))
             .values(state="done", lease_until=None, last_error=None))
-    return reference
+    return [item.reference for item, _ in work]
 
 
-async def _insert_message(conn: AsyncConnection, request_id: int, item_id: int,
-                          message: NewMessage, now: datetime) -> None:
-    m = message
-    message_row_id = (await conn.execute(insert(messages).returning(messages.c.id), {
+async def _insert_returning(conn: AsyncConnection, table: Any,
+                            rows: list[dict[str, Any]]) -> list[int]:
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return [row[0] for row in await conn.execute(statement, rows)]
+
+
+def _message_row(request_id: int, item_id: int, m: NewMessage,
+                 now: datetime) -> dict[str, Any]:
+    return {
         "request_id": request_id, "inbox_item_id": item_id, "direction": "in",
         "message_id": m.message_id, "in_reply_to": m.in_reply_to,
         "references": m.references, "from_address": m.from_address,
         "from_name": m.from_name, "to": m.to, "cc": m.cc, "subject": m.subject,
         "new_text": m.new_text, "text": m.text, "html": m.html, "flags": m.flags,
         "created_at": now,
-    })).scalar_one()
-    for a in m.attachments:
-        sha = hashlib.sha256(a.content).hexdigest()
-        await _store_blob(conn, sha, a.content)
-        await conn.execute(insert(attachments), {
-            "message_id": message_row_id, "sha256": sha, "filename": a.filename,
-            "content_type": a.content_type, "size": len(a.content),
-            "content_id": a.content_id, "inline": a.inline,
-        })
+    }
+
+
+async def _insert_attachments(conn: AsyncConnection,
+                              found: list[tuple[int, NewAttachment]]) -> None:
+    if not found:
+        return
+    hashed = [(message_id, a, hashlib.sha256(a.content).hexdigest()) for message_id, a in found]
+    contents = {sha: a.content for _, a, sha in hashed}
+    rows = [{"sha256": sha, "size": len(content), "content": content}
+            for sha, content in contents.items()]
+    # Content is stored once per hash, however many messages carry it.
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(dialect_insert(blobs).on_conflict_do_nothing(), rows)
+    await conn.execute(insert(attachments), [{
+        "message_id": message_id, "sha256": sha, "filename": a.filename,
+        "content_type": a.content_type, "size": len(a.content),
+        "content_id": a.content_id, "inline": a.inline,
+    } for message_id, a, sha in hashed])
 
 
 async def fail_item(engine: AsyncEngine, item_id: int, error: str, *, dead: bool,
