@@ -1,0 +1,161 @@
+"""Built-in classification cues: words and phrases that point to a type or a priority.
+
+Plain data, matched as whole words, case-insensitively. A desk adds its own or
+replaces these per label with `[[classifier]]` entries in the config.
+English first, with a few French, German and Spanish phrases that desks in
+Europe see daily.
+"""
+
+from __future__ import annotations
+
+TYPE_CUES: dict[str, tuple[str, ...]] = {
+    "incident": (
+        "outage",
+        "down",
+        "not working",
+        "does not work",
+        "doesn't work",
+        "stopped working",
+        "broken",
+        "error",
+        "crash",
+        "crashed",
+        "crashes",
+        "failed",
+        "failure",
+        "fails",
+        "cannot connect",
+        "can't connect",
+        "unable to",
+        "bug",
+        "ne fonctionne pas",
+        "panne",
+        "funktioniert nicht",
+        "störung",
+        "no funciona",
+    ),
+    "service_request": (
+        "please install",
+        "install",
+        "request",
+        "could you",
+        "can you",
+        "order",
+        "new laptop",
+        "set up",
+        "setup",
+        "provision",
+        "need a",
+        "would like",
+        "purchase",
+        "replacement",
+    ),
+    "complaint": (
+        "complaint",
+        "complain",
+        "unacceptable",
+        "disappointed",
+        "dissatisfied",
+        "refund",
+        "compensation",
+        "terrible",
+        "worst",
+        "poor service",
+        "not happy",
+        "ridiculous",
+        "réclamation",
+        "beschwerde",
+        "queja",
+    ),
+    "information": (
+        "question",
+        "how do i",
+        "how to",
+        "information",
+        "what is",
+        "where can i",
+        "is it possible",
+        "wondering",
+        "clarify",
+        "explain",
+        "question rapide",
+        "frage",
+    ),
+    "access_request": (
+        "access to",
+        "permission",
+        "permissions",
+        "grant",
+        "password reset",
+        "reset my password",
+        "locked out",
+        "unlock",
+        "new account",
+        "new user",
+        "onboarding",
+        "cannot log in",
+        "can't log in",
+        "login",
+        "zugang",
+        "accès",
+    ),
+}
+
+# No cue means the default priority (P3 unless configured).
+PRIORITY_CUES: dict[str, tuple[str, ...]] = {
+    "P1": (
+        "outage",
+        "down for everyone",
+        "everyone is affected",
+        "all users",
+        "production down",
+        "site is down",
+        "critical",
+        "emergency",
+        "security incident",
+        "data loss",
+        "breach",
+        "ransomware",
+        "panne générale",
+    ),
+    "P2": (
+        "urgent",
+        "asap",
+        "as soon as possible",
+        "immediately",
+        "blocking",
+        "blocked",
+        "cannot work",
+        "can't work",
+        "deadline",
+        "high priority",
+        "dringend",
+        "urgente",
+    ),
+    "P4": (
+        "no rush",
+        "when you have time",
+        "low priority",
+        "not urgent",
+        "whenever",
+        "nice to have",
+        "suggestion",
+        "fyi",
+    ),
+}
+
+# Header values that carry the sender's own priority (RFC 4021 section 2.1.54,
+# and the X-Priority convention of common mail clients).
+PRIORITY_HEADERS: dict[tuple[str, str], str] = {
+    ("x-priority", "1"): "P2",
+    ("x-priority", "2"): "P2",
+    ("x-priority", "4"): "P4",
+    ("x-priority", "5"): "P4",
+    ("importance", "high"): "P2",
+    ("importance", "low"): "P4",
+    ("priority", "urgent"): "P2",
+    ("priority", "non-urgent"): "P4",
+}
+
+# A cue found in the subject weighs this much more than one in the body.
+SUBJECT_WEIGHT = 1.5

@@ -1,0 +1,223 @@
+"""The decision: where a request goes, with every reason that put it there.
+
+`to_dict()` is what the gateway stores on the request's timeline and returns
+from the API; `explain()` is what `intake route FILE.eml --explain` prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from routing.classify import Classification, Guess
+from routing.conditions import Check, literal
+from routing.inputs import FieldValue
+
+if TYPE_CHECKING:
+    from routing.facts import Facts, Value
+
+# One status byte per rule, recorded on the hot path.
+NOT_REACHED, HIT, MISS, SKIPPED, DISABLED = 0, 1, 2, 3, 4
+OUTCOMES = {
+    NOT_REACHED: "not reached",
+    HIT: "hit",
+    MISS: "miss",
+    SKIPPED: "skipped",
+    DISABLED: "disabled",
+}
+# Values quoted in reasons are cut to this many characters.
+EVIDENCE_CHARS = 80
+_AROUND = 30
+
+
+def _short(text: str, limit: int = EVIDENCE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _window(text: str, start: int, end: int) -> str:
+    left, right = max(0, start - _AROUND), min(len(text), end + _AROUND)
+    snippet = ("…" if left else "") + text[left:right] + ("…" if right < len(text) else "")
+    return literal(_short(snippet, EVIDENCE_CHARS + 2))
+
+
+def _show(value: Value) -> str:
+    if value is None:
+        return "nothing (absent)"
+    if isinstance(value, tuple):
+        shown = literal([_short(v) for v in value[:5]])
+        return shown[:-1] + (", …]" if len(value) > 5 else "]")
+    if isinstance(value, str):
+        return literal(_short(value))
+    return literal(value)
+
+
+def evidence(test: Check, facts: Facts, held: bool, shown_values: dict[str, str]) -> str:
+    """The value a test read, cut short, around the match when there is one.
+
+    `shown_values` keeps each field's short form for the whole explanation:
+    a thousand rules on the same field show the same value.
+    """
+    value = facts.get(test.field)
+    shown = f"{test.field} = "
+    if held and isinstance(value, str) and len(value) > EVIDENCE_CHARS:
+        if test.op == "matches" and isinstance(test.operand, str):
+            from routing.regex import compile_regex
+
+            found = compile_regex(test.operand).search(value)
+            if found is not None:
+                return shown + _window(value, found.start(), found.end())
+        elif test.op == "contains" and isinstance(test.operand, str):
+            lowered = facts.lower(test.field)
+            # Positions hold only when lowercasing kept the length (it nearly always does).
+            if isinstance(lowered, str) and len(lowered) == len(value):
+                at = lowered.find(test.operand.lower())
+                if at >= 0:
+                    return shown + _window(value, at, at + len(test.operand))
+    text = shown_values.get(test.field)
+    if text is None:
+        text = shown_values[test.field] = shown + _show(value)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    rule: str
+    outcome: str  # hit, miss, skipped, disabled, not reached
+    reason: str
+
+
+def _guess_dict(guess: Guess) -> dict[str, Any]:
+    return {
+        "value": guess.value,
+        "score": guess.score,
+        "source": guess.source,
+        "cues": [{"where": c.where, "text": c.text, "weight": c.weight} for c in guess.cues],
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    is_reply: bool
+    classification: Classification
+    queue: str
+    priority: str
+    type: str
+    category: str | None
+    component: str | None
+    tags: tuple[str, ...]
+    fields: tuple[tuple[str, FieldValue], ...]
+    acknowledge: bool
+    template: str | None
+    quarantine: bool
+    escalation: int
+    # Where each field's value came from: "rule:NAME", "classifier",
+    # "component:NAME" or "default".
+    sources: tuple[tuple[str, str], ...]
+    # The fields the gateway should write: all for a new request, for a reply
+    # only those set by rules that apply to replies.
+    applies: tuple[str, ...]
+    matched: tuple[str, ...]  # names of the rules that hit, in order
+    stopped_by: str | None
+    trace: bytes = field(repr=False)  # one status per rule
+    facts: Facts = field(repr=False, compare=False)
+
+    @cached_property
+    def rule_results(self) -> tuple[RuleResult, ...]:
+        """Every rule, in order, with its outcome and the reason for it."""
+        facts = self.facts
+        engine = facts.engine
+        results = []
+        shown_values: dict[str, str] = {}
+        for rule, status in zip(engine.rules.rules, self.trace, strict=True):
+            if status in (HIT, MISS):
+                if rule.when is None:
+                    reason = "no conditions: applies to every input"
+                else:
+                    _, reasons = engine.explain(rule.when, facts, shown_values)
+                    reason = "; ".join(reasons)
+            elif status == SKIPPED:
+                reason = (
+                    "applies to replies only; this is a new request"
+                    if rule.applies_to == "replies"
+                    else "applies to new requests only; this is a reply"
+                )
+            elif status == DISABLED:
+                reason = "disabled in the config"
+            else:
+                reason = f"not evaluated: rule {self.stopped_by!r} stopped the chain"
+            results.append(RuleResult(rule.name, OUTCOMES[status], reason))
+        return tuple(results)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, for the timeline and the API."""
+        c = self.classification
+        return {
+            "queue": self.queue,
+            "priority": self.priority,
+            "type": self.type,
+            "category": self.category,
+            "component": self.component,
+            "tags": list(self.tags),
+            "fields": dict(self.fields),
+            "acknowledge": self.acknowledge,
+            "template": self.template,
+            "quarantine": self.quarantine,
+            "escalation": self.escalation,
+            "is_reply": self.is_reply,
+            "applies": list(self.applies),
+            "sources": dict(self.sources),
+            "matched": list(self.matched),
+            "stopped_by": self.stopped_by,
+            "classification": {
+                "type": _guess_dict(c.type),
+                "priority": _guess_dict(c.priority),
+                "component": _guess_dict(c.component),
+                "language": _guess_dict(c.language),
+            },
+            "rules": [
+                {"rule": r.rule, "outcome": r.outcome, "reason": r.reason}
+                for r in self.rule_results
+            ],
+        }
+
+    def explain(self) -> str:
+        """Readable text, for `intake route FILE.eml --explain`."""
+        sources = dict(self.sources)
+
+        def line(name: str, value: object) -> str:
+            source = sources.get(name)
+            return f"  {name:<12} {value}" + (f"  ({source})" if source else "")
+
+        lines = ["Decision" + (" (reply: only 'applies' fields change)" if self.is_reply else "")]
+        lines += [
+            line("queue", self.queue),
+            line("priority", self.priority),
+            line("type", self.type),
+            line("category", self.category or "-"),
+            line("component", self.component or "-"),
+            line("tags", ", ".join(self.tags) or "-"),
+            line("fields", ", ".join(f"{k}={literal(v)}" for k, v in self.fields) or "-"),
+            line("acknowledge", "yes" if self.acknowledge else "no"),
+            line("template", self.template or "-"),
+            line("quarantine", "HELD FOR REVIEW" if self.quarantine else "no"),
+            line("escalation", self.escalation),
+        ]
+        if self.is_reply:
+            lines.append(f"  {'applies':<12} {', '.join(self.applies) or 'nothing'}")
+        lines.append("Classification")
+        c = self.classification
+        for name, guess in (
+            ("type", c.type),
+            ("priority", c.priority),
+            ("component", c.component),
+            ("language", c.language),
+        ):
+            cues = ", ".join(f"{q.where} {q.text!r}" for q in guess.cues) or "no cues"
+            lines.append(
+                f"  {name:<12} {guess.value or '-'} score {guess.score} ({guess.source}: {cues})"
+            )
+        lines.append("Rules")
+        for r in self.rule_results:
+            lines.append(f"  {r.outcome.upper():<11} {r.rule}: {r.reason}")
+        return "\n".join(lines)

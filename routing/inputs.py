@@ -1,0 +1,57 @@
+"""The facts a routing decision reads: built by the gateway, read by the rules.
+
+The gateway fills a `RoutingInput` from a parsed email or an API/form request;
+nothing here knows how those were parsed. Time is a field, never read from a
+clock, so the same input always gives the same decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+# A custom field's value as it comes from a form, a JSON body or a rule.
+FieldValue = str | int | float | bool
+
+CHANNELS = ("email", "api", "form")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    name: str
+    content_type: str
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingInput:
+    """One inbound item as the rules see it.
+
+    Addresses are bare (`user@example.com`); `new_text` is the text with quotes
+    and signature stripped, `text` the full text. Headers keep their order and
+    may repeat.
+    """
+
+    received_at: datetime
+    channel: str = "email"
+    envelope_to: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    sender: str = ""
+    subject: str = ""
+    new_text: str = ""
+    text: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    form_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    custom_fields: tuple[tuple[str, FieldValue], ...] = ()
+    # Threaded onto an existing request: rules for new requests do not apply.
+    is_reply: bool = False
+
+    def __post_init__(self) -> None:
+        # Business hours need a real instant; a naive time would be read in
+        # whatever zone the server happens to run in.
+        if self.received_at.tzinfo is None or self.received_at.utcoffset() is None:
+            raise ValueError("received_at must be an aware datetime")
+        if self.channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {self.channel!r}")
