@@ -101,7 +101,7 @@ class HttpSection(_Section):
 
 class PipelineSection(_Section):
     workers: int = Field(default=2, ge=0)
-    batch_size: int = Field(default=32, gt=0)
+    batch_size: int = Field(default=128, gt=0)
     max_attempts: int = Field(default=5, gt=0)
     # tenacity's exponential backoff between attempts, with jitter.
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
@@ -110,7 +110,7 @@ class PipelineSection(_Section):
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     # After a short batch, wait this long for more items before claiming again.
-    linger_seconds: float = Field(default=0.05, ge=0)
+    linger_seconds: float = Field(default=0.2, ge=0)
 
 
 class QueueSection(_Section):

@@ -106,9 +106,9 @@ class Pipeline:
         self._wake.set()
 
     async def run_worker(self) -> None:
-        """Claim and process batches until stopped; a claimed batch is finished."""
+        """Claim and process batches until stopped; on stop, drain what is pending."""
         settings = self._config.pipeline
-        while not self._stopping:
+        while True:
             self._wake.clear()  # before claiming, so a commit during the claim still wakes us
             try:
                 items = await claim_items(self._engine, limit=settings.batch_size,
@@ -116,17 +116,24 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - database down: wait and try again
                 log.warning("claiming inbox items failed: %s", exc)
                 items = []
+                if self._stopping:
+                    return
             if items:
                 await self.process_batch(items)
-            if len(items) < settings.batch_size and not self._stopping:
+            if self._stopping:
+                if not items:
+                    return  # drained (the caller bounds how long this may take)
+                continue
+            if len(items) < settings.batch_size:
                 if not items:
                     try:
                         await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
                     except TimeoutError:
                         pass
-                # Let a few more items arrive: a batch costs about the same
-                # whether it holds one item or thirty.
-                await asyncio.sleep(settings.linger_seconds)
+                if not self._stopping:
+                    # Let a few more items arrive: a batch costs about the same
+                    # whether it holds one item or thirty.
+                    await asyncio.sleep(settings.linger_seconds)
 
     async def process_batch(self, items: list[ClaimedItem]) -> None:
         """Store a claimed batch in one transaction; on any failure, item by item.
