@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.corpus_scoring import score_email_reply_parser, score_mime, score_talon
@@ -13,28 +15,28 @@ PINNED_REPLY_TEXTS_BAR = 8
 
 
 @pytest.fixture(scope="module")
-def corpus():  # type: ignore[no-untyped-def]
+def corpus() -> Path:
     return require_corpus()
 
 
-def test_corpus_mime__all_five_fields(corpus) -> None:  # type: ignore[no-untyped-def]
+def test_corpus_mime__all_five_fields(corpus: Path) -> None:
     scores = score_mime(corpus)
     assert scores["all"].passed >= MIME_BAR, f"{scores['all']} failing: {scores['all'].failures}"
 
 
-def test_corpus_talon__quotation_rows(corpus) -> None:  # type: ignore[no-untyped-def]
+def test_corpus_talon__quotation_rows(corpus: Path) -> None:
     quotation = score_talon(corpus)["quotation"]
     assert quotation.passed >= TALON_QUOTATION_BAR * quotation.total, (
         f"{quotation} failing: {quotation.failures}"
     )
 
 
-def test_corpus_email_reply_parser__pinned_texts(corpus) -> None:  # type: ignore[no-untyped-def]
+def test_corpus_email_reply_parser__pinned_texts(corpus: Path) -> None:
     pinned = score_email_reply_parser(corpus)["pinned"]
     assert pinned.passed >= PINNED_REPLY_TEXTS_BAR, f"{pinned} failing: {pinned.failures}"
 
 
-def test_corpus_email_reply_parser__pathological_inputs_are_fast(corpus) -> None:  # type: ignore[no-untyped-def]
+def test_corpus_email_reply_parser__pathological_inputs_are_fast(corpus: Path) -> None:
     import time
 
     from parsers.reply_text import reply_text
