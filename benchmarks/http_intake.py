@@ -18,8 +18,16 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from common import (ROOT, Run, free_port, http_client, measure, python, scratch_database,
-                    server_process)
+from common import (
+    ROOT,
+    Run,
+    free_port,
+    http_client,
+    measure,
+    python,
+    scratch_database,
+    server_process,
+)
 
 
 def post(token: str | None, body: bytes) -> bytes:

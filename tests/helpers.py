@@ -34,4 +34,4 @@ async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05
             return value
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)  # noqa: ASYNC110 - bounded poll of a database
+        await asyncio.sleep(interval)

@@ -7,11 +7,9 @@ import asyncio
 import contextlib
 import smtplib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine

@@ -24,8 +24,8 @@ MAIL = (b"From: Ann <ann@example.com>\r\nTo: support@localhost\r\nSubject: Hello
 
 
 def mail_with_attachment(name: str, content: bytes) -> bytes:
-    from email.message import EmailMessage
     import email.policy
+    from email.message import EmailMessage
 
     msg = EmailMessage()
     msg["From"] = "ann@example.com"
