@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, load_config
@@ -124,6 +125,33 @@ async def _dead_letters(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _parse(config: Config, args: argparse.Namespace) -> int:
+    from parsers.json_shape import to_json
+    from parsers.mail import parse_email
+
+    try:
+        source = sys.stdin.buffer.read if args.file == "-" else Path(args.file).read_bytes
+        raw = await asyncio.to_thread(source)
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    record = to_json(parse_email(raw))
+    if args.json:
+        print(json.dumps(record, indent=2, ensure_ascii=False, sort_keys=False))
+        return 0
+    sender = record["from"] or {}
+    print(f"From:        {sender.get('name') or ''} <{sender.get('address') or ''}>")
+    print(f"Subject:     {record['subject']}")
+    print(f"Message-ID:  {record['message_id']}")
+    flags = [name for name in ("auto_reply", "list") if record[name]]
+    flags += ["bounce"] if record["bounce"] else []
+    print(f"Automatic:   {', '.join(flags) or 'no'}")
+    print(f"Attachments: {len(record['attachments'])}")
+    print(f"Defects:     {'; '.join(record['defects']) or 'none'}")
+    print("\n" + record["new_text"])
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="intake", description="Request intake gateway")
     parser.add_argument("--config", help="TOML config file (default: $INTAKE_CONFIG, "
@@ -146,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     reprocess = sub.add_parser("reprocess", help="run dead-lettered inbox items again")
     reprocess.add_argument("items", nargs="*", help="inbox ids or references")
     reprocess.add_argument("--all", action="store_true", help="every dead-lettered item")
+    parse = sub.add_parser("parse", help="parse an email file and print what was read")
+    parse.add_argument("file", help="an .eml file, or - for standard input")
+    parse.add_argument("--json", action="store_true", help="the whole record as JSON")
     dead = sub.add_parser("dead-letters", help="list dead-lettered inbox items")
     dead.add_argument("action", nargs="?", choices=["list"], default="list")
     dead.add_argument("--json", action="store_true")
@@ -154,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Command] = {
     "serve": _serve, "migrate": _migrate, "check-config": _check_config, "tokens": _tokens,
-    "reprocess": _reprocess, "dead-letters": _dead_letters,
+    "reprocess": _reprocess, "dead-letters": _dead_letters, "parse": _parse,
 }
 
 

@@ -113,6 +113,13 @@ class PipelineSection(_Section):
     linger_seconds: float = Field(default=0.2, ge=0)
 
 
+class ThreadingSection(_Section):
+    # How references appear in subjects we send and recognise in replies.
+    subject_tag: str = Field(default="[#{ref}]", pattern=r"\{ref\}")
+    # The domain of the Message-IDs we give our own mail; defaults to smtp.hostname.
+    message_id_domain: str | None = None
+
+
 class QueueSection(_Section):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -129,6 +136,7 @@ class Config(BaseModel):
     smtp: SmtpSection = Field(default_factory=SmtpSection)
     http: HttpSection = Field(default_factory=HttpSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
+    threading: ThreadingSection = Field(default_factory=ThreadingSection)
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
 
     @field_validator("queue")
@@ -160,6 +168,10 @@ class Config(BaseModel):
             return self.http.public_url.rstrip("/")
         host, port = self.http_address
         return f"http://{host}:{port}"
+
+    @property
+    def message_id_domain(self) -> str:
+        return self.threading.message_id_domain or self.smtp.hostname
 
     @property
     def default_queue(self) -> str:

@@ -1,7 +1,7 @@
 """The pipeline: committed inbox items become requests, messages and events.
 
-Workers claim items with a lease, build the request (parse, then route to the
-default queue until routing rules exist) and store it in one transaction. A
+Workers claim items with a lease, build the request (parse, thread, then route
+to the default queue until routing rules exist) and store it in one transaction. A
 failing item is retried with backoff (tenacity); after the last attempt it is
 dead-lettered with its error, visible and replayable with `intake reprocess`.
 """
@@ -15,21 +15,14 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
+from gateway.building import api_request, email_request
 from gateway.config import Config
-from parsers.api_request import parse_api_request
-from parsers.minimal import parse_minimal
+from gateway.threading import place
 from storage.engine import utcnow
 from storage.errors import STORAGE_FAULTS
-from storage.processing import (
-    ClaimedItem,
-    NewAttachment,
-    NewMessage,
-    NewRequest,
-    claim_items,
-    complete_item,
-    complete_items,
-    fail_item,
-)
+from storage.processing import ClaimedItem, claim_items, fail_item
+from storage.records import NewRequest
+from storage.store import complete_item, complete_items
 
 log = logging.getLogger("intake.pipeline")
 
@@ -37,56 +30,11 @@ log = logging.getLogger("intake.pipeline")
 CLAIMS_PER_ATTEMPT = 4
 
 
-def _email_request(item: ClaimedItem, queue: str) -> NewRequest:
-    parsed = parse_minimal(item.raw)
-    message = NewMessage(
-        subject=parsed.subject, text=parsed.text, new_text=parsed.text,
-        from_address=parsed.from_address, from_name=parsed.from_name,
-        message_id=parsed.message_id, in_reply_to=parsed.in_reply_to,
-        references=parsed.references,
-        to=[{"name": n, "address": a} for n, a in parsed.to],
-        cc=[{"name": n, "address": a} for n, a in parsed.cc],
-        attachments=[NewAttachment(a.filename, a.content_type, a.content, a.content_id,
-                                   a.inline) for a in parsed.attachments],
-    )
-    envelope = {k: item.meta.get(k) for k in ("mail_from", "rcpt_tos", "peer")}
-    return NewRequest(
-        queue=queue, message=message, requester_email=parsed.from_address,
-        requester_name=parsed.from_name,
-        events=[
-            ("received", "system", {"channel": item.channel, "envelope": envelope,
-                                    "received_at": item.received_at.isoformat()}),
-            ("parsed", "system", {"parser": "minimal", "defects": parsed.defects[:20]}),
-            ("routed", "system", {"queue": queue, "reason": "default queue"}),
-        ],
-    )
-
-
-def _api_request(item: ClaimedItem, queue: str) -> NewRequest:
-    parsed = parse_api_request(item.raw)
-    if isinstance(parsed, list):  # validated before it was accepted; only a bug gets here
-        raise ValueError(f"stored API body no longer validates: {parsed[0]}")
-    message = NewMessage(
-        subject=parsed.subject, text=parsed.body, new_text=parsed.body,
-        from_address=parsed.requester_email, from_name=parsed.requester_name,
-    )
-    return NewRequest(
-        queue=queue, message=message, requester_email=parsed.requester_email,
-        requester_name=parsed.requester_name, custom_fields=parsed.custom_fields,
-        events=[
-            ("received", "system", {"channel": item.channel,
-                                    "token_id": item.meta.get("token_id"),
-                                    "received_at": item.received_at.isoformat()}),
-            ("routed", "system", {"queue": queue, "reason": "default queue"}),
-        ],
-    )
-
-
-BUILDERS = {"smtp": _email_request, "lmtp": _email_request, "api": _api_request}
+BUILDERS = {"smtp": email_request, "lmtp": email_request, "api": api_request}
 
 
 def build_request(item: ClaimedItem, config: Config) -> NewRequest:
-    return BUILDERS[item.channel](item, config.default_queue)
+    return BUILDERS[item.channel](item, config)
 
 
 class Pipeline:
@@ -146,7 +94,7 @@ class Pipeline:
             work = [(item, build_request(item, self._config)) for item in items
                     if item.attempts <= limit]
             if len(work) == len(items):
-                await complete_items(self._engine, work)
+                await complete_items(self._engine, work, place)
                 self.processed += len(work)
                 return
         except Exception as exc:  # noqa: BLE001 - retried item by item below
@@ -171,7 +119,7 @@ class Pipeline:
             async for attempt in retrying:
                 with attempt:
                     new = build_request(item, self._config)
-                    await complete_item(self._engine, item, new)
+                    await complete_item(self._engine, item, new, place)
         except STORAGE_FAULTS as exc:
             # The database, not the item, is at fault: hand it back for later.
             log.warning("inbox item %s deferred, storage fault: %s", item.id, exc)

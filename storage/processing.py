@@ -1,4 +1,4 @@
-"""Turning committed inbox items into requests: claim, complete, fail, replay.
+"""Work on committed inbox items: claim, fail, replay (storing results: store.py).
 
 Claims are single statements (UPDATE ... WHERE id IN (SELECT ... FOR UPDATE
 SKIP LOCKED) RETURNING) so two processes never take the same item; SQLite has
@@ -8,19 +8,15 @@ lease: if the process dies, the item becomes claimable again when it expires.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.engine import as_utc, utcnow
-from storage.models import attachments, blobs, events, inbox_items, messages, requests
+from storage.models import inbox_items
 from storage.reference import reference_for
 
 
@@ -36,44 +32,6 @@ class ClaimedItem:
     @property
     def reference(self) -> str:
         return reference_for(self.id)
-
-
-@dataclass(frozen=True, slots=True)
-class NewAttachment:
-    filename: str | None
-    content_type: str
-    content: bytes
-    content_id: str | None = None
-    inline: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NewMessage:
-    subject: str
-    text: str
-    new_text: str
-    from_address: str | None
-    from_name: str | None
-    message_id: str | None = None
-    in_reply_to: str | None = None
-    references: list[str] = field(default_factory=list)
-    to: list[dict[str, str]] = field(default_factory=list)
-    cc: list[dict[str, str]] = field(default_factory=list)
-    html: str | None = None
-    flags: dict[str, Any] = field(default_factory=dict)
-    attachments: list[NewAttachment] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class NewRequest:
-    """What the pipeline decided an inbox item becomes."""
-
-    queue: str
-    message: NewMessage
-    requester_email: str | None
-    requester_name: str | None
-    custom_fields: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
 
 async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
@@ -103,90 +61,6 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
          for r in rows),
         key=lambda c: c.id,
     )
-
-
-async def complete_item(engine: AsyncEngine, item: ClaimedItem, new: NewRequest) -> str:
-    """Create request, message, attachments and events, and mark the item done."""
-    return (await complete_items(engine, [(item, new)]))[0]
-
-
-async def complete_items(engine: AsyncEngine,
-                         work: Sequence[tuple[ClaimedItem, NewRequest]]) -> list[str]:
-    """Store what a batch of items became, all in one transaction.
-
-    An item that already has its request (it ran before and only its state
-    update was lost, or two workers raced after a lease ran out) gets nothing
-    new: the unique requests.inbox_item_id makes a twin impossible, and a race
-    lost here fails the transaction, to be retried.
-    """
-    now = utcnow()
-    async with engine.begin() as conn:
-        done = set((await conn.execute(
-            select(requests.c.inbox_item_id)
-            .where(requests.c.inbox_item_id.in_([item.id for item, _ in work])))).scalars())
-        fresh = [(item, new) for item, new in work if item.id not in done]
-        if fresh:
-            request_ids = await _insert_returning(conn, requests, [{
-                "reference": item.reference, "inbox_item_id": item.id, "status": "new",
-                "queue": new.queue, "channel": item.channel,
-                "requester_email": new.requester_email, "requester_name": new.requester_name,
-                "subject": new.message.subject, "custom_fields": new.custom_fields,
-                "tags": [], "escalation_level": 0, "created_at": now, "updated_at": now,
-                "version": 1,
-            } for item, new in fresh])
-            message_ids = await _insert_returning(conn, messages, [
-                _message_row(request_id, item.id, new.message, now)
-                for request_id, (item, new) in zip(request_ids, fresh, strict=True)])
-            await _insert_attachments(conn, [
-                (message_id, a) for message_id, (_, new) in zip(message_ids, fresh, strict=True)
-                for a in new.message.attachments])
-            event_rows = [
-                {"request_id": request_id, "kind": kind, "actor": actor, "at": now,
-                 "data": data}
-                for request_id, (_, new) in zip(request_ids, fresh, strict=True)
-                for kind, actor, data in new.events]
-            if event_rows:
-                await conn.execute(insert(events), event_rows)
-        await conn.execute(
-            update(inbox_items).where(inbox_items.c.id.in_([item.id for item, _ in work]))
-            .values(state="done", lease_until=None, last_error=None))
-    return [item.reference for item, _ in work]
-
-
-async def _insert_returning(conn: AsyncConnection, table: Any,
-                            rows: list[dict[str, Any]]) -> list[int]:
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return [row[0] for row in await conn.execute(statement, rows)]
-
-
-def _message_row(request_id: int, item_id: int, m: NewMessage,
-                 now: datetime) -> dict[str, Any]:
-    return {
-        "request_id": request_id, "inbox_item_id": item_id, "direction": "in",
-        "message_id": m.message_id, "in_reply_to": m.in_reply_to,
-        "references": m.references, "from_address": m.from_address,
-        "from_name": m.from_name, "to": m.to, "cc": m.cc, "subject": m.subject,
-        "new_text": m.new_text, "text": m.text, "html": m.html, "flags": m.flags,
-        "created_at": now,
-    }
-
-
-async def _insert_attachments(conn: AsyncConnection,
-                              found: list[tuple[int, NewAttachment]]) -> None:
-    if not found:
-        return
-    hashed = [(message_id, a, hashlib.sha256(a.content).hexdigest()) for message_id, a in found]
-    contents = {sha: a.content for _, a, sha in hashed}
-    rows = [{"sha256": sha, "size": len(content), "content": content}
-            for sha, content in contents.items()]
-    # Content is stored once per hash, however many messages carry it.
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(dialect_insert(blobs).on_conflict_do_nothing(), rows)
-    await conn.execute(insert(attachments), [{
-        "message_id": message_id, "sha256": sha, "filename": a.filename,
-        "content_type": a.content_type, "size": len(a.content),
-        "content_id": a.content_id, "inline": a.inline,
-    } for message_id, a, sha in hashed])
 
 
 async def fail_item(engine: AsyncEngine, item_id: int, error: str, *, dead: bool,

@@ -114,3 +114,25 @@ async def test_cli__migrate(db_url: str, tmp_path: Path) -> None:
     result = intake("migrate", config=config)
     assert result.returncode == 0, result.stderr
     assert "revision 0001" in result.stdout
+
+
+def test_cli__parse_json_is_stable(tmp_path: Path) -> None:
+    import json
+
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: Ann <ann@example.com>\r\nTo: support@localhost\r\n"
+                    b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nMessage-ID: <x1@example.com>\r\n"
+                    b"Auto-Submitted: auto-replied\r\n\r\nHello\r\n\r\n-- \r\nAnn\r\n")
+    result = intake("parse", str(eml), "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert list(record) == ["message_id", "in_reply_to", "references", "date", "from",
+                            "reply_to", "to", "cc", "subject", "text", "html", "new_text",
+                            "attachments", "auto_reply", "bounce", "list", "defects"]
+    assert record["subject"] == "Gr\u00fc\u00dfe"
+    assert record["from"] == {"name": "Ann", "address": "ann@example.com"}
+    assert record["new_text"] == "Hello"
+    assert record["auto_reply"] is True
+    human = intake("parse", str(eml))
+    assert "Automatic:   auto_reply" in human.stdout
+    assert intake("parse", str(tmp_path / "missing.eml")).returncode == 2

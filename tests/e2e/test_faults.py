@@ -162,4 +162,4 @@ async def test_faults__database_down_answers_try_later_and_loses_nothing(
     assert states == {"done"}
     assert await _count(engine, inbox_items) == 3
     assert await _count(engine, messages) == 3
-    assert await _count(engine, events) == 2 * 3 + 2  # an email has 3 events, a POST 2
+    assert await _count(engine, events) == 2 * 5 + 3  # an email has 5 events, a POST 3

@@ -1,0 +1,91 @@
+"""What the pipeline hands to storage: plain records, no parser or routing types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttachment:
+    filename: str | None
+    content_type: str
+    content: bytes
+    content_id: str | None = None
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    subject: str
+    text: str
+    new_text: str
+    from_address: str | None
+    from_name: str | None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: list[str] = field(default_factory=list)
+    to: list[dict[str, str]] = field(default_factory=list)
+    cc: list[dict[str, str]] = field(default_factory=list)
+    html: str | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    attachments: list[NewAttachment] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    """What the pipeline decided an inbox item becomes."""
+
+    queue: str
+    message: NewMessage
+    requester_email: str | None
+    requester_name: str | None
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    status: str = "new"
+    tags: list[str] = field(default_factory=list)
+    # Email only: what may tie this message to an existing request.
+    hints: ThreadHints | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadHints:
+    message_id: str | None
+    # In-Reply-To first, then References from the most recent back.
+    parent_ids: tuple[str, ...] = ()
+    # The Message-ID of our mail that a delivery report says bounced.
+    bounce_of: str | None = None
+    # References found in the subject tag, e.g. "[#7PY9-9T9S]".
+    tags: tuple[str, ...] = ()
+    sender: str | None = None
+    # Auto-replies, bounces, our own mail: never reopen or notify.
+    automatic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KnownMessage:
+    """A stored message that a new one may refer to."""
+
+    request_id: int
+    direction: str
+    from_address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedRequest:
+    """A request named by a subject tag, with who takes part in it."""
+
+    request_id: int
+    reference: str
+    participants: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where an inbound email goes, and why (recorded on the timeline)."""
+
+    kind: Literal["new", "thread", "duplicate"]
+    reason: str
+    request_id: int | None = None
+
+
