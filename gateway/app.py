@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.config import Config
 from gateway.http import build_app
 from gateway.pipeline import Pipeline
+from gateway.rules import RulesHolder
 from gateway.smtp import SmtpListener
+from routing.api import warm_up
 from storage.engine import create_engine, is_sqlite
 from storage.inbox import InboxWriter
 from storage.migrate import upgrade
@@ -46,6 +48,7 @@ class Gateway:
 
 async def start(config: Config, *, engine: AsyncEngine | None = None,
                 workers: bool = True) -> Gateway:
+    rules = RulesHolder.load(config)  # a bad rule stops start-up before anything listens
     engine = engine or create_engine(config.database.url, pool_size=config.database.pool_size,
                                      timeout=config.database.timeout_seconds)
     if config.database.migrate_on_start:
@@ -56,18 +59,20 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
         released = await release_claims(engine)
         if released:
             log.info("took back %d inbox items claimed before a crash", released)
-    pipeline = Pipeline(engine, config)
+    warm_up(rules.rules)  # compile and load the language model before traffic
+    pipeline = Pipeline(engine, config, rules)
     writer = InboxWriter(engine, timeout=config.database.timeout_seconds,
                          on_commit=pipeline.wake)
     smtp = SmtpListener(config, writer.submit)
     lmtp = SmtpListener(config, writer.submit, lmtp=True) if config.lmtp_address else None
-    runner = web.AppRunner(build_app(config, engine, writer),
+    runner = web.AppRunner(build_app(config, engine, writer, rules),
                            shutdown_timeout=config.http.shutdown_seconds, access_log=None)
     gateway = Gateway(config, engine, writer, pipeline, smtp, lmtp, runner)
 
     # SQLite has one writer at a time; PostgreSQL gains from two commits in flight.
     for _ in range(1 if is_sqlite(engine) else 2):
         gateway._tasks.append(asyncio.create_task(writer.run()))
+    gateway._tasks.append(asyncio.create_task(rules.watch(config.pipeline.reload_poll_seconds)))
     if workers:
         for _ in range(config.pipeline.workers):
             gateway._workers.append(asyncio.create_task(pipeline.run_worker()))
@@ -110,11 +115,12 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.pipeline.rules.reload)
     try:
         await stopping.wait()
         log.info("shutting down")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
         await stop(gateway, grace=config.http.shutdown_seconds)

@@ -11,16 +11,73 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.config import Config
-from parsers.api_request import parse_api_request
+from parsers.api_request import ApiRequest, parse_api_request
 from parsers.automatic import is_own_outbound
 from parsers.json_shape import to_json
 from parsers.mail import parse_email
 from parsers.records import ParsedEmail
 from parsers.reference_tags import find_reference_tags
+from routing.api import Attachment as RoutedAttachment
+from routing.api import Decision, RoutingInput, RuleSet, decide
 from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest, ThreadHints
 
 MAX_DEFECTS_SHOWN = 20
+# Request columns a rule for replies may change on an existing request.
+REPLY_COLUMNS = {"queue": "queue", "priority": "priority", "type": "type",
+                 "category": "category", "component": "component",
+                 "escalation": "escalation_level"}
+
+
+def email_input(parsed: ParsedEmail, item: ClaimedItem, *, is_reply: bool = False
+                ) -> RoutingInput:
+    """What the rules see of an email."""
+    return RoutingInput(
+        received_at=item.received_at, channel="email",
+        envelope_to=tuple(item.meta.get("rcpt_tos") or ()),
+        to=tuple(a.address for a in parsed.to), cc=tuple(a.address for a in parsed.cc),
+        sender=parsed.from_.address if parsed.from_ else "", subject=parsed.subject,
+        new_text=parsed.new_text, text=parsed.text, headers=parsed.headers,
+        attachments=tuple(RoutedAttachment(name=a.filename or "", content_type=a.content_type,
+                                           size=a.size) for a in parsed.attachments),
+        is_reply=is_reply,
+    )
+
+
+def api_input(parsed: ApiRequest, item: ClaimedItem) -> RoutingInput:
+    return RoutingInput(
+        received_at=item.received_at, channel="api", sender=parsed.requester_email,
+        subject=parsed.subject, new_text=parsed.body, text=parsed.body,
+        custom_fields=tuple((k, v) for k, v in parsed.custom_fields.items() if v is not None),
+    )
+
+
+def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
+            ack_veto: str | None) -> dict[str, Any]:
+    """NewRequest fields and timeline events from a routing decision."""
+    explained = decision.to_dict(every_rule=False)
+    send = decision.acknowledge and ack_veto is None and not decision.quarantine
+    why = (ack_veto or ("quarantined" if decision.quarantine else None)
+           or ("by rule" if decision.acknowledge else "a rule turned it off"))
+    status = "quarantined" if decision.quarantine else ("closed" if automatic else "new")
+    tags = list(decision.tags) + (["automatic"] if automatic else [])
+    return {
+        "queue": decision.queue, "priority": decision.priority, "type": decision.type,
+        "category": decision.category, "component": decision.component,
+        "escalation_level": decision.escalation, "status": status,
+        "tags": list(dict.fromkeys(tags)), "custom_fields": custom | dict(decision.fields),
+        "events": [
+            ("classified", "system", {"classification": explained.pop("classification")}),
+            ("routed", "rule" if decision.matched else "system", explained),
+            ("acknowledgement", "system",
+             {"send": send, "reason": why if not send else "new request from a person",
+              "template": decision.template if send else None}),
+        ],
+    }
+
+
+def _reply_rules(rules: RuleSet) -> bool:
+    return any(r.applies_to in ("replies", "all") and r.enabled for r in rules.rules)
 
 
 def _parents(parsed: ParsedEmail) -> tuple[str, ...]:
@@ -44,7 +101,7 @@ def _acknowledgement(parsed: ParsedEmail, own: bool) -> tuple[bool, str]:
     return True, "new request from a person"
 
 
-def email_request(item: ClaimedItem, config: Config) -> NewRequest:
+def email_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest:
     parsed = parse_email(item.raw)
     own = is_own_outbound(parsed, config.message_id_domain)
     automatic = own or parsed.auto_reply or parsed.bounce is not None
@@ -71,27 +128,35 @@ def email_request(item: ClaimedItem, config: Config) -> NewRequest:
         sender=sender, automatic=automatic,
     )
     send, why = _acknowledgement(parsed, own)
-    queue = config.default_queue
+    routed = _routed(decide(rules, email_input(parsed, item)), automatic=automatic, custom={},
+                     ack_veto=None if send else why)
+    # Whether it is a reply is known only when it is stored; a reply rule's
+    # changes are worked out now, in case, when the mail looks like a reply.
+    reply_changes: dict[str, Any] = {}
+    reply_decision = None
+    if not automatic and (hints.parent_ids or hints.tags) and _reply_rules(rules):
+        reply = decide(rules, email_input(parsed, item, is_reply=True))
+        reply_changes = {REPLY_COLUMNS[f]: getattr(reply, f) for f in reply.applies
+                         if f in REPLY_COLUMNS}
+        reply_decision = reply.to_dict(every_rule=False) if reply_changes else None
     envelope = {k: item.meta.get(k) for k in ("mail_from", "rcpt_tos", "peer")}
+    events = [
+        ("received", "system", {"channel": item.channel, "envelope": envelope,
+                                "received_at": item.received_at.isoformat()}),
+        ("parsed", "system", {"parser": "full", "defects": flags["defects"],
+                              "auto_reply": parsed.auto_reply,
+                              "bounce": parsed.bounce is not None,
+                              "list": parsed.list_mail, "own_outbound": own}),
+        *routed.pop("events"),
+    ]
     return NewRequest(
-        queue=queue, message=message, requester_email=sender,
-        requester_name=message.from_name, hints=hints,
-        # Automatic mail with nothing to attach to is kept, but not as open work.
-        status="closed" if automatic else "new", tags=["automatic"] if automatic else [],
-        events=[
-            ("received", "system", {"channel": item.channel, "envelope": envelope,
-                                    "received_at": item.received_at.isoformat()}),
-            ("parsed", "system", {"parser": "full", "defects": flags["defects"],
-                                  "auto_reply": parsed.auto_reply,
-                                  "bounce": parsed.bounce is not None,
-                                  "list": parsed.list_mail, "own_outbound": own}),
-            ("routed", "system", {"queue": queue, "reason": "default queue"}),
-            ("acknowledgement", "system", {"send": send, "reason": why}),
-        ],
+        message=message, requester_email=sender, requester_name=message.from_name,
+        hints=hints, events=events, reply_changes=reply_changes,
+        reply_decision=reply_decision, **routed,
     )
 
 
-def api_request(item: ClaimedItem, config: Config) -> NewRequest:
+def api_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest:
     parsed = parse_api_request(item.raw)
     if isinstance(parsed, list):  # validated before it was accepted; only a bug gets here
         raise ValueError(f"stored API body no longer validates: {parsed[0]}")
@@ -99,15 +164,12 @@ def api_request(item: ClaimedItem, config: Config) -> NewRequest:
         subject=parsed.subject, text=parsed.body, new_text=parsed.body,
         from_address=parsed.requester_email, from_name=parsed.requester_name,
     )
-    queue = config.default_queue
-    return NewRequest(
-        queue=queue, message=message, requester_email=parsed.requester_email,
-        requester_name=parsed.requester_name, custom_fields=parsed.custom_fields,
-        events=[
-            ("received", "system", {"channel": item.channel,
-                                    "token_id": item.meta.get("token_id"),
-                                    "received_at": item.received_at.isoformat()}),
-            ("routed", "system", {"queue": queue, "reason": "default queue"}),
-            ("acknowledgement", "system", {"send": True, "reason": "new request from a person"}),
-        ],
-    )
+    routed = _routed(decide(rules, api_input(parsed, item)), automatic=False,
+                     custom=dict(parsed.custom_fields), ack_veto=None)
+    events = [
+        ("received", "system", {"channel": item.channel, "token_id": item.meta.get("token_id"),
+                                "received_at": item.received_at.isoformat()}),
+        *routed.pop("events"),
+    ]
+    return NewRequest(message=message, requester_email=parsed.requester_email,
+                      requester_name=parsed.requester_name, events=events, **routed)

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
 from gateway.errors import is_temporary
+from gateway.rules import RulesHolder
 from parsers.api_request import parse_api_request
-from storage import queries
+from storage import actions, queries
 from storage.errors import IdempotencyConflict
 from storage.inbox import Accepted, InboxWriter, NewItem
 from storage.tokens import TokenInfo, hash_secret, lookup_token
@@ -30,6 +31,7 @@ CONFIG = web.AppKey("config", Config)
 ENGINE = web.AppKey("engine", AsyncEngine)
 WRITER = web.AppKey("writer", InboxWriter)
 TOKENS = web.AppKey("tokens", "TokenCache")
+RULES = web.AppKey("rules", RulesHolder)
 
 PROBLEM = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
@@ -200,6 +202,49 @@ async def list_requests(request: web.Request) -> web.Response:
     return json_response({"items": visible})
 
 
+def _forbidden() -> web.Response:
+    return problem(403, "Forbidden", "this token's role may not do this")
+
+
+async def rules_status(request: web.Request) -> web.Response:
+    """The rules in force and how the last reload went (admin)."""
+    token = await _token(request)
+    if token is None:
+        return _unauthorised()
+    if token.role != "admin":
+        return _forbidden()
+    return json_response(request.app[RULES].status())
+
+
+async def list_quarantined(request: web.Request) -> web.Response:
+    token = await _token(request)
+    if token is None:
+        return _unauthorised()
+    if token.role not in ("admin", "agent"):
+        return _forbidden()
+    scope = list(token.queues) if token.role == "agent" and token.queues else None
+    items = await actions.list_by_status(request.app[ENGINE], "quarantined", scope)
+    for row in items:
+        row["url"] = _request_url(request, row["reference"])
+    return json_response({"items": items})
+
+
+async def release_quarantined(request: web.Request) -> web.Response:
+    token = await _token(request)
+    if token is None:
+        return _unauthorised()
+    engine = request.app[ENGINE]
+    found = await queries.get_request(engine, request.match_info["reference"])
+    if found is None or not _may_read(token, found.get("queue")):
+        return problem(404, "Not Found", "no request with this reference")
+    if token.role not in ("admin", "agent"):
+        return _forbidden()
+    queue = await actions.release(engine, found["reference"], f"token:{token.id}")
+    if queue is None:
+        return problem(409, "Conflict", f"request is {found['status']}, not quarantined")
+    return json_response({"reference": found["reference"], "status": "new", "queue": queue})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -212,16 +257,21 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready"})
 
 
-def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter) -> web.Application:
+def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter,
+              rules: RulesHolder) -> web.Application:
     app = web.Application(middlewares=[problems_middleware],
                           client_max_size=config.http.max_body_bytes)
     app[CONFIG] = config
     app[ENGINE] = engine
     app[WRITER] = writer
     app[TOKENS] = TokenCache(engine)
+    app[RULES] = rules
     app.router.add_post("/v1/requests", create_request)
     app.router.add_get("/v1/requests", list_requests)
     app.router.add_get("/v1/requests/{reference}", get_request)
+    app.router.add_get("/v1/admin/rules", rules_status)
+    app.router.add_get("/v1/quarantine", list_quarantined)
+    app.router.add_post("/v1/quarantine/{reference}/release", release_quarantined)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

@@ -17,7 +17,9 @@ from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
 from gateway.building import api_request, email_request
 from gateway.config import Config
+from gateway.rules import RulesHolder
 from gateway.threading import place
+from routing.api import RuleSet
 from storage.engine import utcnow
 from storage.errors import STORAGE_FAULTS
 from storage.processing import ClaimedItem, claim_items, fail_item
@@ -33,14 +35,16 @@ CLAIMS_PER_ATTEMPT = 4
 BUILDERS = {"smtp": email_request, "lmtp": email_request, "api": api_request}
 
 
-def build_request(item: ClaimedItem, config: Config) -> NewRequest:
-    return BUILDERS[item.channel](item, config)
+def build_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest:
+    return BUILDERS[item.channel](item, config, rules)
 
 
 class Pipeline:
-    def __init__(self, engine: AsyncEngine, config: Config) -> None:
+    def __init__(self, engine: AsyncEngine, config: Config,
+                 rules: RulesHolder | None = None) -> None:
         self._engine = engine
         self._config = config
+        self.rules = rules or RulesHolder.load(config)
         self._wake = asyncio.Event()
         self._stopping = False
         self.processed = 0
@@ -90,8 +94,9 @@ class Pipeline:
         path (with retries and dead-lettering) isolates a bad item.
         """
         limit = self._config.pipeline.max_attempts * CLAIMS_PER_ATTEMPT
+        rules = self.rules.rules  # one rule set for the whole batch, even mid-reload
         try:
-            work = [(item, build_request(item, self._config)) for item in items
+            work = [(item, build_request(item, self._config, rules)) for item in items
                     if item.attempts <= limit]
             if len(work) == len(items):
                 await complete_items(self._engine, work, place)
@@ -118,7 +123,7 @@ class Pipeline:
         try:
             async for attempt in retrying:
                 with attempt:
-                    new = build_request(item, self._config)
+                    new = build_request(item, self._config, self.rules.rules)
                     await complete_item(self._engine, item, new, place)
         except STORAGE_FAULTS as exc:
             # The database, not the item, is at fault: hand it back for later.

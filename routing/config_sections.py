@@ -41,10 +41,13 @@ def read_settings(r: Reader, raw: object) -> Settings | None:
         ok &= r.known_queue(raw["default_queue"], "[routing] default_queue", report)
         values["default_queue"] = raw["default_queue"]
     elif r.queues is not None and Settings().default_queue not in r.queues:
-        report(
-            f"[routing] default_queue is needed: there is no queue {Settings().default_queue!r}", ""
-        )
-        ok = False
+        # Without a default named here, the first queue the caller lists is it.
+        first = next(iter(r.queues), None)
+        if first is None:
+            report("[routing] default_queue is needed: there are no queues", "")
+            ok = False
+        else:
+            values["default_queue"] = first
     for key, choices in (("default_priority", PRIORITIES), ("default_type", TYPES)):
         if key in raw:
             if raw[key] not in choices:

@@ -125,11 +125,21 @@ class Decision:
     @cached_property
     def rule_results(self) -> tuple[RuleResult, ...]:
         """Every rule, in order, with its outcome and the reason for it."""
+        return self._results(hits_only=False)
+
+    @cached_property
+    def hit_results(self) -> tuple[RuleResult, ...]:
+        """The rules that hit, with why: cheap enough to store for every request."""
+        return self._results(hits_only=True)
+
+    def _results(self, *, hits_only: bool) -> tuple[RuleResult, ...]:
         facts = self.facts
         engine = facts.engine
         results = []
         shown_values: dict[str, str] = {}
         for rule, status in zip(engine.rules.rules, self.trace, strict=True):
+            if hits_only and status != HIT:
+                continue
             if status in (HIT, MISS):
                 if rule.when is None:
                     reason = "no conditions: applies to every input"
@@ -149,8 +159,12 @@ class Decision:
             results.append(RuleResult(rule.name, OUTCOMES[status], reason))
         return tuple(results)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form, for the timeline and the API."""
+    def to_dict(self, *, every_rule: bool = True) -> dict[str, Any]:
+        """A JSON-able form, for the timeline and the API.
+
+        With `every_rule=False` only the rules that hit are listed (with their
+        reasons): what a request's timeline keeps; misses cost time to explain.
+        """
         c = self.classification
         return {
             "queue": self.queue,
@@ -177,7 +191,7 @@ class Decision:
             },
             "rules": [
                 {"rule": r.rule, "outcome": r.outcome, "reason": r.reason}
-                for r in self.rule_results
+                for r in (self.rule_results if every_rule else self.hit_results)
             ],
         }
 

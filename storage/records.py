@@ -44,8 +44,17 @@ class NewRequest:
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     status: str = "new"
     tags: list[str] = field(default_factory=list)
+    priority: str | None = None
+    type: str | None = None
+    category: str | None = None
+    component: str | None = None
+    escalation_level: int = 0
     # Email only: what may tie this message to an existing request.
     hints: ThreadHints | None = None
+    # If it lands on an existing request: columns a reply rule sets there, and
+    # the decision that set them (for the timeline).
+    reply_changes: dict[str, Any] = field(default_factory=dict)
+    reply_decision: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

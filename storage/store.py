@@ -110,6 +110,7 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
 
         event_rows: list[dict[str, Any]] = []
         touched: set[int] = set()
+        changed: dict[int, dict[str, Any]] = {}
         for (item, new), p in zip(work, placements, strict=True):
             if p is None:
                 continue
@@ -119,11 +120,20 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                                    "data": data})
             if p.kind == "thread":
                 touched.add(rid)
+                if new.reply_changes:
+                    changed[rid] = {**changed.get(rid, {}), **new.reply_changes}
+                    event_rows.append({"request_id": rid, "kind": "rerouted", "actor": "rule",
+                                       "at": now, "data": {"by": "reply rule",
+                                                           "changes": new.reply_changes,
+                                                           "decision": new.reply_decision}})
         if event_rows:
             await conn.execute(insert(events), event_rows)
         if touched:
             await conn.execute(update(requests).where(requests.c.id.in_(touched))
                                .values(updated_at=now))
+        for rid, values in changed.items():
+            await conn.execute(update(requests).where(requests.c.id == rid)
+                               .values(values, version=requests.c.version + 1))
         await conn.execute(update(inbox_items).where(inbox_items.c.id.in_(ids))
                            .values(state="done", lease_until=None, last_error=None))
         references = await _references(conn, [
@@ -220,11 +230,12 @@ async def _references(conn: AsyncConnection, request_ids: list[int | None],
 def _request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, Any]:
     return {
         "reference": item.reference, "inbox_item_id": item.id, "status": new.status,
-        "queue": new.queue, "channel": item.channel,
+        "queue": new.queue, "channel": item.channel, "priority": new.priority,
+        "type": new.type, "category": new.category, "component": new.component,
         "requester_email": new.requester_email, "requester_name": new.requester_name,
         "subject": new.message.subject, "custom_fields": new.custom_fields,
-        "tags": new.tags, "escalation_level": 0, "created_at": now, "updated_at": now,
-        "version": 1,
+        "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
+        "updated_at": now, "version": 1,
     }
 
 

@@ -162,4 +162,4 @@ async def test_faults__database_down_answers_try_later_and_loses_nothing(
     assert states == {"done"}
     assert await _count(engine, inbox_items) == 3
     assert await _count(engine, messages) == 3
-    assert await _count(engine, events) == 2 * 5 + 3  # an email has 5 events, a POST 3
+    assert await _count(engine, events) == 2 * 6 + 4  # an email has 6 events, a POST 4

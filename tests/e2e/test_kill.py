@@ -91,4 +91,4 @@ async def test_kill__acknowledged_mail_survives_sigkill(
     assert acknowledged <= set(stored)  # everything that got 250 is there
     assert len(stored) == len(set(stored))  # and only once
     assert n_items == n_requests == len(stored)  # every item became one whole request
-    assert per_request == {5}  # the whole timeline of a new email, never part of it
+    assert per_request == {6}  # the whole timeline of a new email, never part of it

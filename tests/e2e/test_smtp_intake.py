@@ -54,7 +54,7 @@ async def test_smtp__accepted_mail_becomes_request(gateway: Gateway, engine: Asy
     assert request["requester"] == {"email": "alice@example.com", "name": "Alice Example"}
     assert request["messages"][0]["text"].strip() == "It is burning."
     assert [e["kind"] for e in request["timeline"]] == [
-        "received", "threaded", "parsed", "routed", "acknowledgement"]
+        "received", "threaded", "parsed", "classified", "routed", "acknowledgement"]
 
 
 async def test_smtp__250_names_the_reference(gateway: Gateway, engine: AsyncEngine) -> None:

@@ -133,7 +133,8 @@ async def test_threading__out_of_office_reply_recorded_not_acknowledged(
     kept = await request_of(engine, lone_ref)
     assert kept["status"] == "closed" and kept["tags"] == ["automatic"]
     ack = [e for e in kept["timeline"] if e["kind"] == "acknowledgement"]
-    assert ack[0]["data"] == {"send": False, "reason": "automatic reply (RFC 3834)"}
+    assert ack[0]["data"] == {"send": False, "reason": "automatic reply (RFC 3834)",
+                              "template": None}
 
 
 def dsn(original_id: str, ref: str) -> bytes:

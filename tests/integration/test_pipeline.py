@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway import pipeline as pipeline_module
 from gateway.config import Config
 from gateway.pipeline import Pipeline
+from gateway.rules import RulesHolder
 from storage.engine import utcnow
 from storage.inbox import InboxWriter, NewItem, accept_many
 from storage.models import attachments, blobs, events, inbox_items, messages, requests
@@ -84,7 +85,7 @@ async def test_pipeline__item_becomes_request(engine: AsyncEngine, config: Confi
     assert req.subject == "Hello" and req.requester_email == "ann@example.com"
     assert state == "done"
     assert await count(engine, messages) == 1
-    kinds = ["received", "threaded", "parsed", "routed", "acknowledgement"]
+    kinds = ["received", "threaded", "parsed", "classified", "routed", "acknowledgement"]
     async with engine.connect() as conn:
         rows = await conn.execute(select(events.c.kind).order_by(events.c.id))
         assert list(rows.scalars()) == kinds
@@ -93,7 +94,7 @@ async def test_pipeline__item_becomes_request(engine: AsyncEngine, config: Confi
 async def test_pipeline__same_item_twice_one_request(engine: AsyncEngine, config: Config) -> None:
     await accept_many(engine, [NewItem("smtp", MAIL)])
     [item] = await claim_items(engine, limit=10, lease_seconds=30)
-    new = pipeline_module.build_request(item, config)
+    new = pipeline_module.build_request(item, config, RulesHolder.load(config).rules)
     first = await complete_item(engine, item, new)
     second = await complete_item(engine, item, new)
     # Two workers racing on the same item (lease expired under the first one).
@@ -118,7 +119,7 @@ async def test_pipeline__failing_item_retried_then_dead_lettered(
         engine: AsyncEngine, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
 
-    def broken(item: Any, queue: str) -> Any:
+    def broken(*args: Any) -> Any:
         nonlocal calls
         calls += 1
         raise RuntimeError("parser exploded")
@@ -144,12 +145,12 @@ async def test_pipeline__flaky_step_succeeds_on_retry(
     original = pipeline_module.BUILDERS["smtp"]
     calls = 0
 
-    def flaky(item: Any, queue: str) -> Any:
+    def flaky(*args: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls < 3:
             raise RuntimeError("transient")
-        return original(item, queue)
+        return original(*args)
 
     monkeypatch.setitem(pipeline_module.BUILDERS, "smtp", flaky)
     await accept_many(engine, [NewItem("smtp", MAIL)])

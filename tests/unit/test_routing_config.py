@@ -52,8 +52,14 @@ def test_unknown_queue__default_and_component() -> None:
     assert (5, "vpn") == found[1][:2] and "unknown queue 'net'" in found[1][2]
 
 
-def test_unknown_queue__missing_default_general() -> None:
-    found = issues("[routing]\nacknowledge = true\n", queues=("billing",))
+def test_default_queue__first_listed_queue_when_not_named() -> None:
+    assert issues("[routing]\nacknowledge = true\n", queues=("billing", "ops")) == []
+    rules = load_rules("[routing]\nacknowledge = true\n", "<t>", queues=("billing", "ops"))
+    assert rules.settings.default_queue == "billing"
+
+
+def test_default_queue__needed_when_there_are_no_queues() -> None:
+    found = issues("[routing]\nacknowledge = true\n", queues=())
     assert "default_queue is needed" in found[0][2]
 
 
