@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
+from routing.api import InvalidRulesError
 from storage.engine import create_engine
 
 Command = Callable[[Config, argparse.Namespace], Awaitable[int]]
@@ -43,10 +44,124 @@ async def _migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _check_config(config: Config, args: argparse.Namespace) -> int:
+    from gateway.rules import RulesHolder
+
+    holder = RulesHolder.load(config)  # InvalidRulesError is reported by main()
     queues = ", ".join(q.name for q in config.queue)
-    print(f"{config.source}: ok (queues: {queues}; addresses: "
-          f"{', '.join(config.intake.addresses + ['@' + d for d in config.intake.domains])})")
+    addresses = config.intake.addresses + ["@" + d for d in config.intake.domains]
+    print(f"{config.source}: ok (queues: {queues}; addresses: {', '.join(addresses)}; "
+          f"{len(holder.rules.rules)} rules, {len(holder.rules.components)} components)")
     return 0
+
+
+def _routing_input(path: str, config: Config) -> Any:
+    """Read an .eml file (or a JSON request body) as the rules would see it."""
+    from datetime import UTC, datetime
+
+    from gateway.building import api_input, email_input
+    from parsers.api_request import parse_api_request
+    from parsers.mail import parse_email
+    from storage.processing import ClaimedItem
+
+    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    json_body = path.endswith(".json") or raw.lstrip()[:1] == b"{"
+    item = ClaimedItem(0, "api" if json_body else "smtp", raw, {}, 1, datetime.now(UTC))
+    if json_body:
+        parsed = parse_api_request(raw)
+        if isinstance(parsed, list):
+            raise ValueError("; ".join(f"{p.pointer or 'body'}: {p.detail}" for p in parsed))
+        return api_input(parsed, item)
+    return email_input(parse_email(raw), item)
+
+
+async def _route(config: Config, args: argparse.Namespace) -> int:
+    from gateway.rules import RulesHolder
+    from routing.api import decide
+
+    rules = RulesHolder.load(config).rules
+    try:
+        routing_input = await asyncio.to_thread(_routing_input, args.file, config)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    decision = decide(rules, routing_input)
+    if args.json:
+        print(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
+    elif args.explain:
+        print(decision.explain())
+    else:
+        print(f"queue {decision.queue}, priority {decision.priority}, type {decision.type}"
+              + (", quarantined" if decision.quarantine else ""))
+    return 0
+
+
+async def _reroute(config: Config, args: argparse.Namespace) -> int:
+    from gateway.building import REPLY_COLUMNS, api_input, email_input
+    from gateway.rules import RulesHolder
+    from parsers.api_request import parse_api_request
+    from parsers.mail import parse_email
+    from routing.api import decide
+    from storage.actions import open_requests, reroute
+    from storage.processing import ClaimedItem
+
+    if not args.references and not args.queue and not args.all_open:
+        print("name requests, or use --queue NAME or --all-open", file=sys.stderr)
+        return 2
+    rules = RulesHolder.load(config).rules
+    engine = _engine(config)
+    changed = 0
+    try:
+        rows = await open_requests(engine, args.references or None, args.queue)
+        for row in rows:
+            item = ClaimedItem(row["item_id"], row["channel"], row["raw"], row["meta"], 1,
+                               row["received_at"])
+            if row["channel"] == "api":
+                parsed = parse_api_request(row["raw"])
+                if isinstance(parsed, list):
+                    continue
+                decision = decide(rules, api_input(parsed, item))
+            else:
+                decision = decide(rules, email_input(parse_email(row["raw"]), item))
+            wanted = {column: getattr(decision, name) for name, column in REPLY_COLUMNS.items()}
+            changes = {k: v for k, v in wanted.items() if row[k] != v}
+            if not changes:
+                continue
+            changed += 1
+            print(f"{row['reference']}: " + ", ".join(
+                f"{k} {row[k]} -> {v}" for k, v in changes.items()))
+            if not args.dry_run:
+                await reroute(engine, row["id"], changes, decision.to_dict(every_rule=False),
+                              actor="cli:intake reroute")
+    finally:
+        await engine.dispose()
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{len(rows)} open request(s) checked, {changed} {verb}")
+    return 0
+
+
+async def _quarantine(config: Config, args: argparse.Namespace) -> int:
+    from storage.actions import list_by_status, release
+
+    engine = _engine(config)
+    try:
+        if args.action == "list":
+            rows = await list_by_status(engine, "quarantined")
+            for row in rows:
+                print(f"{row['reference']}\t{row['queue']}\t{row['requester']}\t"
+                      f"{row['subject']}")
+            print(f"{len(rows)} quarantined request(s)")
+            return 0
+        failed = 0
+        for reference in args.references:
+            queue = await release(engine, reference, "cli:intake quarantine release")
+            if queue is None:
+                print(f"{reference}: not quarantined", file=sys.stderr)
+                failed += 1
+            else:
+                print(f"{reference}: released to {queue}")
+        return 1 if failed else 0
+    finally:
+        await engine.dispose()
 
 
 async def _tokens(config: Config, args: argparse.Namespace) -> int:
@@ -177,6 +292,19 @@ def _parser() -> argparse.ArgumentParser:
     parse = sub.add_parser("parse", help="parse an email file and print what was read")
     parse.add_argument("file", help="an .eml file, or - for standard input")
     parse.add_argument("--json", action="store_true", help="the whole record as JSON")
+    route = sub.add_parser("route", help="classify and route a mail or JSON body; stores nothing")
+    route.add_argument("file", help="an .eml file or a JSON request body (- for stdin)")
+    route.add_argument("--explain", action="store_true",
+                       help="classification, every rule as hit or miss with why, the decision")
+    route.add_argument("--json", action="store_true", help="the decision as JSON")
+    reroute = sub.add_parser("reroute", help="apply the current rules to open requests")
+    reroute.add_argument("references", nargs="*", help="requests to re-route")
+    reroute.add_argument("--queue", help="every open request in this queue")
+    reroute.add_argument("--all-open", action="store_true", help="every open request")
+    reroute.add_argument("--dry-run", action="store_true", help="show, change nothing")
+    quarantine = sub.add_parser("quarantine", help="requests held for review")
+    quarantine.add_argument("action", choices=["list", "release"])
+    quarantine.add_argument("references", nargs="*")
     dead = sub.add_parser("dead-letters", help="list dead-lettered inbox items")
     dead.add_argument("action", nargs="?", choices=["list"], default="list")
     dead.add_argument("--json", action="store_true")
@@ -186,6 +314,7 @@ def _parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, Command] = {
     "serve": _serve, "migrate": _migrate, "check-config": _check_config, "tokens": _tokens,
     "reprocess": _reprocess, "dead-letters": _dead_letters, "parse": _parse,
+    "route": _route, "reroute": _reroute, "quarantine": _quarantine,
 }
 
 
@@ -203,9 +332,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         import uvloop  # optional: a faster event loop when installed
+
+        run: Callable[[Any], int] = uvloop.run
     except ImportError:
-        return asyncio.run(COMMANDS[args.command](config, args))
-    return uvloop.run(COMMANDS[args.command](config, args))
+        run = asyncio.run
+    try:
+        return run(COMMANDS[args.command](config, args))
+    except InvalidRulesError as exc:
+        for issue in exc.issues:
+            print(f"intake: configuration error: {issue}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

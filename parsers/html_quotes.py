@@ -13,6 +13,7 @@ import re
 from lxml import html as lxml_html  # type: ignore[import-untyped]
 
 from parsers.html_text import parse_html, tree_to_text
+from parsers.reply_headers import attribution_span
 from parsers.reply_quotes import strip_quotes
 
 # Elements that start the quoted history; they and everything after them go.
@@ -45,13 +46,30 @@ def text_and_reply(html: str) -> tuple[str, str]:
     if tree is None:
         return "", ""
     whole = tree_to_text(tree)
-    _cut_history(tree)
+    cut = _cut_history(tree)
     reply = strip_quotes(tree_to_text(tree))
+    if cut:
+        reply = _without_dangling_attribution(reply)
     # Everything looked quoted (a reply written inside the quote): keep it all.
     return whole, reply if reply.strip() else whole
 
 
-def _cut_history(tree: lxml_html.HtmlElement) -> None:
+def _without_dangling_attribution(reply: str) -> str:
+    """``reply`` without an "Alice wrote:" left at its end once the quote below it is gone.
+
+    Thunderbird writes it outside the cite blockquote (``moz-cite-prefix``), as do
+    clients that put it in a plain <div> above the quote.
+    """
+    lines = reply.rstrip().split("\n")
+    span = attribution_span(lines, len(lines) - 1)
+    if not span or not "".join(lines[: len(lines) - span]).strip():
+        return reply
+    return "\n".join(lines[: len(lines) - span]).rstrip()
+
+
+def _cut_history(tree: lxml_html.HtmlElement) -> bool:
+    """Remove the quoted history from ``tree``; whether anything was removed."""
+    cut = False
     for element in list(tree.iter()):
         if not isinstance(element.tag, str) or element.getparent() is None:
             continue
@@ -64,10 +82,12 @@ def _cut_history(tree: lxml_html.HtmlElement) -> None:
             or _is_rule_before_header(element)
         ):
             _remove_with_followers(element)
+            cut = True
             continue
         if "gmail_quote" in classes and element.tag != "blockquote":
             if not _FORWARDED.search(element.text_content()[:300]):
                 _remove(element)
+                cut = True
     blockquotes = [
         element
         for element in tree.iter("blockquote")
@@ -76,6 +96,8 @@ def _cut_history(tree: lxml_html.HtmlElement) -> None:
     ]
     if blockquotes:
         _remove(blockquotes[-1])
+        cut = True
+    return cut
 
 
 def _is_outlook_header(element: lxml_html.HtmlElement) -> bool:

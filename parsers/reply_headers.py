@@ -16,7 +16,7 @@ _VERBS = (
     "wrote|sent|a écrit|escribió|escribio|ha scritto|schreef|verzond|geschreven|schrieb|"
     "escreveu|skrev|skrev følgende|napisał|napisal|napsal|napísal|kirjoitti|đã viết|"
     "написал\\(а\\)|написала|написал|писал|έγραψε|írta|yazdı|a scris|je napisao|rašė|"
-    "rakstīja|kirjutas|写道|寫道|のメッセージ|님이 작성"
+    "rakstīja|kirjutas|пишет|写道|寫道|のメッセージ|님이 작성"
 )
 _ENDS_WITH_VERB = re.compile(rf"(?:{_VERBS})\s*[:：]?[\s*-]*$", re.IGNORECASE)
 # Plain substrings for a cheap test before the full patterns (re alternations are slow).
@@ -160,6 +160,70 @@ def _on_wrote(text: str) -> bool:
 def _has_verb(text: str) -> bool:
     lowered = text.lower()
     return any(verb in lowered for verb in _VERB_WORDS)
+
+
+# Verbs that, with a colon after them, say "the text below is quoted" even without a date.
+# "sent" is left out: "Here is what I sent:" is a sentence, not an attribution.
+_ATTRIBUTION_VERBS = tuple(
+    v.replace("\\(а\\)", "(а)").lower() for v in _VERBS.split("|") if v not in ("sent", "verzond")
+)
+_MAX_ATTRIBUTION = 300
+
+
+def attribution_span(lines: list[str], index: int) -> int:
+    """How many lines, ending at ``index``, attribute the quote that follows; 0 when none.
+
+    Only asked about the line(s) directly above a trailing ">" block, so a looser
+    test than a header found anywhere: "Alice wrote:", "Le lundi, Alice a écrit :",
+    "Иван написал(а):", also wrapped over two lines ("On ... <a@b.c>" / "wrote:").
+    """
+    last = lines[index].strip()
+    if not last.endswith((":", "：")) or len(last) > _MAX_ATTRIBUTION or QUOTE_MARK.match(last):
+        return 0
+    above = lines[index - 1].strip() if index > 0 else ""
+    usable_above = (
+        bool(above)
+        and not QUOTE_MARK.match(lines[index - 1])
+        and len(above) + len(last) < _MAX_ATTRIBUTION
+        and not above.endswith((".", "!", "?", ":", "："))
+    )
+    if is_attribution(last):
+        if usable_above and _continues(above, last) and is_attribution(f"{above} {last}"):
+            return 2
+        return 1
+    if usable_above and is_attribution(f"{above} {last}"):
+        return 2
+    return 0
+
+
+def is_attribution(text: str) -> bool:
+    """ "Alice wrote:", "Am Montag schrieb Alice:", "Jan schreef op 3 feb 2025 09:12:"."""
+    lowered = text.strip().lower()
+    if not lowered.endswith((":", "：")) or len(lowered) > _MAX_ATTRIBUTION:
+        return False
+    body = lowered[:-1].rstrip().rstrip("*").rstrip()  # "a écrit\u00a0:" has a no-break space
+    for verb in _ATTRIBUTION_VERBS:
+        at = body.rfind(verb)
+        if at < 0 or (at > 0 and body[at - 1].isalpha()):
+            continue
+        end = at + len(verb)
+        if end == len(body):
+            return True  # the verb ends the line: "Alice wrote:"
+        if not body[end].isalpha() and (
+            _LEAD_START.match(text) or "@" in body or _TIME.search(body)
+        ):
+            return True  # "Am Montag schrieb Alice:", "Jan schreef op 3 feb 09:12:"
+    return False
+
+
+def _continues(above: str, last: str) -> bool:
+    """Whether ``last`` finishes a header begun on ``above`` ("On ... <a@b.c>" / "wrote:")."""
+    if last[0] in "<([" or last[0].islower():
+        return True  # "wrote:", "<alice@example.org> wrote:": the sender is on the line above
+    starts_header = above.endswith(("<", ">")) or (
+        _LEAD_START.match(above) is not None and any(ch.isdigit() for ch in above)
+    )
+    return starts_header and len(last.split()) <= 3
 
 
 def _field_block_span(lines: list[str], index: int) -> int:

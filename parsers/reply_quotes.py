@@ -6,6 +6,11 @@ an Outlook "From: / Sent:" block), ``f`` a forwarded-message header, ``t``
 text. The reply is what stands before the quotation that the marker string
 shows, the approach of mailgun/talon, written for this project: inline replies
 (text between quotes) and forwards are kept whole.
+
+A ">" block that ends the text (blank lines or a signature may follow) is
+history whatever its length, and so is the attribution directly above it, even
+one without a date ("Alice wrote:", "Иван написал(а):"); a quote with the
+sender's own text below it (an inline or bottom-posted answer) is kept.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import re
 from parsers.limits import MAX_QUOTE_SCAN_CHARS, MAX_QUOTE_SCAN_LINES
 from parsers.reply_headers import (
     QUOTE_MARK,
+    attribution_span,
     is_forwarded_header,
     shared_header_start,
     splitter_span,
 )
+from parsers.signatures import is_signature
 
 _SEPARATOR_LINE = re.compile(r"^\s*[-_=*]{3,}\s*$")
 _PARENTHESIS_LINK = re.compile(r"\(https?://|^\s*_?[a-z0-9_]*=[^\s]*\)")
@@ -89,20 +96,65 @@ def _splitter_before_text(markers: str) -> int | None:
     return None
 
 
+def _trailing_quote(lines: list[str], markers: str) -> tuple[int, int] | None:
+    """(start, end) of the ">" block that ends the text, blank lines or a signature aside.
+
+    None when the block is not at the end (an answer is written below it) or when
+    nothing but blank lines stands above it.
+    """
+    end = markers.rfind("m") + 1
+    if end == 0:
+        return None
+    rest = markers[end:]
+    if rest.strip("e"):
+        if rest.strip("te") or not is_signature("\n".join(lines[end:])):
+            return None  # text below the quote: a bottom-posted or inline answer
+    start = end - 1
+    while start > 0 and (
+        markers[start - 1] in "me" or QUOTE_MARK.match(lines[start - 1])  # "> On ... wrote:"
+    ):
+        start -= 1
+    while markers[start] == "e":
+        start += 1
+    if not markers[:start].strip("e"):
+        return None
+    return start, end
+
+
+def _mark_attribution(lines: list[str], markers: str, quote_start: int) -> str:
+    """Mark as a reply header the "Alice wrote:" line(s) directly above a trailing quote."""
+    above = quote_start - 1
+    while above >= 0 and markers[above] == "e":
+        above -= 1
+    if above < 0 or markers[above] not in "ts":
+        return markers
+    span = attribution_span(lines, above)
+    if span == 2 and markers[above - 1] != "t":
+        span = 1 if attribution_span([lines[above]], 0) == 1 else 0
+    if not span or (markers[above] == "s" and span == 1):
+        return markers  # already a header; or a wrapped one's first line is above it
+    first = above - span + 1
+    return markers[:first] + "s" * span + markers[above + 1 :]
+
+
 def _cut(lines: list[str], markers: str) -> tuple[list[str], bool]:
-    # Without a reply header, a couple of ">" lines are likely not a quotation.
-    if "s" not in markers and not re.search("(me*){3}", markers):
+    trailing = _trailing_quote(lines, markers)
+    if trailing is not None:
+        markers = _mark_attribution(lines, markers, trailing[0])
+    elif "s" not in markers and not re.search("(me*){3}", markers):
+        # Without a reply header, ">" lines with text below them are likely not a quotation.
         markers = markers.replace("m", "t")
     if markers.lstrip("te").startswith("f"):
         return lines, False  # a forward: the forwarded text is the content
     for inline in re.finditer("(?<=m)e*(t[te]*)m", markers):
         before = lines[inline.start() - 1]
         if not (_PARENTHESIS_LINK.search(before) or _PARENTHESIS_LINK.match(lines[inline.start()])):
-            # Inline reply: the answers sit between the quotes; only a trailing quote goes.
-            body = len(markers.rstrip("me"))
-            if "m" not in markers[body:]:
+            # Inline reply: the answers sit between the quotes; only a trailing quote goes,
+            # with its attribution, and a signature below it stays for the signature rules.
+            if trailing is None:
                 return lines, False
-            return lines[:body], True
+            body = len(markers[: trailing[0]].rstrip("es"))
+            return lines[:body] + lines[trailing[1] :], True
     start = _splitter_before_text(markers)
     if start is not None:
         return lines[:start], True
@@ -111,4 +163,7 @@ def _cut(lines: list[str], markers: str) -> tuple[list[str], bool]:
     )
     if quotation is not None:
         return lines[: quotation.start(1)] + lines[quotation.end(1) :], True
+    if trailing is not None:
+        # A short quote at the end, under text of the sender's own: it is history too.
+        return lines[: trailing[0]] + lines[trailing[1] :], True
     return lines, False

@@ -17,16 +17,17 @@ _MAX_LINE = 80
 _DELIMITER = re.compile(r"^\s*(?:-{2,}|_{3,}|-{2} ?|={3,})\s*$")
 _DASH_NAME = re.compile(r"^-\s*[^\W\d_][\w.'’]*(?:\s[\w.'’]+){0,2}\s*$")
 _DEVICE = re.compile(
-    r"^(?:Sent|Envoyé|Enviado|Gesendet|Inviato|Verzonden|Skickat|Sendt|Wysłane|Odesláno|"
-    r"Отправлено|Get|Von meinem|Sent with|Sent using|Sent via|Sent on)\b[^,;:]{0,50}?"
-    r"\b(?:from|de|desde|von|da|vanaf|från|fra|z|с|with|using|via|on|for|iPhone|iPad|"
+    r"^(?:Sent|Envoyé|Enviado|Gesendet|Inviato|Verzonden|Verstuurd|Skickat|Sendt|Wysłane|"
+    r"Odesláno|Отправлено|Get|Von meinem|Sent with|Sent using|Sent via|Sent on)\b[^,;:]{0,50}?"
+    r"\b(?:from|de|desde|von|mit|da|vanaf|från|fra|z|с|из|with|using|via|on|for|iPhone|iPad|"
     r"Android|BlackBerry|Outlook|mobile|Mobile)\b[^,;:]{0,45}$",
     re.IGNORECASE,
 )
+_LINK = re.compile(r"<https?://[^\s<>]{0,300}>")
 _DEVICE_WORDS = re.compile(
     r"iPhone|iPad|Android|BlackBerry|Samsung|Galaxy|Outlook|mobile|móvil|mobil|Handy|"
     r"smartphone|phone|HTC|Sparrow|Mail for|Windows|Nokia|Huawei|Xiaomi|Pixel|device|tablet|"
-    r"Yahoo|AOL|Gmail|ProtonMail|Superhuman|Spark|Airmail",
+    r"Yahoo|AOL|Gmail|ProtonMail|Superhuman|Spark|Airmail|Mail App|Mail\.ru|мобильн",
     re.IGNORECASE,
 )
 _CLOSING = re.compile(
@@ -68,6 +69,17 @@ def _split(text: str) -> tuple[str, str | None]:
     return body, "".join(lines[start:]).strip("\r\n")
 
 
+def is_signature(text: str) -> bool:
+    """Whether ``text`` as a whole reads as a signature (used for what follows a quote)."""
+    if len(text) > _TAIL_CHARS:
+        return False
+    lines = text.strip("\r\n").splitlines(keepends=True)
+    filled = [index for index, line in enumerate(lines) if line.strip()]
+    if not filled or len(filled) > _WINDOW:
+        return False
+    return _find_start(lines, filled) == filled[0]
+
+
 def _find_start(lines: list[str], window: list[int]) -> int | None:
     # The topmost candidate wins: what follows it must all look like a signature.
     for position, index in enumerate(window):
@@ -101,6 +113,8 @@ def _is_closing(line: str) -> bool:
 
 
 def _is_device_line(line: str) -> bool:
+    if "<http" in line:  # Outlook mobile: "Get Outlook for iOS<https://aka.ms/o0ukef>"
+        line = _LINK.sub(" ", line).strip()
     return len(line) <= 70 and bool(_DEVICE.match(line)) and bool(_DEVICE_WORDS.search(line))
 
 

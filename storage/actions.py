@@ -69,7 +69,8 @@ async def reroute(engine: AsyncEngine, request_id: int, changes: dict[str, Any],
     now = utcnow()
     async with engine.begin() as conn:
         await conn.execute(update(requests).where(requests.c.id == request_id)
-                           .values(changes, updated_at=now, version=requests.c.version + 1))
+                           .values({**changes, "updated_at": now,
+                                    "version": requests.c.version + 1}))
         await conn.execute(insert(events), {
             "request_id": request_id, "kind": "rerouted", "actor": actor, "at": now,
             "data": {"by": "intake reroute", "changes": changes, "decision": decision}})

@@ -133,7 +133,7 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                                .values(updated_at=now))
         for rid, values in changed.items():
             await conn.execute(update(requests).where(requests.c.id == rid)
-                               .values(values, version=requests.c.version + 1))
+                               .values({**values, "version": requests.c.version + 1}))
         await conn.execute(update(inbox_items).where(inbox_items.c.id.in_(ids))
                            .values(state="done", lease_until=None, last_error=None))
         references = await _references(conn, [
