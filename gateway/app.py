@@ -16,11 +16,13 @@ from gateway.config import Config
 from gateway.http import build_app
 from gateway.pipeline import Pipeline
 from gateway.rules import RulesHolder
+from gateway.signals import WorkSignals
 from gateway.smtp import SmtpListener
 from routing.api import warm_up
 from storage.engine import create_engine, is_sqlite
 from storage.inbox import InboxWriter
 from storage.migrate import upgrade
+from storage.notify import listen
 from storage.processing import release_claims
 
 log = logging.getLogger("intake")
@@ -65,7 +67,9 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
                          on_commit=pipeline.wake)
     smtp = SmtpListener(config, writer.submit)
     lmtp = SmtpListener(config, writer.submit, lmtp=True) if config.lmtp_address else None
-    runner = web.AppRunner(build_app(config, engine, writer, rules),
+    signals = WorkSignals()
+    pipeline.on_new_work = signals.signal
+    runner = web.AppRunner(build_app(config, engine, writer, rules, signals),
                            shutdown_timeout=config.http.shutdown_seconds, access_log=None)
     gateway = Gateway(config, engine, writer, pipeline, smtp, lmtp, runner)
 
@@ -73,6 +77,8 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
     for _ in range(1 if is_sqlite(engine) else 2):
         gateway._tasks.append(asyncio.create_task(writer.run()))
     gateway._tasks.append(asyncio.create_task(rules.watch(config.pipeline.reload_poll_seconds)))
+    # Other processes' new work wakes this process's waiting agents too.
+    gateway._tasks.append(asyncio.create_task(listen(config.database.url, signals.signal)))
     if workers:
         for _ in range(config.pipeline.workers):
             gateway._workers.append(asyncio.create_task(pipeline.run_worker()))

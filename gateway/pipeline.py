@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,7 +25,7 @@ from storage.engine import utcnow
 from storage.errors import STORAGE_FAULTS
 from storage.processing import ClaimedItem, claim_items, fail_item
 from storage.records import NewRequest
-from storage.store import complete_item, complete_items
+from storage.store import Stored, complete_item, complete_items
 
 log = logging.getLogger("intake.pipeline")
 
@@ -45,6 +46,8 @@ class Pipeline:
         self._engine = engine
         self._config = config
         self.rules = rules or RulesHolder.load(config)
+        # Told the queue of each new request waiting for an agent.
+        self.on_new_work: Callable[[str], None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self.processed = 0
@@ -99,8 +102,9 @@ class Pipeline:
             work = [(item, build_request(item, self._config, rules)) for item in items
                     if item.attempts <= limit]
             if len(work) == len(items):
-                await complete_items(self._engine, work, place)
+                stored = await complete_items(self._engine, work, place)
                 self.processed += len(work)
+                self._announce(stored)
                 return
         except Exception as exc:  # noqa: BLE001 - retried item by item below
             log.info("batch of %d failed (%s); processing one by one", len(items), exc)
@@ -124,7 +128,7 @@ class Pipeline:
             async for attempt in retrying:
                 with attempt:
                     new = build_request(item, self._config, self.rules.rules)
-                    await complete_item(self._engine, item, new, place)
+                    stored = await complete_item(self._engine, item, new, place)
         except STORAGE_FAULTS as exc:
             # The database, not the item, is at fault: hand it back for later.
             log.warning("inbox item %s deferred, storage fault: %s", item.id, exc)
@@ -135,6 +139,12 @@ class Pipeline:
             await self._dead(item, f"{type(exc).__name__}: {exc}")
             return
         self.processed += 1
+        self._announce([stored])
+
+    def _announce(self, stored: list[Stored]) -> None:
+        for result in stored:
+            if result.new_work is not None and self.on_new_work is not None:
+                self.on_new_work(result.new_work)
 
     async def _defer(self, item: ClaimedItem, error: str) -> None:
         delay = timedelta(seconds=self._config.pipeline.backoff_max_seconds)

@@ -3,13 +3,17 @@ re-routing. Each is one transaction with its timeline event."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import as_utc, utcnow
-from storage.models import events, inbox_items, requests
+from storage.models import attachments, blobs, events, inbox_items, messages, requests
+from storage.notify import notify
+from storage.records import NewMessage
 
 OPEN_STATUSES = ("new", "open", "waiting", "reopened", "quarantined")
 
@@ -41,6 +45,7 @@ async def release(engine: AsyncEngine, reference: str, actor: str) -> str | None
         await conn.execute(insert(events), {
             "request_id": row.id, "kind": "released", "actor": actor, "at": now,
             "data": {"from": "quarantined", "queue": row.queue}})
+        await notify(conn, [row.queue])
     return str(row.queue)
 
 
@@ -74,3 +79,157 @@ async def reroute(engine: AsyncEngine, request_id: int, changes: dict[str, Any],
         await conn.execute(insert(events), {
             "request_id": request_id, "kind": "rerouted", "actor": actor, "at": now,
             "data": {"by": "intake reroute", "changes": changes, "decision": decision}})
+
+
+# What an agent may set through PATCH, per role; everything else is read-only.
+AGENT_FIELDS = frozenset({"status", "queue", "priority", "type", "category", "component",
+                          "tags", "custom_fields"})
+ADMIN_FIELDS = AGENT_FIELDS | {"escalation_level"}
+SETTABLE_STATUSES = ("new", "open", "waiting", "resolved", "closed", "reopened")
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    outcome: str  # "ok", "stale", "missing"
+    version: int | None = None
+
+
+async def _request_id(conn: AsyncConnection, reference: str) -> tuple[int, int] | None:
+    row = (await conn.execute(select(requests.c.id, requests.c.version)
+                              .where(requests.c.reference == reference))).first()
+    return None if row is None else (row.id, row.version)
+
+
+async def update_fields(engine: AsyncEngine, reference: str, expected_version: int | None,
+                        changes: dict[str, Any], actor: str, *, kind: str = "updated",
+                        note: dict[str, Any] | None = None) -> Updated:
+    """Change fields if the version still matches (optimistic concurrency)."""
+    now = utcnow()
+    async with engine.begin() as conn:
+        found = await _request_id(conn, reference)
+        if found is None:
+            return Updated("missing")
+        request_id, version = found
+        if expected_version is not None and expected_version != version:
+            return Updated("stale", version)
+        row = (await conn.execute(
+            update(requests).where(requests.c.id == request_id, requests.c.version == version)
+            .values({**changes, "updated_at": now, "version": version + 1})
+            .returning(requests.c.version, requests.c.queue, requests.c.status))).first()
+        if row is None:  # changed between our read and write
+            return Updated("stale")
+        await conn.execute(insert(events), {
+            "request_id": request_id, "kind": kind, "actor": actor, "at": now,
+            "data": {"changes": _jsonable(changes)} | (note or {})})
+        if "queue" in changes or changes.get("status") in ("new", "open", "reopened"):
+            await notify(conn, [row.queue])
+    return Updated("ok", row.version)
+
+
+def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()}
+
+
+async def add_event(engine: AsyncEngine, reference: str, kind: str, actor: str,
+                    data: dict[str, Any]) -> Updated:
+    """Record something on the timeline (a note) without changing fields."""
+    now = utcnow()
+    async with engine.begin() as conn:
+        found = await _request_id(conn, reference)
+        if found is None:
+            return Updated("missing")
+        await conn.execute(insert(events), {"request_id": found[0], "kind": kind,
+                                            "actor": actor, "at": now, "data": data})
+    return Updated("ok", found[1])
+
+
+async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, actor: str,
+                    *, status: str | None) -> Updated:
+    """An agent's answer to the requester: an outbound message on the request."""
+    now = utcnow()
+    async with engine.begin() as conn:
+        found = await _request_id(conn, reference)
+        if found is None:
+            return Updated("missing")
+        request_id, version = found
+        await conn.execute(insert(messages), {
+            "request_id": request_id, "inbox_item_id": None, "direction": "out",
+            "message_id": message.message_id, "in_reply_to": message.in_reply_to,
+            "references": message.references, "from_address": message.from_address,
+            "from_name": message.from_name, "to": message.to, "cc": message.cc,
+            "subject": message.subject, "new_text": message.new_text, "text": message.text,
+            "html": None, "flags": message.flags, "created_at": now})
+        values: dict[str, Any] = {"updated_at": now, "version": version + 1}
+        if status:
+            values["status"] = status
+        await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
+        await conn.execute(insert(events), {
+            "request_id": request_id, "kind": "replied", "actor": actor, "at": now,
+            "data": {"message_id": message.message_id, "to": message.to,
+                     "status": status}})
+    return Updated("ok", version + 1)
+
+
+async def merge(engine: AsyncEngine, reference: str, into: str, actor: str) -> str:
+    """Merge a duplicate into another request: "ok", "missing", "same" or "merged"."""
+    now = utcnow()
+    async with engine.begin() as conn:
+        source = (await conn.execute(select(requests.c.id, requests.c.status)
+                                     .where(requests.c.reference == reference))).first()
+        target = (await conn.execute(select(requests.c.id)
+                                     .where(requests.c.reference == into))).first()
+        if source is None or target is None:
+            return "missing"
+        if source.id == target.id:
+            return "same"
+        if source.status == "merged":
+            return "merged"
+        await conn.execute(update(requests).where(requests.c.id == source.id).values(
+            status="merged", merged_into_id=target.id, claimed_by=None, claim_until=None,
+            updated_at=now, version=requests.c.version + 1))
+        await conn.execute(update(requests).where(requests.c.id == target.id).values(
+            updated_at=now, version=requests.c.version + 1))
+        await conn.execute(insert(events), [
+            {"request_id": source.id, "kind": "merged", "actor": actor, "at": now,
+             "data": {"into": into}},
+            {"request_id": target.id, "kind": "merged_from", "actor": actor, "at": now,
+             "data": {"from": reference}}])
+    return "ok"
+
+
+async def attachment(engine: AsyncEngine, reference: str,
+                     attachment_id: int) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(attachments.c.filename, attachments.c.content_type, blobs.c.content,
+                   requests.c.queue)
+            .join(messages, messages.c.id == attachments.c.message_id)
+            .join(requests, requests.c.id == messages.c.request_id)
+            .join(blobs, blobs.c.sha256 == attachments.c.sha256)
+            .where(attachments.c.id == attachment_id,
+                   requests.c.reference == reference))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def status_page(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
+    """What the customer may see: status, reference and the public messages."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(requests.c.id, requests.c.reference, requests.c.status,
+                   requests.c.subject, requests.c.created_at, requests.c.updated_at)
+            .where(requests.c.status_token == token))).first()
+        if row is None:
+            return None
+        found = (await conn.execute(
+            select(messages.c.direction, messages.c.from_name, messages.c.subject,
+                   messages.c.new_text, messages.c.text, messages.c.created_at,
+                   messages.c.flags)
+            .where(messages.c.request_id == row.id).order_by(messages.c.id))).all()
+    public = [{"from": "you" if m.direction == "in" else (m.from_name or "support"),
+               "subject": m.subject, "text": m.new_text or m.text,
+               "at": as_utc(m.created_at)}
+              for m in found if not (m.flags or {}).get("auto_reply")
+              and not (m.flags or {}).get("bounce")]
+    return {"reference": row.reference, "status": row.status, "subject": row.subject,
+            "created_at": as_utc(row.created_at), "updated_at": as_utc(row.updated_at),
+            "messages": public}

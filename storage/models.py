@@ -66,6 +66,7 @@ class InboxItem(Base):
 
 class Request(Base):
     __tablename__ = "requests"
+    __table_args__ = (Index(None, "queue", "status", "priority"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
@@ -89,6 +90,14 @@ class Request(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # Who works on it now, until when (a lease: past it, the work is free again).
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The next service-level deadline; queues are worked in priority, then due order.
+    due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The customer's unguessable key to its status page.
+    status_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
 
 
 class Message(Base):

@@ -21,6 +21,8 @@ def _request_dict(row: Any) -> dict[str, Any]:
         "subject": row.subject, "custom_fields": row.custom_fields, "tags": row.tags,
         "escalation_level": row.escalation_level, "created_at": as_utc(row.created_at),
         "updated_at": as_utc(row.updated_at), "version": row.version,
+        "claimed_by": row.claimed_by, "claim_until": as_utc(row.claim_until),
+        "due_at": as_utc(row.due_at), "status_token": row.status_token,
     }
 
 
@@ -59,7 +61,7 @@ async def get_request(engine: AsyncEngine, reference: str) -> dict[str, Any] | N
     by_message: dict[int, list[dict[str, Any]]] = {}
     for a in attachment_rows:
         by_message.setdefault(a.message_id, []).append({
-            "filename": a.filename, "content_type": a.content_type, "size": a.size,
+            "id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size,
             "sha256": a.sha256, "content_id": a.content_id, "inline": a.inline})
     result["messages"] = [{
         "direction": m.direction, "message_id": m.message_id, "in_reply_to": m.in_reply_to,

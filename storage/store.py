@@ -10,18 +10,20 @@ takes part in them) and writes the result.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import utcnow
 from storage.models import attachments, blobs, events, inbox_items, messages, requests
+from storage.notify import notify
 from storage.processing import ClaimedItem
 from storage.records import (
     KnownMessage,
@@ -44,6 +46,8 @@ class Stored:
 
     reference: str
     kind: str
+    # The queue of a new request that is waiting for an agent, else None.
+    new_work: str | None = None
 
 
 def _new_only(hints: ThreadHints, known: Mapping[str, KnownMessage],
@@ -136,10 +140,15 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                                .values({**values, "version": requests.c.version + 1}))
         await conn.execute(update(inbox_items).where(inbox_items.c.id.in_(ids))
                            .values(state="done", lease_until=None, last_error=None))
+        new_work = [new.queue for (_, new), p in zip(work, placements, strict=True)
+                    if p is not None and p.kind == "new" and new.status == "new"]
+        await notify(conn, new_work)
         references = await _references(conn, [
             resolve(p.request_id) if p is not None else None for p in placements], ids)
-    return [Stored(ref, p.kind if p is not None else "stored before")
-            for ref, p in zip(references, placements, strict=True)]
+    return [Stored(ref, p.kind if p is not None else "stored before",
+                   new.queue if p is not None and p.kind == "new" and new.status == "new"
+                   else None)
+            for ref, p, (_, new) in zip(references, placements, work, strict=True)]
 
 
 def _events_for(item: ClaimedItem, new: NewRequest,
@@ -172,9 +181,12 @@ async def _known_messages(conn: AsyncConnection,
     wanted = {mid for h in hints for mid in (h.message_id, h.bounce_of, *h.parent_ids) if mid}
     if not wanted:
         return {}
+    # A reply to a merged request lands on the request it was merged into.
     rows = await conn.execute(
-        select(messages.c.message_id, messages.c.request_id, messages.c.direction,
-               messages.c.from_address)
+        select(messages.c.message_id,
+               func.coalesce(requests.c.merged_into_id, messages.c.request_id),
+               messages.c.direction, messages.c.from_address)
+        .join(requests, requests.c.id == messages.c.request_id)
         .where(messages.c.message_id.in_(wanted)).order_by(messages.c.id))
     # The earliest message with an id wins: a later duplicate never redirects.
     known: dict[str, KnownMessage] = {}
@@ -235,7 +247,7 @@ def _request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str,
         "requester_email": new.requester_email, "requester_name": new.requester_name,
         "subject": new.message.subject, "custom_fields": new.custom_fields,
         "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
-        "updated_at": now, "version": 1,
+        "updated_at": now, "version": 1, "status_token": secrets.token_urlsafe(24),
     }
 
 

@@ -1,0 +1,193 @@
+"""Agents taking work: claims with leases, queue overviews and listings.
+
+A claim is one statement: UPDATE ... WHERE id IN (SELECT ... ORDER BY
+priority, due time FOR UPDATE SKIP LOCKED LIMIT n) RETURNING. Two agents never
+get the same request; on SQLite the single writer serialises the same
+statement. A lease that runs out makes the request claimable again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, literal, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.engine import as_utc, utcnow
+from storage.models import events, requests
+
+# States in which a request is work waiting for, or held by, an agent.
+WORKABLE = ("new", "open", "reopened")
+FAR_FUTURE = datetime(9999, 1, 1)
+_PRIORITY = func.coalesce(requests.c.priority, literal("P9"))
+_DUE = func.coalesce(requests.c.due_at, literal(FAR_FUTURE, requests.c.due_at.type))
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    reference: str
+    queue: str
+    subject: str
+    priority: str | None
+    claim_until: datetime
+
+
+def _free(now: datetime) -> Any:
+    return or_(requests.c.claimed_by.is_(None), requests.c.claim_until < now)
+
+
+async def claim(engine: AsyncEngine, queue: str, agent: str, *, limit: int,
+                lease_seconds: float) -> list[Claimed]:
+    now = utcnow()
+    until = now + timedelta(seconds=lease_seconds)
+    candidates = (
+        select(requests.c.id)
+        .where(requests.c.queue == queue, requests.c.status.in_(WORKABLE), _free(now))
+        .order_by(_PRIORITY, _DUE, requests.c.id).limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        rows = (await conn.execute(
+            update(requests).where(requests.c.id.in_(candidates.scalar_subquery()))
+            .values(claimed_by=agent, claim_until=until, version=requests.c.version + 1)
+            .returning(requests.c.id, requests.c.reference, requests.c.queue,
+                       requests.c.subject, requests.c.priority, requests.c.claim_until)
+        )).all()
+        if rows:
+            await conn.execute(events.insert(), [
+                {"request_id": r.id, "kind": "claimed", "actor": agent, "at": now,
+                 "data": {"until": until.isoformat(), "lease_seconds": lease_seconds}}
+                for r in rows])
+    rows = sorted(rows, key=lambda r: r.id)
+    return [Claimed(r.reference, r.queue, r.subject, r.priority,
+                    as_utc(r.claim_until) or until) for r in rows]
+
+
+async def renew(engine: AsyncEngine, reference: str, agent: str,
+                lease_seconds: float) -> datetime | None:
+    """Extend a lease the agent still holds; None if it is not (or no longer) theirs."""
+    now = utcnow()
+    until = now + timedelta(seconds=lease_seconds)
+    async with engine.begin() as conn:
+        row = (await conn.execute(
+            update(requests)
+            .where(requests.c.reference == reference, requests.c.claimed_by == agent,
+                   requests.c.claim_until >= now)
+            .values(claim_until=until).returning(requests.c.id))).first()
+    return until if row is not None else None
+
+
+async def release(engine: AsyncEngine, reference: str, agent: str) -> bool:
+    now = utcnow()
+    async with engine.begin() as conn:
+        row = (await conn.execute(
+            update(requests)
+            .where(requests.c.reference == reference, requests.c.claimed_by == agent,
+                   requests.c.claim_until >= now)
+            .values(claimed_by=None, claim_until=None, version=requests.c.version + 1)
+            .returning(requests.c.id))).first()
+        if row is not None:
+            await conn.execute(events.insert(), {"request_id": row.id, "kind": "released_claim",
+                                                 "actor": agent, "at": now, "data": {}})
+    return row is not None
+
+
+async def queue_overview(engine: AsyncEngine, queues: list[str]) -> list[dict[str, Any]]:
+    """Per queue: open requests, unclaimed ones, oldest waiting, past due."""
+    now = utcnow()
+    query = (
+        select(requests.c.queue, func.count().label("depth"),
+               func.count().filter(_free(now)).label("unclaimed"),
+               func.min(requests.c.created_at).filter(_free(now)).label("oldest"),
+               func.count().filter(requests.c.due_at < now).label("past_due"))
+        .where(requests.c.status.in_(WORKABLE), requests.c.queue.in_(queues))
+        .group_by(requests.c.queue))
+    async with engine.connect() as conn:
+        found = {r.queue: r for r in (await conn.execute(query)).all()}
+    result = []
+    for name in queues:
+        row = found.get(name)
+        oldest = as_utc(row.oldest) if row is not None and row.oldest else None
+        result.append({
+            "name": name, "depth": row.depth if row else 0,
+            "unclaimed": row.unclaimed if row else 0,
+            "oldest_waiting_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
+            "past_due": row.past_due if row else 0,
+        })
+    return result
+
+
+def encode_cursor(values: tuple[str, str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, datetime, int] | None:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        priority, due, last_id = raw
+        return str(priority), datetime.fromisoformat(due).replace(tzinfo=None), int(last_id)
+    except (ValueError, TypeError):
+        return None
+
+
+async def list_queue(engine: AsyncEngine, queue: str, *, filters: dict[str, str],
+                     limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a queue, in priority then due order; the cursor gives the next."""
+    conditions: list[Any] = [requests.c.queue == queue]
+    status = filters.get("status")
+    conditions.append(requests.c.status == status if status
+                      else requests.c.status.in_(WORKABLE))
+    for name in ("priority", "type", "component"):
+        if filters.get(name):
+            conditions.append(requests.c[name] == filters[name])
+    if filters.get("requester"):
+        conditions.append(requests.c.requester_email == filters["requester"].lower())
+    if filters.get("text"):
+        pattern = f"%{filters['text'].lower()}%"
+        conditions.append(func.lower(requests.c.subject).like(pattern))
+    if filters.get("tag"):
+        conditions.append(_has_tag(engine, filters["tag"]))
+    if cursor is not None:
+        position = decode_cursor(cursor)
+        if position is None:
+            raise ValueError("cursor is not one this server gave out")
+        conditions.append(tuple_(_PRIORITY, _DUE, requests.c.id) > tuple_(
+            literal(position[0]), literal(position[1], requests.c.due_at.type),
+            literal(position[2])))
+    query = (select(requests.c.id, requests.c.reference, requests.c.status,
+                    requests.c.queue, requests.c.priority, requests.c.type,
+                    requests.c.component, requests.c.subject, requests.c.requester_email,
+                    requests.c.tags, requests.c.due_at, requests.c.claimed_by,
+                    requests.c.claim_until, requests.c.created_at, requests.c.version,
+                    _PRIORITY.label("sort_priority"), _DUE.label("sort_due"))
+             .where(and_(*conditions)).order_by(_PRIORITY, _DUE, requests.c.id)
+             .limit(limit + 1))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    now = utcnow()
+    items = [{
+        "reference": r.reference, "status": r.status, "queue": r.queue,
+        "priority": r.priority, "type": r.type, "component": r.component,
+        "subject": r.subject, "requester": r.requester_email, "tags": r.tags,
+        "due_at": as_utc(r.due_at), "created_at": as_utc(r.created_at), "version": r.version,
+        "claimed_by": r.claimed_by if r.claim_until and as_utc(r.claim_until) > now else None,
+    } for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        due = last.sort_due if isinstance(last.sort_due, datetime) else datetime.fromisoformat(
+            str(last.sort_due))
+        next_cursor = encode_cursor((last.sort_priority, due.replace(tzinfo=None).isoformat(),
+                                     last.id))
+    return items, next_cursor
+
+
+def _has_tag(engine: AsyncEngine, tag: str) -> Any:
+    if engine.dialect.name == "postgresql":
+        return requests.c.tags.contains([tag])
+    each = func.json_each(requests.c.tags).table_valued("value")
+    return select(each.c.value).where(each.c.value == tag).exists()
