@@ -204,10 +204,11 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     if item is None:
         return problem(404, "Not Found", "no such attachment on this request")
     name = (item["filename"] or f"attachment-{raw_id}").replace('"', "")
+    plain = name.encode("ascii", "replace").decode()
     # Always a download, never rendered: a customer's HTML must not run here.
     return web.Response(body=item["content"], headers={
         "Content-Type": item["content_type"] or "application/octet-stream",
-        "Content-Disposition": f"attachment; filename=\"{name.encode('ascii', 'replace').decode()}\"; "
+        "Content-Disposition": f"attachment; filename=\"{plain}\"; "
                                f"filename*=UTF-8''{_quote(name)}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",

@@ -91,6 +91,10 @@ class HttpSection(_Section):
     # Let POST /v1/requests in without a token (e.g. behind a trusted proxy).
     open_intake: bool = False
     shutdown_seconds: float = Field(default=10.0, gt=0)
+    # Requests per second allowed per token and per client address (429 past it).
+    rate_limit_per_token: float = Field(default=200.0, gt=0)
+    rate_limit_per_address: float = Field(default=400.0, gt=0)
+    rate_limit_burst: float = Field(default=400.0, ge=1)
 
     @field_validator("listen")
     @classmethod

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import agent_api
 from gateway.config import Config
+from gateway.limits import Buckets, rate_limit_middleware
 from gateway.rules import RulesHolder
 from gateway.signals import WorkSignals
 from gateway.web import (
@@ -35,6 +36,7 @@ from parsers.api_request import parse_api_request
 from storage import actions, queries
 from storage.errors import IdempotencyConflict
 from storage.inbox import Accepted, InboxWriter, NewItem
+from storage.tokens import ROLES, TokenInfo, create_token, list_tokens, revoke_token
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -152,6 +154,62 @@ async def release_quarantined(request: web.Request) -> web.Response:
     return json_response({"reference": found["reference"], "status": "new", "queue": queue})
 
 
+async def _admin(request: web.Request) -> TokenInfo | web.Response:
+    token = await token_of(request)
+    if token is None:
+        return unauthorised()
+    return token if token.role == "admin" else forbidden()
+
+
+async def create_api_token(request: web.Request) -> web.Response:
+    token = await _admin(request)
+    if isinstance(token, web.Response):
+        return token
+    try:
+        body = await request.json()
+    except ValueError:
+        return problem(400, "Bad Request", "body is not valid JSON")
+    if not isinstance(body, dict):
+        return problem(422, "Unprocessable Content", "body must be a JSON object")
+    role, queues, name = body.get("role"), body.get("queues", []), body.get("name", "")
+    known = {q.name for q in request.app[CONFIG].queue}
+    problems = []
+    if role not in ROLES:
+        problems.append({"pointer": "/role", "detail": f"must be one of {', '.join(ROLES)}"})
+    if not isinstance(queues, list) or not all(isinstance(q, str) and q in known
+                                               for q in queues):
+        problems.append({"pointer": "/queues", "detail": "must be a list of known queues"})
+    if not isinstance(name, str) or len(name) > 100:
+        problems.append({"pointer": "/name", "detail": "must be text of at most 100 characters"})
+    unknown = sorted(set(body) - {"role", "queues", "name"})
+    problems += [{"pointer": f"/{k}", "detail": "is not a known field"} for k in unknown]
+    if problems:
+        return problem(422, "Unprocessable Content", "the token request has invalid fields",
+                       errors=problems)
+    info, secret = await create_token(request.app[ENGINE], name=name or role, role=role,
+                                      queues=queues)
+    return json_response({"id": info.id, "name": info.name, "role": info.role,
+                          "queues": list(info.queues), "token": secret}, status=201)
+
+
+async def list_api_tokens(request: web.Request) -> web.Response:
+    token = await _admin(request)
+    if isinstance(token, web.Response):
+        return token
+    return json_response({"items": await list_tokens(request.app[ENGINE])})
+
+
+async def revoke_api_token(request: web.Request) -> web.Response:
+    token = await _admin(request)
+    if isinstance(token, web.Response):
+        return token
+    raw = request.match_info["token_id"]
+    if not raw.isdigit() or not await revoke_token(request.app[ENGINE], int(raw)):
+        return problem(404, "Not Found", "no active token with this id")
+    request.app[TOKENS].forget()
+    return web.Response(status=204)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -166,8 +224,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter,
               rules: RulesHolder, signals: WorkSignals | None = None) -> web.Application:
-    app = web.Application(middlewares=[problems_middleware],
-                          client_max_size=config.http.max_body_bytes)
+    per_token = Buckets(config.http.rate_limit_per_token, config.http.rate_limit_burst)
+    per_address = Buckets(config.http.rate_limit_per_address, config.http.rate_limit_burst)
+    app = web.Application(
+        middlewares=[problems_middleware, rate_limit_middleware(per_token, per_address)],
+        client_max_size=config.http.max_body_bytes)
     app[CONFIG] = config
     app[ENGINE] = engine
     app[WRITER] = writer
@@ -178,6 +239,9 @@ def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter,
     app.router.add_get("/v1/requests", list_requests)
     app.router.add_get("/v1/requests/{reference}", get_request)
     app.router.add_get("/v1/admin/rules", rules_status)
+    app.router.add_post("/v1/admin/tokens", create_api_token)
+    app.router.add_get("/v1/admin/tokens", list_api_tokens)
+    app.router.add_delete("/v1/admin/tokens/{token_id}", revoke_api_token)
     app.router.add_get("/v1/quarantine", list_quarantined)
     app.router.add_post("/v1/quarantine/{reference}/release", release_quarantined)
     agent_api.add_routes(app)

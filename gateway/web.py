@@ -68,6 +68,10 @@ class TokenCache:
         self._ttl = ttl
         self._entries: dict[str, tuple[float, TokenInfo | None]] = {}
 
+    def forget(self) -> None:
+        """Drop cached lookups (after a revoke in this process)."""
+        self._entries.clear()
+
     async def get(self, secret: str) -> TokenInfo | None:
         key = hash_secret(secret)
         now = time.monotonic()
