@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, tuple_, update
+from sqlalchemy import and_, func, literal, or_, select, tuple_, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.engine import as_utc, utcnow
@@ -22,7 +23,7 @@ from storage.models import events, requests
 
 # States in which a request is work waiting for, or held by, an agent.
 WORKABLE = ("new", "open", "reopened")
-FAR_FUTURE = datetime(9999, 1, 1)
+FAR_FUTURE = datetime(9999, 1, 1)  # naive: compared as stored, on both backends
 _PRIORITY = func.coalesce(requests.c.priority, literal("P9"))
 _DUE = func.coalesce(requests.c.due_at, literal(FAR_FUTURE, requests.c.due_at.type))
 
@@ -55,14 +56,17 @@ async def claim(engine: AsyncEngine, queue: str, agent: str, *, limit: int,
             update(requests).where(requests.c.id.in_(candidates.scalar_subquery()))
             .values(claimed_by=agent, claim_until=until, version=requests.c.version + 1)
             .returning(requests.c.id, requests.c.reference, requests.c.queue,
-                       requests.c.subject, requests.c.priority, requests.c.claim_until)
+                       requests.c.subject, requests.c.priority, requests.c.claim_until,
+                       requests.c.due_at)
         )).all()
         if rows:
             await conn.execute(events.insert(), [
                 {"request_id": r.id, "kind": "claimed", "actor": agent, "at": now,
                  "data": {"until": until.isoformat(), "lease_seconds": lease_seconds}}
                 for r in rows])
-    rows = sorted(rows, key=lambda r: r.id)
+    # RETURNING has no order: give them back in the order they are to be worked.
+    rows = sorted(rows, key=lambda r: (r.priority or "P9",
+                                       (as_utc(r.due_at) or as_utc(FAR_FUTURE)), r.id))
     return [Claimed(r.reference, r.queue, r.subject, r.priority,
                     as_utc(r.claim_until) or until) for r in rows]
 
@@ -188,6 +192,6 @@ async def list_queue(engine: AsyncEngine, queue: str, *, filters: dict[str, str]
 
 def _has_tag(engine: AsyncEngine, tag: str) -> Any:
     if engine.dialect.name == "postgresql":
-        return requests.c.tags.contains([tag])
+        return type_coerce(requests.c.tags, JSONB).contains([tag])
     each = func.json_each(requests.c.tags).table_valued("value")
     return select(each.c.value).where(each.c.value == tag).exists()
