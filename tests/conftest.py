@@ -95,6 +95,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The PostgreSQL test database, emptied: for tests that need several processes."""
+    asyncio.run(_truncate(pg_database))
+    return pg_database
+
+
+@pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(db_url)
     yield engine
