@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, tuple_, type_coerce, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,29 +53,53 @@ def _free(now: datetime) -> Any:
     return or_(requests.c.claimed_by.is_(None), requests.c.claim_until < now)
 
 
+def _claim_statement() -> Any:
+    """Built once: claims run often, and building the expression costs more than SQL."""
+    candidates = (
+        select(requests.c.id)
+        .where(requests.c.queue == bindparam("b_queue"), requests.c.status.in_(WORKABLE),
+               or_(requests.c.claimed_by.is_(None),
+                   requests.c.claim_until < bindparam("b_now", type_=requests.c.claim_until.type)))
+        .order_by(_PRIORITY, _DUE, requests.c.id).limit(bindparam("b_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(requests).where(requests.c.id.in_(candidates.scalar_subquery()))
+        .values(claimed_by=bindparam("b_agent"),
+                claim_until=bindparam("b_until", type_=requests.c.claim_until.type),
+                version=requests.c.version + 1)
+        .returning(requests.c.id, requests.c.reference, requests.c.queue, requests.c.subject,
+                   requests.c.priority, requests.c.claim_until, requests.c.due_at)
+    )
+
+
+_CLAIM = _claim_statement()
+# PostgreSQL: the claim and its timeline event in one statement (one round trip).
+_CLAIMED = _CLAIM.cte("claimed")
+_CLAIM_AND_LOG = select(_CLAIMED).add_cte(
+    insert(events).from_select(
+        ["request_id", "kind", "actor", "at", "data"],
+        select(_CLAIMED.c.id, literal("claimed"), bindparam("b_agent"),
+               bindparam("b_now", type_=events.c.at.type),
+               bindparam("event_data", type_=events.c.data.type)),
+    ).cte("logged"))
+
+
 async def claim(engine: AsyncEngine, queue: str, agent: str, *, limit: int,
                 lease_seconds: float) -> list[Claimed]:
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
-    candidates = (
-        select(requests.c.id)
-        .where(requests.c.queue == queue, requests.c.status.in_(WORKABLE), _free(now))
-        .order_by(_PRIORITY, _DUE, requests.c.id).limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    params = {"b_queue": queue, "b_now": now, "b_limit": limit, "b_agent": agent,
+              "b_until": until, "event_data": {"until": until.isoformat(), "lease_seconds": lease_seconds}}
     async with engine.begin() as conn:
-        rows = (await conn.execute(
-            update(requests).where(requests.c.id.in_(candidates.scalar_subquery()))
-            .values(claimed_by=agent, claim_until=until, version=requests.c.version + 1)
-            .returning(requests.c.id, requests.c.reference, requests.c.queue,
-                       requests.c.subject, requests.c.priority, requests.c.claim_until,
-                       requests.c.due_at)
-        )).all()
-        if rows:
-            await conn.execute(events.insert(), [
-                {"request_id": r.id, "kind": "claimed", "actor": agent, "at": now,
-                 "data": {"until": until.isoformat(), "lease_seconds": lease_seconds}}
-                for r in rows])
+        if conn.dialect.name == "postgresql":
+            rows = (await conn.execute(_CLAIM_AND_LOG, params)).all()
+        else:
+            rows = (await conn.execute(_CLAIM, params)).all()
+            if rows:
+                await conn.execute(events.insert(), [
+                    {"request_id": r.id, "kind": "claimed", "actor": agent, "at": now,
+                     "data": params["event_data"]} for r in rows])
     # RETURNING has no order: give them back in the order they are to be worked.
     rows = sorted(rows, key=lambda r: (r.priority or "P9",
                                        (as_utc(r.due_at) or as_utc(FAR_FUTURE)), r.id))
