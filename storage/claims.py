@@ -90,7 +90,8 @@ async def claim(engine: AsyncEngine, queue: str, agent: str, *, limit: int,
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
     params = {"b_queue": queue, "b_now": now, "b_limit": limit, "b_agent": agent,
-              "b_until": until, "event_data": {"until": until.isoformat(), "lease_seconds": lease_seconds}}
+              "b_until": until,
+              "event_data": {"until": until.isoformat(), "lease_seconds": lease_seconds}}
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             rows = (await conn.execute(_CLAIM_AND_LOG, params)).all()
