@@ -341,8 +341,8 @@ async def add_reply(request: web.Request) -> web.Response:
                                         if m["message_id"]][-10:],
         to=[{"name": req["requester"]["name"] or "", "address": req["requester"]["email"]}]
         if req["requester"]["email"] else [],
-        # Delivery (SMTP relay, retries) is the outbound step's job; it is queued here.
-        flags={"delivery": "pending"},
+        # Delivered by the outbox worker through the relay, with retries.
+        flags={"kind": "reply"},
     )
     outcome = await actions.add_reply(request.app[ENGINE], req["reference"], message,
                                       _agent(token), status=status)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
 from gateway.http import build_app
+from gateway.outbox_worker import OutboxWorker
 from gateway.pipeline import Pipeline
 from gateway.rules import RulesHolder
 from gateway.signals import WorkSignals
@@ -37,6 +38,7 @@ class Gateway:
     smtp: SmtpListener
     lmtp: SmtpListener | None
     runner: web.AppRunner
+    outbox: OutboxWorker | None = None
     smtp_port: int = 0
     lmtp_port: int = 0
     http_port: int = 0
@@ -69,9 +71,11 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
     lmtp = SmtpListener(config, writer.submit, lmtp=True) if config.lmtp_address else None
     signals = WorkSignals()
     pipeline.on_new_work = signals.signal
+    outbox = OutboxWorker(engine, config)
+    pipeline.on_stored = outbox.wake
     runner = web.AppRunner(build_app(config, engine, writer, rules, signals),
                            shutdown_timeout=config.http.shutdown_seconds, access_log=None)
-    gateway = Gateway(config, engine, writer, pipeline, smtp, lmtp, runner)
+    gateway = Gateway(config, engine, writer, pipeline, smtp, lmtp, runner, outbox=outbox)
 
     # SQLite has one writer at a time; PostgreSQL gains from two commits in flight.
     for _ in range(1 if is_sqlite(engine) else 2):
@@ -82,6 +86,10 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
     if workers:
         for _ in range(config.pipeline.workers):
             gateway._workers.append(asyncio.create_task(pipeline.run_worker()))
+        # Without a relay, mail waits in the outbox (visible) until one is configured.
+        if config.relay_address is not None:
+            for _ in range(config.outbound.workers):
+                gateway._workers.append(asyncio.create_task(outbox.run()))
 
     await runner.setup()
     host, port = config.http_address
@@ -102,6 +110,8 @@ async def stop(gateway: Gateway, *, grace: float = 10.0) -> None:
     await asyncio.gather(*(listener.stop(grace) for listener in listeners),
                          gateway.runner.cleanup())
     gateway.pipeline.stop()
+    if gateway.outbox is not None:
+        gateway.outbox.stop()
     if gateway._workers:
         done, pending = await asyncio.wait(gateway._workers, timeout=grace)
         for task in pending:

@@ -8,9 +8,12 @@ never acknowledged; on its own it does not become open work.
 
 from __future__ import annotations
 
+import secrets
+from functools import lru_cache
 from typing import Any
 
 from gateway.config import Config
+from gateway.outbound import Templates, acknowledgement
 from parsers.api_request import ApiRequest, parse_api_request
 from parsers.automatic import is_own_outbound
 from parsers.json_shape import to_json
@@ -76,6 +79,28 @@ def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
     }
 
 
+@lru_cache(maxsize=8)
+def _templates(folder: str | None) -> Templates:
+    return Templates(folder)
+
+
+def _with_ack(new: dict[str, Any], events: list[tuple[str, str, dict[str, Any]]],
+              item: ClaimedItem, config: Config, *, to_name: str | None,
+              to_address: str | None, subject: str, message_id: str | None,
+              references: list[str]) -> dict[str, Any]:
+    """Add the status token and, when the decision says so, the acknowledgement."""
+    token = secrets.token_urlsafe(24)
+    ack_event = next(e for e in events if e[0] == "acknowledgement")[2]
+    ack = None
+    if ack_event["send"] and to_address:
+        ack = acknowledgement(config, _templates(config.outbound.templates),
+                              reference=item.reference, status_token=token,
+                              template=ack_event.get("template"), to_name=to_name,
+                              to_address=to_address, subject=subject,
+                              customer_message_id=message_id, references=references)
+    return new | {"status_token": token, "acknowledgement": ack}
+
+
 def _reply_rules(rules: RuleSet) -> bool:
     return any(r.applies_to in ("replies", "all") and r.enabled for r in rules.rules)
 
@@ -87,9 +112,20 @@ def _parents(parsed: ParsedEmail) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ordered))
 
 
-def _acknowledgement(parsed: ParsedEmail, own: bool) -> tuple[bool, str]:
+_NO_REPLY = ("mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "donotreply",
+             "do-not-reply", "bounce", "bounces")
+
+
+def _acknowledgement(parsed: ParsedEmail, own: bool, config: Config) -> tuple[bool, str]:
     if own:
         return False, "our own mail came back"
+    sender = parsed.from_.address.lower() if parsed.from_ else ""
+    local = sender.partition("@")[0]
+    if sender and config.accepts(sender):
+        return False, "sent from one of our own addresses"
+    if any(local == word or local.startswith(word + "+") or local.startswith(word + "-")
+           for word in _NO_REPLY):
+        return False, f"{sender} does not take replies"
     if parsed.bounce is not None:
         return False, "delivery report"
     if parsed.auto_reply:
@@ -127,7 +163,7 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewReque
         tags=find_reference_tags(parsed.subject, config.threading.subject_tag),
         sender=sender, automatic=automatic,
     )
-    send, why = _acknowledgement(parsed, own)
+    send, why = _acknowledgement(parsed, own, config)
     routed = _routed(decide(rules, email_input(parsed, item)), automatic=automatic, custom={},
                      ack_veto=None if send else why)
     # Whether it is a reply is known only when it is stored; a reply rule's
@@ -149,6 +185,11 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewReque
                               "list": parsed.list_mail, "own_outbound": own}),
         *routed.pop("events"),
     ]
+    reply_to = parsed.reply_to[0] if parsed.reply_to else parsed.from_
+    routed = _with_ack(routed, events, item, config, to_name=reply_to.name if reply_to else None,
+                       to_address=reply_to.address if reply_to else None,
+                       subject=parsed.subject, message_id=parsed.message_id,
+                       references=list(parsed.references))
     return NewRequest(
         message=message, requester_email=sender, requester_name=message.from_name,
         hints=hints, events=events, reply_changes=reply_changes,
@@ -171,5 +212,8 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest
                                 "received_at": item.received_at.isoformat()}),
         *routed.pop("events"),
     ]
+    routed = _with_ack(routed, events, item, config, to_name=parsed.requester_name,
+                       to_address=parsed.requester_email, subject=parsed.subject,
+                       message_id=None, references=[])
     return NewRequest(message=message, requester_email=parsed.requester_email,
                       requester_name=parsed.requester_name, events=events, **routed)

@@ -126,6 +126,33 @@ class ThreadingSection(_Section):
     message_id_domain: str | None = None
 
 
+class OutboundSection(_Section):
+    # The SMTP relay that sends our mail (host:port); none: mail waits in the outbox.
+    relay: str | None = None
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None  # the name of the variable holding the password
+    from_address: str | None = None  # default: the first intake address
+    from_name: str = "Support"
+    templates: str | None = None     # folder of Jinja2 templates, before the built-in ones
+    # Acknowledgements to one address per hour at most: stops loops with other responders.
+    acknowledgements_per_hour: int = Field(default=5, ge=0)
+    workers: int = Field(default=1, ge=0)
+    max_attempts: int = Field(default=10, gt=0)
+    max_age_hours: float = Field(default=48.0, gt=0)
+    backoff_initial_seconds: float = Field(default=5.0, gt=0)
+    backoff_max_seconds: float = Field(default=900.0, gt=0)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("relay")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_listen(value)
+        return value
+
+
 class QueueSection(_Section):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -143,6 +170,7 @@ class Config(BaseModel):
     http: HttpSection = Field(default_factory=HttpSection)
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     threading: ThreadingSection = Field(default_factory=ThreadingSection)
+    outbound: OutboundSection = Field(default_factory=OutboundSection)
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
 
     @field_validator("queue")
@@ -176,6 +204,10 @@ class Config(BaseModel):
         return f"http://{host}:{port}"
 
     @property
+    def relay_address(self) -> tuple[str, int] | None:
+        return _parse_listen(self.outbound.relay) if self.outbound.relay else None
+
+    @property
     def message_id_domain(self) -> str:
         return self.threading.message_id_domain or self.smtp.hostname
 
@@ -194,8 +226,8 @@ class Config(BaseModel):
 
 # Known top-level tables owned by later parts (routing rules, catalogue,
 # escalation); they are validated by their own loaders, not here.
-_PASS_THROUGH = {"rule", "component", "routing", "escalation", "sla", "classifier", "form",
-                 "webhook", "outbound"}
+_PASS_THROUGH = {"rule", "component", "routing", "escalation", "sla", "calendar", "classifier",
+                 "form", "webhook", "broker"}
 
 _ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
     ("INTAKE_DATABASE_URL", ("database", "url")),
@@ -203,6 +235,7 @@ _ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
     ("INTAKE_LMTP_LISTEN", ("smtp", "lmtp_listen")),
     ("INTAKE_HTTP_LISTEN", ("http", "listen")),
     ("INTAKE_PUBLIC_URL", ("http", "public_url")),
+    ("INTAKE_SMTP_RELAY", ("outbound", "relay")),
 )
 
 

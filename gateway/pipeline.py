@@ -25,7 +25,7 @@ from storage.engine import utcnow
 from storage.errors import STORAGE_FAULTS
 from storage.processing import ClaimedItem, claim_items, fail_item
 from storage.records import NewRequest
-from storage.store import Stored, complete_item, complete_items
+from storage.store import Stored, complete_items
 
 log = logging.getLogger("intake.pipeline")
 
@@ -48,6 +48,8 @@ class Pipeline:
         self.rules = rules or RulesHolder.load(config)
         # Told the queue of each new request waiting for an agent.
         self.on_new_work: Callable[[str], None] | None = None
+        # Told after each store (acknowledgements may be waiting in the outbox).
+        self.on_stored: Callable[[], None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self.processed = 0
@@ -102,7 +104,9 @@ class Pipeline:
             work = [(item, build_request(item, self._config, rules)) for item in items
                     if item.attempts <= limit]
             if len(work) == len(items):
-                stored = await complete_items(self._engine, work, place)
+                stored = await complete_items(
+                    self._engine, work, place,
+                    acks_per_hour=self._config.outbound.acknowledgements_per_hour)
                 self.processed += len(work)
                 self._announce(stored)
                 return
@@ -128,7 +132,9 @@ class Pipeline:
             async for attempt in retrying:
                 with attempt:
                     new = build_request(item, self._config, self.rules.rules)
-                    stored = await complete_item(self._engine, item, new, place)
+                    stored = (await complete_items(
+                        self._engine, [(item, new)], place,
+                        acks_per_hour=self._config.outbound.acknowledgements_per_hour))[0]
         except STORAGE_FAULTS as exc:
             # The database, not the item, is at fault: hand it back for later.
             log.warning("inbox item %s deferred, storage fault: %s", item.id, exc)
@@ -142,6 +148,8 @@ class Pipeline:
         self._announce([stored])
 
     def _announce(self, stored: list[Stored]) -> None:
+        if self.on_stored is not None:
+            self.on_stored()
         for result in stored:
             if result.new_work is not None and self.on_new_work is not None:
                 self.on_new_work(result.new_work)

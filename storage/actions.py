@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from storage.engine import as_utc, utcnow
 from storage.models import attachments, blobs, events, inbox_items, messages, requests
 from storage.notify import notify
+from storage.outbox import enqueue, message_payload
 from storage.records import NewMessage
 
 OPEN_STATUSES = ("new", "open", "waiting", "reopened", "quarantined")
@@ -167,6 +168,10 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
             "request_id": request_id, "kind": "replied", "actor": actor, "at": now,
             "data": {"message_id": message.message_id, "to": message.to,
                      "status": status}})
+        if message.to:
+            await enqueue(conn, "email", {"message": message_payload(message),
+                                          "purpose": "reply"},
+                          request_id=request_id, dedupe_key=f"reply:{message.message_id}")
     return Updated("ok", version + 1)
 
 

@@ -174,7 +174,30 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class OutboxRow(Base):
+    """An outbound effect (mail, webhook, broker message), written in the same
+    transaction as the change that causes it, delivered by workers."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # email, webhook, broker
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
+    payload: Mapped[dict[str, Any]]
+    # At most one row per key: one acknowledgement per request, whatever retries.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 inbox_items = InboxItem.__table__
+outbox = OutboxRow.__table__
 requests = Request.__table__
 messages = Message.__table__
 blobs = Blob.__table__

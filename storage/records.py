@@ -55,6 +55,10 @@ class NewRequest:
     # the decision that set them (for the timeline).
     reply_changes: dict[str, Any] = field(default_factory=dict)
     reply_decision: dict[str, Any] | None = None
+    # The customer's key to the status page, and the acknowledgement to send
+    # (stored as our outbound message and queued in the same transaction).
+    status_token: str | None = None
+    acknowledgement: NewMessage | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -22,8 +22,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import utcnow
-from storage.models import attachments, blobs, events, inbox_items, messages, requests
+from storage.models import (
+    attachments,
+    blobs,
+    events,
+    inbox_items,
+    messages,
+    outbox,
+    requests,
+)
 from storage.notify import notify
+from storage.outbox import enqueue, message_payload
 from storage.processing import ClaimedItem
 from storage.records import (
     KnownMessage,
@@ -61,7 +70,8 @@ async def complete_item(engine: AsyncEngine, item: ClaimedItem, new: NewRequest,
 
 
 async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, NewRequest]],
-                         place: Place = _new_only) -> list[Stored]:
+                         place: Place = _new_only, *,
+                         acks_per_hour: int | None = None) -> list[Stored]:
     """Store a batch; an item stored before (a retry, a race) adds nothing."""
     now = utcnow()
     async with engine.begin() as conn:
@@ -130,6 +140,8 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                                        "at": now, "data": {"by": "reply rule",
                                                            "changes": new.reply_changes,
                                                            "decision": new.reply_decision}})
+        event_rows += await _queue_acknowledgements(
+            conn, [(real_ids[-(i + 1)], new) for i, _, new in fresh], now, acks_per_hour)
         if event_rows:
             await conn.execute(insert(events), event_rows)
         if touched:
@@ -149,6 +161,48 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                    new.queue if p is not None and p.kind == "new" and new.status == "new"
                    else None)
             for ref, p, (_, new) in zip(references, placements, work, strict=True)]
+
+
+async def _queue_acknowledgements(conn: AsyncConnection, created: list[tuple[int, NewRequest]],
+                                  now: datetime, per_hour: int | None) -> list[dict[str, Any]]:
+    """Store each acknowledgement as our outbound message and queue its delivery.
+
+    At most `per_hour` acknowledgements go to one address in an hour: another
+    auto-responder answering each of ours would otherwise loop forever.
+    """
+    events_out: list[dict[str, Any]] = []
+    sent_now: dict[str, int] = {}
+    for request_id, new in created:
+        ack = new.acknowledgement
+        if ack is None or not ack.to:
+            continue
+        address = ack.to[0]["address"].lower()
+        if per_hour is not None:
+            recent = sent_now.get(address)
+            if recent is None:
+                recent = (await conn.execute(
+                    select(func.count()).select_from(outbox)
+                    .join(requests, requests.c.id == outbox.c.request_id)
+                    .where(requests.c.requester_email == address,
+                           outbox.c.dedupe_key.like("ack:%"),
+                           outbox.c.created_at > now - timedelta(hours=1)))).scalar_one()
+            if recent >= per_hour:
+                events_out.append({"request_id": request_id, "kind": "acknowledgement_skipped",
+                                   "actor": "system", "at": now,
+                                   "data": {"reason": f"{recent} sent to {address} in the "
+                                                      f"last hour (limit {per_hour})"}})
+                sent_now[address] = recent
+                continue
+            sent_now[address] = recent + 1
+        await conn.execute(insert(messages), _message_row(request_id, 0, ack, now) | {
+            "inbox_item_id": None, "direction": "out"})
+        await enqueue(conn, "email", {"message": message_payload(ack), "purpose":
+                                      "acknowledgement"},
+                      request_id=request_id, dedupe_key=f"ack:{request_id}")
+        events_out.append({"request_id": request_id, "kind": "acknowledgement_queued",
+                           "actor": "system", "at": now,
+                           "data": {"message_id": ack.message_id, "to": ack.to}})
+    return events_out
 
 
 def _events_for(item: ClaimedItem, new: NewRequest,
@@ -247,7 +301,8 @@ def _request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str,
         "requester_email": new.requester_email, "requester_name": new.requester_name,
         "subject": new.message.subject, "custom_fields": new.custom_fields,
         "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
-        "updated_at": now, "version": 1, "status_token": secrets.token_urlsafe(24),
+        "updated_at": now, "version": 1,
+        "status_token": new.status_token or secrets.token_urlsafe(24),
     }
 
 

@@ -77,6 +77,10 @@ when = { body.contains = "urgent" }
 then = { priority = "P1" }
 '''
 
+def inbound(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The customer's messages (acknowledgements and replies are ours)."""
+    return [m for m in request["messages"] if m["direction"] == "in"]
+
 
 def write_config(path: Path, text: str = RULES) -> Path:
     path.write_text(text)
@@ -199,13 +203,13 @@ async def test_routing__reply_not_rerouted_unless_a_reply_rule_says_so(
     first = await landed(engine, ref)
     assert (first["queue"], first["priority"]) == ("billing", "P3")
     # A reply mentioning an outage would match "outage", a rule for new requests only.
-    mid = first["messages"][0]["message_id"]
+    mid = inbound(first)[0]["message_id"]
     await send(routed, subject=f"Re: [#{ref}] Invoice 7 - site down?", body="Is the site down?",
                extra=f"In-Reply-To: <{mid}>\r\n")
 
     async def two_messages() -> dict[str, Any] | None:
         found = await queries.get_request(engine, ref)
-        return found if found and len(found["messages"]) == 2 else None
+        return found if found and len(inbound(found)) == 2 else None
 
     after = await wait_for(two_messages)
     assert (after["queue"], after["priority"], after["type"]) == ("billing", "P3",
@@ -216,7 +220,7 @@ async def test_routing__reply_not_rerouted_unless_a_reply_rule_says_so(
 
     async def three_messages() -> dict[str, Any] | None:
         found = await queries.get_request(engine, ref)
-        return found if found and len(found["messages"]) == 3 else None
+        return found if found and len(inbound(found)) == 3 else None
 
     last = await wait_for(three_messages)
     assert (last["queue"], last["priority"]) == ("billing", "P1")

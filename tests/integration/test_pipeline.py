@@ -84,8 +84,10 @@ async def test_pipeline__item_becomes_request(engine: AsyncEngine, config: Confi
     assert req.reference == reference_for(item_id)
     assert req.subject == "Hello" and req.requester_email == "ann@example.com"
     assert state == "done"
-    assert await count(engine, messages) == 1
-    kinds = ["received", "threaded", "parsed", "classified", "routed", "acknowledgement"]
+    assert await count(engine, messages, messages.c.direction == "in") == 1
+    assert await count(engine, messages, messages.c.direction == "out") == 1  # the ack
+    kinds = ["received", "threaded", "parsed", "classified", "routed", "acknowledgement",
+             "acknowledgement_queued"]
     async with engine.connect() as conn:
         rows = await conn.execute(select(events.c.kind).order_by(events.c.id))
         assert list(rows.scalars()) == kinds
@@ -103,7 +105,7 @@ async def test_pipeline__same_item_twice_one_request(engine: AsyncEngine, config
     assert first.reference == second.reference
     assert (first.kind, second.kind) == ("new", "stored before")
     assert await count(engine, requests) == 1
-    assert await count(engine, messages) == 1
+    assert await count(engine, messages, messages.c.direction == "in") == 1
 
 
 async def test_pipeline__expired_lease_is_taken_over(engine: AsyncEngine) -> None:

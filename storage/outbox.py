@@ -1,0 +1,128 @@
+"""The outbox: outbound effects written with the change that causes them.
+
+Rows are enqueued inside the caller's transaction (so a rolled-back change
+sends nothing) and claimed by workers with a lease (`FOR UPDATE SKIP LOCKED`),
+so two processes never deliver the same row. A unique `dedupe_key` makes
+"one acknowledgement per request" hold even if the pipeline runs twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage.engine import as_utc, utcnow
+from storage.models import outbox, requests
+from storage.records import NewMessage
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    kind: str
+    request_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+def message_payload(m: NewMessage) -> dict[str, Any]:
+    """An outbound message as the mail worker needs it (JSON-able)."""
+    return {"subject": m.subject, "text": m.text, "from_address": m.from_address,
+            "from_name": m.from_name, "to": m.to, "cc": m.cc, "message_id": m.message_id,
+            "in_reply_to": m.in_reply_to, "references": m.references,
+            "auto_submitted": m.flags.get("auto_submitted")}
+
+
+async def enqueue(conn: AsyncConnection, kind: str, payload: dict[str, Any], *,
+                  request_id: int | None = None, dedupe_key: str | None = None) -> None:
+    """Add a row in the caller's transaction; a row with the same key is kept once."""
+    now = utcnow()
+    values = {"kind": kind, "request_id": request_id, "payload": payload,
+              "dedupe_key": dedupe_key, "state": "pending", "attempts": 0,
+              "next_attempt_at": now, "created_at": now}
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    await conn.execute(dialect_insert(outbox).values(values).on_conflict_do_nothing())
+
+
+async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
+                    kinds: tuple[str, ...] | None = None) -> list[OutboxItem]:
+    now = utcnow()
+    ready = or_(
+        and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+    )
+    if kinds:
+        ready = and_(ready, outbox.c.kind.in_(kinds))
+    candidates = (select(outbox.c.id).where(ready).order_by(outbox.c.next_attempt_at,
+                                                            outbox.c.id)
+                  .limit(limit).with_for_update(skip_locked=True))
+    async with engine.begin() as conn:
+        rows = (await conn.execute(
+            update(outbox).where(outbox.c.id.in_(candidates.scalar_subquery()))
+            .values(state="sending", attempts=outbox.c.attempts + 1,
+                    lease_until=now + timedelta(seconds=lease_seconds))
+            .returning(outbox.c.id, outbox.c.kind, outbox.c.request_id, outbox.c.payload,
+                       outbox.c.attempts, outbox.c.created_at))).all()
+    return sorted((OutboxItem(r.id, r.kind, r.request_id, r.payload, r.attempts,
+                              as_utc(r.created_at) or now) for r in rows), key=lambda i: i.id)
+
+
+async def mark_done(engine: AsyncEngine, item_id: int) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+            state="done", delivered_at=utcnow(), lease_until=None, last_error=None))
+
+
+async def mark_failed(engine: AsyncEngine, item_id: int, error: str, *,
+                      retry_at: datetime | None) -> None:
+    """Back to pending until `retry_at`, or dead-lettered when `retry_at` is None."""
+    values: dict[str, Any] = {"last_error": error[:4000], "lease_until": None}
+    values |= ({"state": "dead"} if retry_at is None
+               else {"state": "pending", "next_attempt_at": retry_at})
+    async with engine.begin() as conn:
+        await conn.execute(update(outbox).where(outbox.c.id == item_id).values(values))
+
+
+async def dead_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(outbox.c.id, outbox.c.kind, outbox.c.attempts, outbox.c.last_error,
+                   outbox.c.created_at, requests.c.reference)
+            .join(requests, requests.c.id == outbox.c.request_id, isouter=True)
+            .where(outbox.c.state == "dead").order_by(outbox.c.id))).all()
+    return [{"id": r.id, "kind": r.kind, "attempts": r.attempts, "last_error": r.last_error,
+             "created_at": as_utc(r.created_at), "reference": r.reference} for r in rows]
+
+
+async def retry_dead(engine: AsyncEngine, ids: list[int] | None = None) -> int:
+    condition = outbox.c.state == "dead"
+    if ids is not None:
+        condition = and_(condition, outbox.c.id.in_(ids))
+    async with engine.begin() as conn:
+        result = await conn.execute(update(outbox).where(condition).values(
+            state="pending", attempts=0, next_attempt_at=utcnow(), lease_until=None))
+    return result.rowcount
+
+
+async def discard_dead(engine: AsyncEngine, ids: list[int]) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(outbox).where(outbox.c.state == "dead", outbox.c.id.in_(ids))
+            .values(state="discarded", lease_until=None))
+    return result.rowcount
+
+
+async def rows_for(engine: AsyncEngine, request_id: int | None = None) -> list[dict[str, Any]]:
+    """Outbox rows (all, or of one request), for tests and operators."""
+    query = select(outbox).order_by(outbox.c.id)
+    if request_id is not None:
+        query = query.where(outbox.c.request_id == request_id)
+    async with engine.connect() as conn:
+        return [dict(r._mapping) for r in (await conn.execute(query)).all()]
