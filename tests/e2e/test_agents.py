@@ -19,6 +19,7 @@ from storage import queries
 from storage.tokens import create_token
 from tests.helpers import make_config, wait_for
 
+
 def inbound(request: dict[str, Any]) -> list[dict[str, Any]]:
     """The customer's messages (acknowledgements and replies are ours)."""
     return [m for m in request["messages"] if m["direction"] == "in"]

@@ -16,6 +16,7 @@ from storage.records import NewMessage
 from storage.store import record_outbound
 from tests.helpers import wait_for
 
+
 def inbound(request: dict[str, Any]) -> list[dict[str, Any]]:
     """The customer's messages (acknowledgements and replies are ours)."""
     return [m for m in request["messages"] if m["direction"] == "in"]
