@@ -24,6 +24,7 @@ from gateway.web import (
     may_read,
     problem,
     request_url,
+    small_int,
     token_of,
     unauthorised,
 )
@@ -36,6 +37,8 @@ MAX_LEASE_SECONDS = 3600
 MAX_WAIT_SECONDS = 60
 MAX_PAGE = 200
 FILTERS = ("status", "priority", "type", "component", "tag", "requester", "text")
+# Column sizes of the fields an agent may set (storage/models.py).
+FIELD_LIMITS = {"type": 32, "category": 64, "component": 64}
 
 
 def _agent(token: TokenInfo) -> str:
@@ -61,10 +64,14 @@ def _visible_queues(request: web.Request, token: TokenInfo) -> list[str]:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
+    raw = await request.read() if request.body_exists else b"{}"
     try:
-        body = await request.json(loads=json.loads) if request.body_exists else {}
-    except ValueError as exc:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
         return problem(400, "Bad Request", f"body is not valid JSON: {exc}")
+    if "\\u0000" in raw.decode("utf-8", "replace"):
+        return problem(422, "Unprocessable Content", "NUL characters are not allowed",
+                       errors=[{"pointer": "", "detail": "contains a NUL character"}])
     if not isinstance(body, dict):
         return problem(422, "Unprocessable Content", "body must be a JSON object",
                        errors=[{"pointer": "", "detail": "must be an object"}])
@@ -83,7 +90,8 @@ def _int(body: dict[str, Any], key: str, default: int, low: int, high: int) -> i
     return value
 
 
-async def _readable(request: web.Request) -> tuple[TokenInfo, dict[str, Any]] | web.Response:
+async def _readable(request: web.Request, *, to_change: bool = False
+                    ) -> tuple[TokenInfo, dict[str, Any]] | web.Response:
     """The caller's token and the request it names, or the answer to give instead."""
     token = await token_of(request)
     if token is None:
@@ -92,6 +100,9 @@ async def _readable(request: web.Request) -> tuple[TokenInfo, dict[str, Any]] | 
     if found is None or found.get("status") == "received" and token.role != "admin" or (
             not may_read(token, found.get("queue"))):
         return problem(404, "Not Found", "no request with this reference")
+    if to_change and found.get("status") == "received":
+        return problem(409, "Conflict", "this input is still being processed; try again shortly",
+                       headers={"Retry-After": "1"})
     return token, found
 
 
@@ -112,14 +123,14 @@ async def queue_requests(request: web.Request) -> web.Response:
     queue = request.match_info["queue"]
     if token.role not in ("admin", "agent") or queue not in _visible_queues(request, token):
         return problem(404, "Not Found", "no queue with this name")
-    limit = request.query.get("limit", "50")
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+    limit_value = small_int(request.query.get("limit", "50"))
+    if limit_value is None or not 1 <= limit_value <= MAX_PAGE:
         return problem(400, "Bad Request", f"limit must be 1 to {MAX_PAGE}",
                        errors=[{"parameter": "limit", "detail": f"must be 1 to {MAX_PAGE}"}])
     filters = {k: request.query[k] for k in FILTERS if request.query.get(k)}
     try:
         items, cursor = await claims.list_queue(
-            request.app[ENGINE], queue, filters=filters, limit=int(limit),
+            request.app[ENGINE], queue, filters=filters, limit=limit_value,
             cursor=request.query.get("cursor"))
     except ValueError as exc:
         return problem(400, "Bad Request", str(exc),
@@ -166,7 +177,7 @@ async def claim(request: web.Request) -> web.Response:
 
 
 async def renew_lease(request: web.Request) -> web.Response:
-    found = await _readable(request)
+    found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
     token, req = found
@@ -183,7 +194,7 @@ async def renew_lease(request: web.Request) -> web.Response:
 
 
 async def release_lease(request: web.Request) -> web.Response:
-    found = await _readable(request)
+    found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
     token, req = found
@@ -199,8 +210,9 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
         return found
     _, req = found
     raw_id = request.match_info["attachment_id"]
-    item = await actions.attachment(request.app[ENGINE], req["reference"],
-                                    int(raw_id)) if raw_id.isdigit() else None
+    number = small_int(raw_id)
+    item = None if number is None else await actions.attachment(
+        request.app[ENGINE], req["reference"], number)
     if item is None:
         return problem(404, "Not Found", "no such attachment on this request")
     name = (item["filename"] or f"attachment-{raw_id}").replace('"', "")
@@ -222,7 +234,7 @@ def _quote(name: str) -> str:
 
 
 async def update_request(request: web.Request) -> web.Response:
-    found = await _readable(request)
+    found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
     token, req = found
@@ -262,8 +274,9 @@ def _validated_changes(request: web.Request, token: TokenInfo,
             if value not in ("P1", "P2", "P3", "P4"):
                 return {}, _invalid("/priority", "must be P1, P2, P3 or P4")
         elif key == "tags":
-            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-                return {}, _invalid("/tags", "must be a list of strings")
+            if not isinstance(value, list) or not all(
+                    isinstance(t, str) and 0 < len(t) <= 100 for t in value) or len(value) > 50:
+                return {}, _invalid("/tags", "must be at most 50 strings of 1 to 100 characters")
             value = list(dict.fromkeys(value))
         elif key == "custom_fields":
             if not isinstance(value, dict) or not all(
@@ -274,6 +287,9 @@ def _validated_changes(request: web.Request, token: TokenInfo,
                 return {}, _invalid("/escalation_level", "must be 0 to 10")
         elif value is not None and not isinstance(value, str):
             return {}, _invalid(f"/{key}", "must be a string or null")
+        elif isinstance(value, str) and len(value) > FIELD_LIMITS.get(key, 64):
+            return {}, _invalid(f"/{key}", f"must be at most {FIELD_LIMITS.get(key, 64)} "
+                                           "characters")
         changes[key] = value
     if not changes:
         return {}, _invalid("", "name at least one field to change")
@@ -293,7 +309,7 @@ def _update_answer(request: web.Request, req: dict[str, Any],
 
 
 async def add_note(request: web.Request) -> web.Response:
-    found = await _readable(request)
+    found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
     token, req = found
@@ -312,7 +328,7 @@ async def add_note(request: web.Request) -> web.Response:
 
 
 async def add_reply(request: web.Request) -> web.Response:
-    found = await _readable(request)
+    found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
     token, req = found
@@ -354,7 +370,7 @@ async def add_reply(request: web.Request) -> web.Response:
 
 
 async def escalate(request: web.Request) -> web.Response:
-    found = await _readable(request)
+    found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
     token, req = found
@@ -378,7 +394,7 @@ async def escalate(request: web.Request) -> web.Response:
 
 
 async def merge(request: web.Request) -> web.Response:
-    found = await _readable(request)
+    found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
     token, req = found

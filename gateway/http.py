@@ -28,6 +28,7 @@ from gateway.web import (
     problem,
     problems_middleware,
     request_url,
+    small_int,
     token_of,
     unauthorised,
     unavailable,
@@ -179,7 +180,7 @@ async def create_api_token(request: web.Request) -> web.Response:
     if not isinstance(queues, list) or not all(isinstance(q, str) and q in known
                                                for q in queues):
         problems.append({"pointer": "/queues", "detail": "must be a list of known queues"})
-    if not isinstance(name, str) or len(name) > 100:
+    if not isinstance(name, str) or len(name) > 100 or "\x00" in name:
         problems.append({"pointer": "/name", "detail": "must be text of at most 100 characters"})
     unknown = sorted(set(body) - {"role", "queues", "name"})
     problems += [{"pointer": f"/{k}", "detail": "is not a known field"} for k in unknown]
@@ -203,8 +204,8 @@ async def revoke_api_token(request: web.Request) -> web.Response:
     token = await _admin(request)
     if isinstance(token, web.Response):
         return token
-    raw = request.match_info["token_id"]
-    if not raw.isdigit() or not await revoke_token(request.app[ENGINE], int(raw)):
+    number = small_int(request.match_info["token_id"])
+    if number is None or not await revoke_token(request.app[ENGINE], number):
         return problem(404, "Not Found", "no active token with this id")
     request.app[TOKENS].forget()
     return web.Response(status=204)

@@ -453,7 +453,7 @@ def _paths(queues: Sequence[str]) -> dict[str, Schema]:
             "patch": _op(
                 "updateRequest", "Change fields of a request", "agents",
                 {"200": _ok("changed; the new version", _ref("Versioned"), headers=etag)},
-                (400, 403, 404, 412, 413, 422, 428, *AUTH),
+                (400, 403, 404, 409, 412, 413, 422, 428, *AUTH),
                 params=[{"name": "If-Match", "in": "header", "required": True,
                          "description": "the ETag of the version being changed",
                          "schema": {"type": "string", "minLength": 1}}],
@@ -478,7 +478,7 @@ def _paths(queues: Sequence[str]) -> dict[str, Schema]:
             "post": _op(
                 "addNote", "Add an internal note to the timeline", "agents",
                 {"201": _ok("noted", _ref("NoteAdded"))},
-                (400, 403, 404, 413, 422, *AUTH), body=_ref("NewNote")),
+                (400, 403, 404, 409, 413, 422, *AUTH), body=_ref("NewNote")),
         },
         "/v1/requests/{reference}/replies": {
             "parameters": [REFERENCE],
@@ -486,14 +486,14 @@ def _paths(queues: Sequence[str]) -> dict[str, Schema]:
                 "addReply", "Reply to the requester (queued for delivery)", "agents",
                 {"201": _ok("reply stored, delivery pending", _ref("ReplyQueued"),
                             headers=etag)},
-                (400, 403, 404, 413, 422, *AUTH), body=_ref("NewReply")),
+                (400, 403, 404, 409, 413, 422, *AUTH), body=_ref("NewReply")),
         },
         "/v1/requests/{reference}/escalate": {
             "parameters": [REFERENCE],
             "post": _op(
                 "escalateRequest", "Raise the escalation level by one", "agents",
                 {"200": _ok("escalated; the new version", _ref("Versioned"), headers=etag)},
-                (400, 403, 404, 412, 413, 422, *AUTH),
+                (400, 403, 404, 409, 412, 413, 422, *AUTH),
                 params=[{"name": "If-Match", "in": "header", "required": False,
                          "description": "when sent, the change applies only to this version",
                          "schema": STR}],

@@ -101,6 +101,9 @@ def unauthorised() -> web.Response:
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as a problem document, never as an HTML page."""
+    if "\x00" in request.path or any("\x00" in v for v in request.query.values()):
+        # PostgreSQL text cannot hold NUL; no legitimate value carries one.
+        return problem(400, "Bad Request", "NUL characters are not allowed in the URL")
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -119,6 +122,11 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
 
 def request_url(request: web.Request, reference: str) -> str:
     return f"{request.app[CONFIG].public_url}/v1/requests/{reference}"
+
+
+def small_int(raw: str) -> int | None:
+    """A path or query number: ASCII digits that fit a database integer, else None."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 def may_read(token: TokenInfo, queue: str | None) -> bool:

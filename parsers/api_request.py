@@ -52,6 +52,9 @@ def _string(data: dict[str, Any], key: str, pointer: str, problems: list[FieldPr
     if len(value) > limit:
         problems.append(FieldProblem(pointer, f"must be at most {limit} characters"))
         return None
+    if "\x00" in value:
+        problems.append(FieldProblem(pointer, "must not contain NUL characters"))
+        return None
     return value
 
 
@@ -90,7 +93,10 @@ def parse_api_request(body: bytes) -> ApiRequest | list[FieldProblem]:
                                      f"must have at most {MAX_CUSTOM_FIELDS} fields"))
     else:
         for key, value in custom.items():
-            if not isinstance(value, str | int | float | bool) and value is not None:
+            if "\x00" in key or isinstance(value, str) and "\x00" in value:
+                problems.append(FieldProblem(f"/custom_fields/{_escape(key)}",
+                                             "must not contain NUL characters"))
+            elif not isinstance(value, str | int | float | bool) and value is not None:
                 problems.append(FieldProblem(f"/custom_fields/{_escape(key)}",
                                              "must be a string, number, boolean or null"))
     if problems:

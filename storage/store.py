@@ -143,7 +143,8 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
         event_rows += await _queue_acknowledgements(
             conn, [(real_ids[-(i + 1)], new) for i, _, new in fresh], now, acks_per_hour)
         if event_rows:
-            await conn.execute(insert(events), event_rows)
+            await conn.execute(insert(events), [r | {"data": scrub(r["data"])}
+                                                for r in event_rows])
         if touched:
             await conn.execute(update(requests).where(requests.c.id.in_(touched))
                                .values(updated_at=now))
@@ -293,8 +294,19 @@ async def _references(conn: AsyncConnection, request_ids: list[int | None],
             for rid, item_id in zip(request_ids, item_ids, strict=True)]
 
 
+def scrub(value: Any) -> Any:
+    """NUL characters, which PostgreSQL text and JSON cannot hold, as U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
 def _request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, Any]:
-    return {
+    return scrub({
         "reference": item.reference, "inbox_item_id": item.id, "status": new.status,
         "queue": new.queue, "channel": item.channel, "priority": new.priority,
         "type": new.type, "category": new.category, "component": new.component,
@@ -303,7 +315,7 @@ def _request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str,
         "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
         "updated_at": now, "version": 1,
         "status_token": new.status_token or secrets.token_urlsafe(24),
-    }
+    })
 
 
 async def _insert_returning(conn: AsyncConnection, table: Any,
@@ -314,14 +326,14 @@ async def _insert_returning(conn: AsyncConnection, table: Any,
 
 def _message_row(request_id: int, item_id: int, m: NewMessage,
                  now: datetime) -> dict[str, Any]:
-    return {
+    return scrub({
         "request_id": request_id, "inbox_item_id": item_id, "direction": "in",
         "message_id": m.message_id, "in_reply_to": m.in_reply_to,
         "references": m.references, "from_address": m.from_address,
         "from_name": m.from_name, "to": m.to, "cc": m.cc, "subject": m.subject,
         "new_text": m.new_text, "text": m.text, "html": m.html, "flags": m.flags,
         "created_at": now,
-    }
+    })
 
 
 async def _insert_attachments(conn: AsyncConnection,
@@ -336,7 +348,7 @@ async def _insert_attachments(conn: AsyncConnection,
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     await conn.execute(dialect_insert(blobs).on_conflict_do_nothing(), rows)
     await conn.execute(insert(attachments), [{
-        "message_id": message_id, "sha256": sha, "filename": a.filename,
+        "message_id": message_id, "sha256": sha, "filename": scrub(a.filename),
         "content_type": a.content_type, "size": len(a.content),
         "content_id": a.content_id, "inline": a.inline,
     } for message_id, a, sha in hashed])

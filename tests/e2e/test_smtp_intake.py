@@ -249,3 +249,17 @@ async def test_smtp__never_relays(gateway: Gateway) -> None:
 
     refused = await asyncio.to_thread(session)
     assert refused["victim@gmail.example"][0] == 550
+
+
+async def test_smtp__nul_bytes_stored_as_replacement_characters(
+        gateway: Gateway, engine: AsyncEngine) -> None:
+    payload = (b"From: N\x00ul <nul@example.com>\r\nSubject: a\x00b\r\n"
+               b"Message-ID: <nul@example.com>\r\n\r\nbody\x00text\r\n.\r\n")
+    transcript = await asyncio.to_thread(_raw_session, gateway.smtp_port, payload)
+    assert b"Accepted as" in transcript
+    found = await wait_for(lambda: _request_for(engine, "nul@example.com"))
+    request = await queries.get_request(engine, found[0]["reference"])
+    assert request is not None
+    assert "\x00" not in request["subject"]
+    assert "\x00" not in request["messages"][0]["text"]
+    assert "body" in request["messages"][0]["text"]
