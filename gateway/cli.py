@@ -223,20 +223,48 @@ async def _reprocess(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _dead_letters(config: Config, args: argparse.Namespace) -> int:
-    from storage.processing import dead_items
+    """Inbox items that failed processing and outbox rows that failed delivery."""
+    from storage.outbox import dead_rows, discard_dead, retry_dead
+    from storage.processing import dead_items, requeue_dead
 
     engine = _engine(config)
     try:
-        rows = await dead_items(engine)
+        if args.action == "list":
+            inbox_rows, outbox_rows = await dead_items(engine), await dead_rows(engine)
+            if args.json:
+                print(json.dumps({"inbox": inbox_rows, "outbox": outbox_rows}, default=str,
+                                 indent=2))
+                return 0
+            for row in inbox_rows:
+                print(f"inbox:{row['id']}\t{row['reference']}\t{row['channel']}\t"
+                      f"{row['attempts']}\t{row['last_error']}")
+            for row in outbox_rows:
+                print(f"outbox:{row['id']}\t{row['reference']}\t{row['kind']}\t"
+                      f"{row['attempts']}\t{row['last_error']}")
+            print(f"{len(inbox_rows) + len(outbox_rows)} dead-lettered item(s)")
+            return 0
+        wanted: dict[str, list[int]] = {"inbox": [], "outbox": []}
+        for value in args.items:
+            kind, _, number = value.rpartition(":")
+            if kind not in wanted or not number.isascii() or not number.isdigit():
+                print(f"name items as inbox:ID or outbox:ID, not {value!r}", file=sys.stderr)
+                return 2
+            wanted[kind].append(int(number))
+        if not args.items and not args.all:
+            print("name items (inbox:ID, outbox:ID) or use --all", file=sys.stderr)
+            return 2
+        if args.action == "retry":
+            count = (await requeue_dead(engine, None if args.all else wanted["inbox"])
+                     + await retry_dead(engine, None if args.all else wanted["outbox"]))
+            print(f"{count} dead-lettered item(s) queued again")
+        else:
+            if args.all:
+                print("discard needs the items named", file=sys.stderr)
+                return 2
+            count = await discard_dead(engine, wanted["outbox"])
+            print(f"{count} outbox row(s) discarded (inbox items are kept: reprocess them)")
     finally:
         await engine.dispose()
-    if args.json:
-        print(json.dumps(rows, default=str, indent=2))
-    else:
-        for row in rows:
-            print(f"{row['id']}\t{row['reference']}\t{row['channel']}\t{row['attempts']}\t"
-                  f"{row['last_error']}")
-        print(f"{len(rows)} dead-lettered item(s)")
     return 0
 
 
@@ -305,8 +333,12 @@ def _parser() -> argparse.ArgumentParser:
     quarantine = sub.add_parser("quarantine", help="requests held for review")
     quarantine.add_argument("action", choices=["list", "release"])
     quarantine.add_argument("references", nargs="*")
-    dead = sub.add_parser("dead-letters", help="list dead-lettered inbox items")
-    dead.add_argument("action", nargs="?", choices=["list"], default="list")
+    dead = sub.add_parser("dead-letters",
+                          help="items that failed every attempt: list, retry, discard")
+    dead.add_argument("action", nargs="?", choices=["list", "retry", "discard"],
+                      default="list")
+    dead.add_argument("items", nargs="*", help="inbox:ID or outbox:ID")
+    dead.add_argument("--all", action="store_true", help="retry every dead-lettered item")
     dead.add_argument("--json", action="store_true")
     return parser
 
