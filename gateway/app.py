@@ -86,8 +86,8 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
     if workers:
         for _ in range(config.pipeline.workers):
             gateway._workers.append(asyncio.create_task(pipeline.run_worker()))
-        # Without a relay, mail waits in the outbox (visible) until one is configured.
-        if config.relay_address is not None:
+        # With nothing to deliver to, rows wait in the outbox (visible) until configured.
+        if outbox.has_work:
             for _ in range(config.outbound.workers):
                 gateway._workers.append(asyncio.create_task(outbox.run()))
 
@@ -120,6 +120,8 @@ async def stop(gateway: Gateway, *, grace: float = 10.0) -> None:
     for task in gateway._tasks:
         task.cancel()
     await asyncio.gather(*gateway._tasks, return_exceptions=True)
+    if gateway.outbox is not None:
+        await gateway.outbox.close()
     await gateway.engine.dispose()
     log.info("intake stopped")
 

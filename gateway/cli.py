@@ -47,10 +47,12 @@ async def _check_config(config: Config, args: argparse.Namespace) -> int:
     from gateway.rules import RulesHolder
 
     holder = RulesHolder.load(config)  # InvalidRulesError is reported by main()
+    hooks = config.webhooks()  # ConfigError too
     queues = ", ".join(q.name for q in config.queue)
     addresses = config.intake.addresses + ["@" + d for d in config.intake.domains]
     print(f"{config.source}: ok (queues: {queues}; addresses: {', '.join(addresses)}; "
-          f"{len(holder.rules.rules)} rules, {len(holder.rules.components)} components)")
+          f"{len(holder.rules.rules)} rules, {len(holder.rules.components)} components, "
+          f"{len(hooks)} webhooks)")
     return 0
 
 
@@ -373,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRulesError as exc:
         for issue in exc.issues:
             print(f"intake: configuration error: {issue}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"intake: configuration error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -153,6 +153,21 @@ class OutboundSection(_Section):
         return value
 
 
+class BrokerSection(_Section):
+    # RabbitMQ (AMQP) URL; events go to a topic exchange, routing key = event name.
+    url: str | None = None
+    url_env: str | None = None  # or the name of a variable holding the URL
+    exchange: str = "intake.events"
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("url")
+    @classmethod
+    def _amqp(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+
 class QueueSection(_Section):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -171,6 +186,7 @@ class Config(BaseModel):
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     threading: ThreadingSection = Field(default_factory=ThreadingSection)
     outbound: OutboundSection = Field(default_factory=OutboundSection)
+    broker: BrokerSection = Field(default_factory=BrokerSection)
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
 
     @field_validator("queue")
@@ -204,6 +220,21 @@ class Config(BaseModel):
         return f"http://{host}:{port}"
 
     @property
+    def broker_url(self) -> str | None:
+        return self.broker.url or (os.environ.get(self.broker.url_env)
+                                   if self.broker.url_env else None)
+
+    def webhooks(self) -> list[Any]:
+        """The `[[webhook]]` subscriptions, validated (ConfigError names the key)."""
+        from gateway.webhooks import parse_subscriptions
+
+        tables = (self.model_extra or {}).get("webhook", [])
+        try:
+            return parse_subscriptions(tables if isinstance(tables, list) else [tables])
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: {exc}") from None
+
+    @property
     def relay_address(self) -> tuple[str, int] | None:
         return _parse_listen(self.outbound.relay) if self.outbound.relay else None
 
@@ -227,7 +258,7 @@ class Config(BaseModel):
 # Known top-level tables owned by later parts (routing rules, catalogue,
 # escalation); they are validated by their own loaders, not here.
 _PASS_THROUGH = {"rule", "component", "routing", "escalation", "sla", "calendar", "classifier",
-                 "form", "webhook", "broker"}
+                 "form", "webhook"}
 
 _ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
     ("INTAKE_DATABASE_URL", ("database", "url")),

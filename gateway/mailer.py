@@ -25,6 +25,8 @@ class SendResult:
     ok: bool
     permanent: bool = False
     error: str | None = None
+    # The row was replaced by others (an event fanned out): it is done already.
+    fanned_out: bool = False
 
 
 def build_message(payload: dict[str, Any]) -> EmailMessage:

@@ -10,29 +10,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import RetryCallState, wait_exponential_jitter
 
+from gateway.broker import Publisher
 from gateway.config import Config
 from gateway.mailer import SendResult, send
+from gateway.webhooks import deliver, make_session
 from storage.engine import utcnow
-from storage.outbox import OutboxItem, claim_due, mark_done, mark_failed
+from storage.outbox import OutboxItem, claim_due, fan_out, mark_done, mark_failed
 
 log = logging.getLogger("intake.outbox")
 
-Deliver = Callable[[Config, dict[str, Any]], Awaitable[SendResult]]
+Deliver = Callable[[OutboxItem], Awaitable[SendResult]]
 
 
 class OutboxWorker:
-    def __init__(self, engine: AsyncEngine, config: Config,
-                 deliverers: dict[str, Deliver] | None = None) -> None:
+    """Delivers mail (when a relay is set), webhooks and broker messages."""
+
+    def __init__(self, engine: AsyncEngine, config: Config) -> None:
         self._engine = engine
         self._config = config
-        self._deliverers = deliverers or {"email": send}
+        self._webhooks = {sub.name: sub for sub in config.webhooks()}
+        broker_url = config.broker_url
+        self._publisher = Publisher(broker_url, config.broker.exchange) if broker_url else None
+        self._session: aiohttp.ClientSession | None = None
+        self._deliverers: dict[str, Deliver] = {}
+        if config.relay_address is not None:
+            self._deliverers["email"] = self._email
+        if self._webhooks or self._publisher is not None:
+            self._deliverers |= {"event": self._fan_out, "webhook": self._webhook,
+                                 "broker": self._broker}
         self._wake = asyncio.Event()
         self._stopping = False
         out = config.outbound
@@ -40,8 +54,56 @@ class OutboxWorker:
                                              max=out.backoff_max_seconds,
                                              jitter=out.backoff_initial_seconds)
 
+    @property
+    def has_work(self) -> bool:
+        """Whether anything is configured to deliver (else the rows just wait)."""
+        return bool(self._deliverers)
+
     def wake(self) -> None:
         self._wake.set()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._publisher is not None:
+            await self._publisher.close()
+
+    async def _email(self, item: OutboxItem) -> SendResult:
+        return await send(self._config, item.payload)
+
+    async def _fan_out(self, item: OutboxItem) -> SendResult:
+        """One event row becomes a row per interested webhook, and one for the broker."""
+        event = item.payload["event"]
+        body = {"event": event, "reference": item.payload["reference"],
+                "at": item.payload["at"], "data": item.payload["data"],
+                "delivery": str(item.id)}
+        targets: list[tuple[str, dict[str, Any]]] = [
+            ("webhook", {"target": sub.name, "event": event, "body": body,
+                         "delivery_id": f"{item.id}-{sub.name}"})
+            for sub in self._webhooks.values() if sub.wants(event)]
+        broker = self._config.broker
+        if self._publisher is not None and ("*" in broker.events or event in broker.events):
+            targets.append(("broker", {"target": broker.exchange, "event": event,
+                                       "body": body, "delivery_id": str(item.id)}))
+        await fan_out(self._engine, item.id, targets)
+        self._wake.set()
+        return SendResult(True, fanned_out=True)
+
+    async def _webhook(self, item: OutboxItem) -> SendResult:
+        sub = self._webhooks.get(item.payload["target"])
+        if sub is None:
+            return SendResult(False, True, f"no webhook named {item.payload['target']!r} now")
+        if self._session is None:
+            self._session = make_session()
+        result = await deliver(self._session, sub, item.payload["event"],
+                               item.payload["delivery_id"], item.payload["body"],
+                               int(time.time()))
+        return SendResult(result.ok, result.permanent, result.error or (
+            f"HTTP {result.status}" if not result.ok else None))
+
+    async def _broker(self, item: OutboxItem) -> SendResult:
+        assert self._publisher is not None
+        return await self._publisher.publish(item.id, item.payload)
 
     def stop(self) -> None:
         self._stopping = True
@@ -74,12 +136,13 @@ class OutboxWorker:
     async def deliver(self, item: OutboxItem) -> None:
         out = self._config.outbound
         try:
-            result = await self._deliverers[item.kind](self._config, item.payload)
+            result = await self._deliverers[item.kind](item)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the row
             log.exception("delivering outbox row %s failed", item.id)
             result = SendResult(False, False, f"{type(exc).__name__}: {exc}")
         if result.ok:
-            await mark_done(self._engine, item.id)
+            if not result.fanned_out:
+                await mark_done(self._engine, item.id)
             return
         error = result.error or "failed"
         too_old = utcnow() - item.created_at > timedelta(hours=out.max_age_hours)

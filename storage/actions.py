@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from storage.engine import as_utc, utcnow
 from storage.models import attachments, blobs, events, inbox_items, messages, requests
 from storage.notify import notify
-from storage.outbox import enqueue, message_payload
+from storage.outbox import emit, enqueue, message_payload
 from storage.records import NewMessage
 
 OPEN_STATUSES = ("new", "open", "waiting", "reopened", "quarantined")
@@ -124,6 +124,12 @@ async def update_fields(engine: AsyncEngine, reference: str, expected_version: i
             "data": {"changes": _jsonable(changes)} | (note or {})})
         if "queue" in changes or changes.get("status") in ("new", "open", "reopened"):
             await notify(conn, [row.queue])
+        if "status" in changes:
+            await emit(conn, "status_changed", request_id, reference,
+                       {"status": changes["status"], "actor": actor})
+        if kind == "escalated":
+            await emit(conn, "escalated", request_id, reference,
+                       {"changes": _jsonable(changes), "actor": actor} | (note or {}))
     return Updated("ok", row.version)
 
 
@@ -172,6 +178,8 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
             await enqueue(conn, "email", {"message": message_payload(message),
                                           "purpose": "reply"},
                           request_id=request_id, dedupe_key=f"reply:{message.message_id}")
+        await emit(conn, "replied", request_id, reference,
+                   {"message_id": message.message_id, "actor": actor, "status": status})
     return Updated("ok", version + 1)
 
 

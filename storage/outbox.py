@@ -126,3 +126,28 @@ async def rows_for(engine: AsyncEngine, request_id: int | None = None) -> list[d
         query = query.where(outbox.c.request_id == request_id)
     async with engine.connect() as conn:
         return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+
+async def emit(conn: AsyncConnection, event: str, request_id: int, reference: str,
+               data: dict[str, Any]) -> None:
+    """Record that something happened to a request, for webhooks and brokers.
+
+    One `event` row per happening, in the transaction of the change; the
+    worker fans it out to each subscriber, so storage needs no configuration.
+    """
+    await enqueue(conn, "event", {"event": event, "reference": reference,
+                                  "at": utcnow().isoformat(), "data": data},
+                  request_id=request_id)
+
+
+async def fan_out(engine: AsyncEngine, item_id: int,
+                  targets: list[tuple[str, dict[str, Any]]]) -> None:
+    """Replace an event row by one row per target, in one transaction."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(select(outbox.c.request_id).where(outbox.c.id == item_id))
+               ).first()
+        for kind, payload in targets:
+            await enqueue(conn, kind, payload, request_id=row.request_id if row else None,
+                          dedupe_key=f"{item_id}:{kind}:{payload.get('target', '')}")
+        await conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+            state="done", delivered_at=utcnow(), lease_until=None))

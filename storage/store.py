@@ -32,7 +32,7 @@ from storage.models import (
     requests,
 )
 from storage.notify import notify
-from storage.outbox import enqueue, message_payload
+from storage.outbox import emit, enqueue, message_payload
 from storage.processing import ClaimedItem
 from storage.records import (
     KnownMessage,
@@ -140,6 +140,15 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                                        "at": now, "data": {"by": "reply rule",
                                                            "changes": new.reply_changes,
                                                            "decision": new.reply_decision}})
+        for i, item, new in fresh:
+            rid = real_ids[-(i + 1)]
+            summary = {"queue": new.queue, "status": new.status, "priority": new.priority,
+                       "type": new.type, "channel": item.channel,
+                       "subject": scrub(new.message.subject)}
+            await emit(conn, "created", rid, item.reference, summary)
+            await emit(conn, "routed", rid, item.reference,
+                       {"queue": new.queue, "priority": new.priority, "type": new.type,
+                        "component": new.component, "tags": new.tags})
         event_rows += await _queue_acknowledgements(
             conn, [(real_ids[-(i + 1)], new) for i, _, new in fresh], now, acks_per_hour)
         if event_rows:

@@ -63,7 +63,7 @@ def test_check_config__valid_rules(tmp_path: Path) -> None:
     good.write_text(RULES)
     result = intake("check-config", config=good)
     assert result.returncode == 0, result.stderr
-    assert "5 rules, 1 components" in result.stdout
+    assert "5 rules, 1 components, 0 webhooks" in result.stdout
 
 
 def test_route__explain_prints_hits_misses_and_decision(tmp_path: Path) -> None:
