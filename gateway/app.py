@@ -17,6 +17,7 @@ from gateway.http import build_app
 from gateway.outbox_worker import OutboxWorker
 from gateway.pipeline import Pipeline
 from gateway.rules import RulesHolder
+from gateway.scheduler import Scheduler
 from gateway.signals import WorkSignals
 from gateway.smtp import SmtpListener
 from routing.api import warm_up
@@ -81,6 +82,9 @@ async def start(config: Config, *, engine: AsyncEngine | None = None,
     for _ in range(1 if is_sqlite(engine) else 2):
         gateway._tasks.append(asyncio.create_task(writer.run()))
     gateway._tasks.append(asyncio.create_task(rules.watch(config.pipeline.reload_poll_seconds)))
+    if workers:
+        scheduler = Scheduler(engine, rules, interval=config.pipeline.scheduler_seconds)
+        gateway._tasks.append(asyncio.create_task(scheduler.run()))
     # Other processes' new work wakes this process's waiting agents too.
     gateway._tasks.append(asyncio.create_task(listen(config.database.url, signals.signal)))
     if workers:

@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.config import Config
 from gateway.outbound import Templates, acknowledgement
+from gateway.service_levels import deadlines
 from parsers.api_request import ApiRequest, parse_api_request
 from parsers.automatic import is_own_outbound
 from parsers.json_shape import to_json
@@ -22,6 +23,7 @@ from parsers.records import ParsedEmail
 from parsers.reference_tags import find_reference_tags
 from routing.api import Attachment as RoutedAttachment
 from routing.api import Decision, RoutingInput, RuleSet, decide
+from routing.sla import SlaConfig
 from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest, ThreadHints
 
@@ -87,9 +89,13 @@ def _templates(folder: str | None) -> Templates:
 def _with_ack(new: dict[str, Any], events: list[tuple[str, str, dict[str, Any]]],
               item: ClaimedItem, config: Config, *, to_name: str | None,
               to_address: str | None, subject: str, message_id: str | None,
-              references: list[str]) -> dict[str, Any]:
-    """Add the status token and, when the decision says so, the acknowledgement."""
+              references: list[str], sla: SlaConfig | None = None) -> dict[str, Any]:
+    """Add the status token, the service-level deadlines and, when the decision
+    says so, the acknowledgement."""
     token = secrets.token_urlsafe(24)
+    if new["status"] in ("new", "quarantined"):
+        new = new | {"sla": deadlines(sla, queue=new["queue"], priority=new["priority"],
+                                      type=new["type"], created_at=item.received_at)}
     ack_event = next(e for e in events if e[0] == "acknowledgement")[2]
     ack = None
     if ack_event["send"] and to_address:
@@ -137,7 +143,8 @@ def _acknowledgement(parsed: ParsedEmail, own: bool, config: Config) -> tuple[bo
     return True, "new request from a person"
 
 
-def email_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest:
+def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
+                  sla: SlaConfig | None = None) -> NewRequest:
     parsed = parse_email(item.raw)
     own = is_own_outbound(parsed, config.message_id_domain)
     automatic = own or parsed.auto_reply or parsed.bounce is not None
@@ -189,7 +196,7 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewReque
     routed = _with_ack(routed, events, item, config, to_name=reply_to.name if reply_to else None,
                        to_address=reply_to.address if reply_to else None,
                        subject=parsed.subject, message_id=parsed.message_id,
-                       references=list(parsed.references))
+                       references=list(parsed.references), sla=sla)
     return NewRequest(
         message=message, requester_email=sender, requester_name=message.from_name,
         hints=hints, events=events, reply_changes=reply_changes,
@@ -197,7 +204,8 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewReque
     )
 
 
-def api_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest:
+def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
+                sla: SlaConfig | None = None) -> NewRequest:
     parsed = parse_api_request(item.raw)
     if isinstance(parsed, list):  # validated before it was accepted; only a bug gets here
         raise ValueError(f"stored API body no longer validates: {parsed[0]}")
@@ -214,6 +222,6 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest
     ]
     routed = _with_ack(routed, events, item, config, to_name=parsed.requester_name,
                        to_address=parsed.requester_email, subject=parsed.subject,
-                       message_id=None, references=[])
+                       message_id=None, references=[], sla=sla)
     return NewRequest(message=message, requester_email=parsed.requester_email,
                       requester_name=parsed.requester_name, events=events, **routed)

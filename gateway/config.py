@@ -113,6 +113,8 @@ class PipelineSection(_Section):
     # How long a claimed inbox item stays ours before another process may retry it.
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
+    # How often the service-level scheduler looks for warnings and breaches.
+    scheduler_seconds: float = Field(default=5.0, gt=0)
     # How often the config file is checked for changed rules.
     reload_poll_seconds: float = Field(default=2.0, gt=0)
     # After a short batch, wait this long for more items before claiming again.

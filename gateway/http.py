@@ -13,6 +13,7 @@ from gateway import agent_api, openapi
 from gateway.config import Config
 from gateway.limits import Buckets, rate_limit_middleware
 from gateway.rules import RulesHolder
+from gateway.service_levels import describe
 from gateway.signals import WorkSignals
 from gateway.web import (
     CONFIG,
@@ -35,6 +36,7 @@ from gateway.web import (
 )
 from parsers.api_request import parse_api_request
 from storage import actions, queries
+from storage.engine import utcnow
 from storage.errors import IdempotencyConflict
 from storage.inbox import Accepted, InboxWriter, NewItem
 from storage.tokens import ROLES, TokenInfo, create_token, list_tokens, revoke_token
@@ -94,6 +96,10 @@ async def get_request(request: web.Request) -> web.Response:
     if found is None or not may_read(token, found.get("queue")):
         return problem(404, "Not Found", "no request with this reference")
     found["url"] = request_url(request, found["reference"])
+    if found.get("status") != "received":
+        found["sla"] = describe(found, request.app[RULES].sla, utcnow())
+        for key in ("sla_pauses", "sla_paused_at"):
+            found.pop(key, None)
     token_value = found.pop("status_token", None)
     if token_value:
         found["status_url"] = f"{request.app[CONFIG].public_url}/v1/status/{token_value}"

@@ -44,9 +44,13 @@ class OutboxWorker:
         self._deliverers: dict[str, Deliver] = {}
         if config.relay_address is not None:
             self._deliverers["email"] = self._email
-        if self._webhooks or self._publisher is not None:
-            self._deliverers |= {"event": self._fan_out, "webhook": self._webhook,
-                                 "broker": self._broker}
+        # Events are always fanned out, to no target at all when none is configured,
+        # so they never pile up.
+        self._deliverers["event"] = self._fan_out
+        if self._webhooks:
+            self._deliverers["webhook"] = self._webhook
+        if self._publisher is not None:
+            self._deliverers["broker"] = self._broker
         self._wake = asyncio.Event()
         self._stopping = False
         out = config.outbound

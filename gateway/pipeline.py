@@ -21,6 +21,7 @@ from gateway.config import Config
 from gateway.rules import RulesHolder
 from gateway.threading import place
 from routing.api import RuleSet
+from routing.sla import SlaConfig
 from storage.engine import utcnow
 from storage.errors import STORAGE_FAULTS
 from storage.processing import ClaimedItem, claim_items, fail_item
@@ -36,8 +37,9 @@ CLAIMS_PER_ATTEMPT = 4
 BUILDERS = {"smtp": email_request, "lmtp": email_request, "api": api_request}
 
 
-def build_request(item: ClaimedItem, config: Config, rules: RuleSet) -> NewRequest:
-    return BUILDERS[item.channel](item, config, rules)
+def build_request(item: ClaimedItem, config: Config, rules: RuleSet,
+                  sla: SlaConfig | None = None) -> NewRequest:
+    return BUILDERS[item.channel](item, config, rules, sla)
 
 
 class Pipeline:
@@ -99,9 +101,10 @@ class Pipeline:
         path (with retries and dead-lettering) isolates a bad item.
         """
         limit = self._config.pipeline.max_attempts * CLAIMS_PER_ATTEMPT
-        rules = self.rules.rules  # one rule set for the whole batch, even mid-reload
+        # One rule set for the whole batch, even mid-reload.
+        rules, sla = self.rules.rules, self.rules.sla
         try:
-            work = [(item, build_request(item, self._config, rules)) for item in items
+            work = [(item, build_request(item, self._config, rules, sla)) for item in items
                     if item.attempts <= limit]
             if len(work) == len(items):
                 stored = await complete_items(
@@ -131,7 +134,7 @@ class Pipeline:
         try:
             async for attempt in retrying:
                 with attempt:
-                    new = build_request(item, self._config, self.rules.rules)
+                    new = build_request(item, self._config, self.rules.rules, self.rules.sla)
                     stored = (await complete_items(
                         self._engine, [(item, new)], place,
                         acks_per_hour=self._config.outbound.acknowledgements_per_hour))[0]

@@ -22,6 +22,8 @@ from pathlib import Path
 from gateway.config import Config, build_config
 from gateway.errors import ConfigError
 from routing.api import InvalidRulesError, RuleSet, load_rules, warm_up
+from routing.escalation import Escalation, load_escalations
+from routing.sla import SlaConfig, load_sla_config
 from storage.engine import utcnow
 
 log = logging.getLogger("intake.rules")
@@ -47,10 +49,32 @@ def rules_from(config: Config, text: str | None = None) -> RuleSet:
     return load_rules(text, config.source, queues=[q.name for q in config.queue])
 
 
+def service_levels_from(config: Config, text: str) -> tuple[SlaConfig | None,
+                                                          tuple[Escalation, ...]]:
+    """`[[calendar]]`, `[[sla]]` and `[[escalation]]`; ConfigError names the key."""
+    data = tomllib.loads(text) if text else {}
+    problems: list[str] = []
+    sla: SlaConfig | None = None
+    escalations: tuple[Escalation, ...] = ()
+    try:
+        sla = load_sla_config(data) if data.get("sla") else None
+    except ValueError as exc:  # SlaConfigError
+        problems += str(exc).splitlines()
+    try:
+        escalations = load_escalations(data, [q.name for q in config.queue])
+    except ValueError as exc:  # EscalationConfigError
+        problems += str(exc).splitlines()
+    if problems:
+        raise ConfigError("\n".join(f"{config.source}: key {line}" for line in problems))
+    return sla, escalations
+
+
 @dataclass
 class RulesHolder:
     config: Config
     rules: RuleSet
+    sla: SlaConfig | None = None
+    escalations: tuple[Escalation, ...] = ()
     loaded_at: datetime = field(default_factory=utcnow)
     last_reload: ReloadResult | None = None
     _digest: str = ""
@@ -58,7 +82,8 @@ class RulesHolder:
     @classmethod
     def load(cls, config: Config) -> RulesHolder:
         text = _read(config)
-        holder = cls(config, rules_from(config, text))
+        sla, escalations = service_levels_from(config, text)
+        holder = cls(config, rules_from(config, text), sla, escalations)
         holder._digest = hashlib.sha256(text.encode()).hexdigest()
         return holder
 
@@ -73,6 +98,7 @@ class RulesHolder:
             digest = hashlib.sha256(text.encode()).hexdigest()
             new_config = build_config(tomllib.loads(text), self.config.source, os.environ)
             rules = rules_from(new_config, text)
+            sla, escalations = service_levels_from(new_config, text)
             warm_up(rules)
         except InvalidRulesError as exc:
             errors = tuple(str(issue) for issue in exc.issues)
@@ -83,6 +109,7 @@ class RulesHolder:
             # Only what routing reads is taken over; listeners and database stay.
             self.config = self.config.model_copy(update={"queue": new_config.queue})
             self.rules, self.loaded_at, self._digest = rules, utcnow(), digest
+            self.sla, self.escalations = sla, escalations
             self.last_reload = ReloadResult(utcnow(), True, changed=changed)
             log.info("rules reloaded from %s (%d rules)", self.config.source,
                      len(rules.rules))

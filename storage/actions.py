@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import as_utc, utcnow
@@ -15,6 +15,7 @@ from storage.models import attachments, blobs, events, inbox_items, messages, re
 from storage.notify import notify
 from storage.outbox import emit, enqueue, message_payload
 from storage.records import NewMessage
+from storage.sla_store import sla_columns, status_changed
 
 OPEN_STATUSES = ("new", "open", "waiting", "reopened", "quarantined")
 
@@ -113,9 +114,15 @@ async def update_fields(engine: AsyncEngine, reference: str, expected_version: i
         request_id, version = found
         if expected_version is not None and expected_version != version:
             return Updated("stale", version)
+        follow: dict[str, Any] = {}
+        if "status" in changes:
+            current = await sla_columns(conn, request_id)
+            if current is not None and current[0] != changes["status"]:
+                follow = await status_changed(conn, request_id, current[0], changes["status"],
+                                              current[1], current[2], now)
         row = (await conn.execute(
             update(requests).where(requests.c.id == request_id, requests.c.version == version)
-            .values({**changes, "updated_at": now, "version": version + 1})
+            .values({**follow, **changes, "updated_at": now, "version": version + 1})
             .returning(requests.c.version, requests.c.queue, requests.c.status))).first()
         if row is None:  # changed between our read and write
             return Updated("stale")
@@ -166,8 +173,15 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
             "from_name": message.from_name, "to": message.to, "cc": message.cc,
             "subject": message.subject, "new_text": message.new_text, "text": message.text,
             "html": None, "flags": message.flags, "created_at": now})
-        values: dict[str, Any] = {"updated_at": now, "version": version + 1}
+        # The first answer from us meets the first-response target.
+        values: dict[str, Any] = {
+            "updated_at": now, "version": version + 1, "next_check_at": now,
+            "first_response_at": func.coalesce(requests.c.first_response_at, now)}
         if status:
+            current = await sla_columns(conn, request_id)
+            if current is not None and current[0] != status:
+                values |= await status_changed(conn, request_id, current[0], status,
+                                               current[1], current[2], now)
             values["status"] = status
         await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
         await conn.execute(insert(events), {

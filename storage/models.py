@@ -98,6 +98,29 @@ class Request(Base):
     # The customer's unguessable key to its status page.
     status_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
+    # Service levels: the policy, its deadlines, when they were met, and the
+    # pauses (waiting on the customer) that push them out.
+    sla_policy: Mapped[str | None] = mapped_column(String(100))
+    first_response_due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    resolution_due_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    first_response_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sla_paused_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    sla_pauses: Mapped[list[Any] | None] = mapped_column(Json)
+    # When the scheduler should look at this request next (warning, breach, ...).
+    next_check_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
+    reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SlaMark(Base):
+    """A service-level step taken for a request (warned, breached, escalated by a
+    rule): the unique pair makes each step happen once across processes."""
+
+    __tablename__ = "sla_marks"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), primary_key=True)
+    mark: Mapped[str] = mapped_column(String(100), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class Message(Base):
@@ -198,6 +221,7 @@ class OutboxRow(Base):
 
 inbox_items = InboxItem.__table__
 outbox = OutboxRow.__table__
+sla_marks = SlaMark.__table__
 requests = Request.__table__
 messages = Message.__table__
 blobs = Blob.__table__

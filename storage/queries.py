@@ -23,6 +23,12 @@ def _request_dict(row: Any) -> dict[str, Any]:
         "updated_at": as_utc(row.updated_at), "version": row.version,
         "claimed_by": row.claimed_by, "claim_until": as_utc(row.claim_until),
         "due_at": as_utc(row.due_at), "status_token": row.status_token,
+        "sla_policy": row.sla_policy,
+        "first_response_due_at": as_utc(row.first_response_due_at),
+        "resolution_due_at": as_utc(row.resolution_due_at),
+        "first_response_at": as_utc(row.first_response_at),
+        "resolved_at": as_utc(row.resolved_at), "sla_paused_at": as_utc(row.sla_paused_at),
+        "sla_pauses": row.sla_pauses, "reopened_count": row.reopened_count,
     }
 
 

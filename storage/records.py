@@ -59,6 +59,8 @@ class NewRequest:
     # (stored as our outbound message and queued in the same transaction).
     status_token: str | None = None
     acknowledgement: NewMessage | None = None
+    # Service-level columns worked out when it was routed (policy, deadlines).
+    sla: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from storage.records import (
     ThreadHints,
 )
 from storage.reference import id_for, reference_for
+from storage.sla_store import sla_columns, status_changed
 
 Place = Callable[[ThreadHints, Mapping[str, KnownMessage], Mapping[str, TaggedRequest]],
                  Placement]
@@ -134,6 +135,17 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                                    "data": data})
             if p.kind == "thread":
                 touched.add(rid)
+                if new.hints is not None and not new.hints.automatic:
+                    current = await sla_columns(conn, rid)
+                    if current is not None and current[0] == "waiting":
+                        # The customer answered: back to open, and the clock runs again.
+                        follow = await status_changed(conn, rid, "waiting", "open",
+                                                      current[1], current[2], now)
+                        changed[rid] = {**changed.get(rid, {}), **follow, "status": "open"}
+                        event_rows.append({"request_id": rid, "kind": "status_changed",
+                                           "actor": "requester", "at": now,
+                                           "data": {"from": "waiting", "to": "open",
+                                                    "by": "customer reply"}})
                 if new.reply_changes:
                     changed[rid] = {**changed.get(rid, {}), **new.reply_changes}
                     event_rows.append({"request_id": rid, "kind": "rerouted", "actor": "rule",
@@ -324,6 +336,7 @@ def _request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str,
         "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
         "updated_at": now, "version": 1,
         "status_token": new.status_token or secrets.token_urlsafe(24),
+        **new.sla,
     })
 
 

@@ -205,7 +205,8 @@ async def test_agents__reply_note_escalate_and_customer_answer_threads_back(
     async with http.get(f"/v1/status/{status_url}") as resp:
         assert resp.status == 200
         page = await resp.json()
-    assert page["reference"] == ref and page["status"] == "waiting"
+    # The customer answered while we waited on them: open again, clock running.
+    assert page["reference"] == ref and page["status"] == "open"
     texts = [m["text"] for m in page["messages"]]
     assert "Try turning it off and on." in texts
     assert all("VIP" not in t for t in texts)

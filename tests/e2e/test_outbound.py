@@ -82,6 +82,10 @@ def send(gateway: Gateway, *, subject: str, body: str, message_id: str,
     return reply.split()[-1].decode()
 
 
+async def mail_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
+    return [r for r in await rows_for(engine) if r["kind"] == "email"]
+
+
 async def received_count(relay: Relay, count: int, timeout: float = 10) -> None:
     async def enough() -> bool:
         return len(relay.received) >= count
@@ -161,7 +165,7 @@ async def test_outbound__relay_down_delays_then_delivers_once(
                             message_id="d1@example.com")
 
     async def attempted() -> bool:
-        rows = await rows_for(engine)
+        rows = await mail_rows(engine)
         return bool(rows) and rows[0]["attempts"] >= 2 and rows[0]["state"] != "done"
 
     await wait_for(attempted)
@@ -169,7 +173,7 @@ async def test_outbound__relay_down_delays_then_delivers_once(
     await received_count(relay, 1)
     await asyncio.sleep(1.0)
     assert len(relay.received) == 1
-    [row] = await rows_for(engine)
+    [row] = await mail_rows(engine)
     assert row["state"] == "done"
 
 
@@ -189,7 +193,7 @@ async def test_outbound__refused_mail_is_dead_lettered_then_retried(
     assert await retry_dead(engine, [row["id"]]) == 1
     gateway_with_relay.outbox.wake()  # type: ignore[union-attr]
     await received_count(relay, 1)
-    assert (await rows_for(engine))[0]["state"] == "done"
+    assert (await mail_rows(engine))[0]["state"] == "done"
     assert await dead_rows(engine) == []
 
 

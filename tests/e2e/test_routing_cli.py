@@ -135,3 +135,21 @@ then = { queue = "ops", priority = "P2" }
     finally:
         server.signal(signal.SIGTERM)
         server.wait()
+
+
+def test_check_config__service_level_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(RULES + '''
+[[sla]]
+name = "standard"
+first_response = "soon"
+
+[[escalation]]
+name = "x"
+when = { breached = "first_response" }
+then = { queue = "nowhere" }
+''')
+    result = intake("check-config", config=bad)
+    assert result.returncode == 2
+    assert f"{bad}: key sla[0].first_response" in result.stderr
+    assert f"{bad}: key escalation[0].then.queue" in result.stderr
