@@ -39,6 +39,8 @@ from storage import actions, queries
 from storage.engine import utcnow
 from storage.errors import IdempotencyConflict
 from storage.inbox import Accepted, InboxWriter, NewItem
+from storage.outbox import dead_rows, discard_dead, retry_dead
+from storage.processing import dead_items, requeue_dead
 from storage.tokens import ROLES, TokenInfo, create_token, list_tokens, revoke_token
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -217,6 +219,55 @@ async def revoke_api_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def list_dead_letters(request: web.Request) -> web.Response:
+    token = await _admin(request)
+    if isinstance(token, web.Response):
+        return token
+    engine = request.app[ENGINE]
+    inbox = [row | {"item": f"inbox:{row['id']}"} for row in await dead_items(engine)]
+    outbox = [row | {"item": f"outbox:{row['id']}"} for row in await dead_rows(engine)]
+    return json_response({"inbox": inbox, "outbox": outbox})
+
+
+def _dead_letter(request: web.Request) -> tuple[str, int] | web.Response:
+    kind, number = request.match_info["kind"], small_int(request.match_info["item_id"])
+    if kind not in ("inbox", "outbox") or number is None:
+        return problem(404, "Not Found", "no dead letter with this id")
+    return kind, number
+
+
+async def retry_dead_letter(request: web.Request) -> web.Response:
+    token = await _admin(request)
+    if isinstance(token, web.Response):
+        return token
+    found = _dead_letter(request)
+    if isinstance(found, web.Response):
+        return found
+    kind, number = found
+    engine = request.app[ENGINE]
+    count = (await requeue_dead(engine, [number]) if kind == "inbox"
+             else await retry_dead(engine, [number]))
+    if not count:
+        return problem(404, "Not Found", "no dead letter with this id")
+    return json_response({"item": f"{kind}:{number}", "state": "pending"})
+
+
+async def discard_dead_letter(request: web.Request) -> web.Response:
+    token = await _admin(request)
+    if isinstance(token, web.Response):
+        return token
+    found = _dead_letter(request)
+    if isinstance(found, web.Response):
+        return found
+    kind, number = found
+    if kind == "inbox":
+        return problem(409, "Conflict", "inbox items are kept (raw input is never dropped); "
+                                        "retry them once the cause is fixed")
+    if not await discard_dead(request.app[ENGINE], [number]):
+        return problem(404, "Not Found", "no dead letter with this id")
+    return web.Response(status=204)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -249,6 +300,9 @@ def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter,
     app.router.add_post("/v1/admin/tokens", create_api_token)
     app.router.add_get("/v1/admin/tokens", list_api_tokens)
     app.router.add_delete("/v1/admin/tokens/{token_id}", revoke_api_token)
+    app.router.add_get("/v1/admin/dead-letters", list_dead_letters)
+    app.router.add_post("/v1/admin/dead-letters/{kind}/{item_id}/retry", retry_dead_letter)
+    app.router.add_delete("/v1/admin/dead-letters/{kind}/{item_id}", discard_dead_letter)
     app.router.add_get("/v1/quarantine", list_quarantined)
     app.router.add_post("/v1/quarantine/{reference}/release", release_quarantined)
     agent_api.add_routes(app)

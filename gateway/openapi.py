@@ -174,6 +174,19 @@ def _schemas(queues: Sequence[str]) -> dict[str, Schema]:
                      "category", "component", "requester", "subject", "custom_fields",
                      "tags", "escalation_level", "created_at", "updated_at", "version",
                      "claimed_by", "claim_until", "due_at", "url", "messages", "timeline"]),
+        "DeadInbox": _obj({
+            "item": STR, "id": INT, "reference": STR, "channel": STR,
+            "received_at": _nullable(DATE_TIME), "attempts": INT, "last_error": OPT_STR,
+        }),
+        "DeadOutbox": _obj({
+            "item": STR, "id": INT, "kind": STR, "reference": OPT_STR,
+            "created_at": _nullable(DATE_TIME), "attempts": INT, "last_error": OPT_STR,
+        }),
+        "DeadLetters": _obj({
+            "inbox": {"type": "array", "items": _ref("DeadInbox")},
+            "outbox": {"type": "array", "items": _ref("DeadOutbox")},
+        }),
+        "DeadLetterRetried": _obj({"item": STR, "state": {"const": "pending"}}),
         "TargetState": _obj({
             "target_seconds": INT, "due_at": DATE_TIME, "warn_at": DATE_TIME,
             "status": {"enum": ["ok", "warning", "breached", "met"]},
@@ -399,6 +412,9 @@ def _query(name: str, description: str, schema: Schema | None = None,
 
 REFERENCE = _path("reference", "the request's reference, e.g. `7PY9-9T9S` (case and "
                   "hyphen are forgiven)")
+DEAD_LETTER = [_path("kind", "where it failed", {"enum": ["inbox", "outbox"]}),
+               _path("item_id", "its id in `intake dead-letters list`",
+                     {"type": "integer", "minimum": 0})]
 
 
 def _op(op_id: str, summary: str, tag: str, ok: dict[str, Schema], errors: Sequence[int], *,
@@ -554,6 +570,23 @@ def _paths(queues: Sequence[str]) -> dict[str, Schema]:
             "delete": _op("revokeToken", "Revoke an API token", "admin",
                           {"204": _ok("revoked; refused everywhere within seconds", None)},
                           (403, 404, *AUTH)),
+        },
+        "/v1/admin/dead-letters": {
+            "get": _op("listDeadLetters", "Inbox items and outbox rows that failed every "
+                       "attempt", "admin", {"200": _ok("dead letters", _ref("DeadLetters"))},
+                       (403, *AUTH)),
+        },
+        "/v1/admin/dead-letters/{kind}/{item_id}/retry": {
+            "parameters": DEAD_LETTER,
+            "post": _op("retryDeadLetter", "Queue a dead letter again", "admin",
+                        {"200": _ok("queued again", _ref("DeadLetterRetried"))},
+                        (403, 404, *AUTH)),
+        },
+        "/v1/admin/dead-letters/{kind}/{item_id}": {
+            "parameters": DEAD_LETTER,
+            "delete": _op("discardDeadLetter", "Discard a dead outbox row (inbox items are "
+                          "kept)", "admin", {"204": _ok("discarded", None)},
+                          (403, 404, 409, *AUTH)),
         },
         "/v1/quarantine": {
             "get": _op("listQuarantined", "Requests held by a quarantine rule", "agents",

@@ -236,3 +236,34 @@ async def test_outbound__header_injection_from_customer_subject_is_neutralised(
     ack = relay.received[0]
     assert ack["Bcc"] is None
     assert "\n" not in ack["Subject"] and "Bcc" in ack["Subject"]
+
+
+async def test_outbound__dead_letters_over_the_admin_api(
+        gateway_with_relay: Gateway, relay: Relay, engine: AsyncEngine,
+        admin_token: str) -> None:
+    import aiohttp
+
+    relay.refuse = "550 5.7.1 Refused by policy"
+    await asyncio.to_thread(send, gateway_with_relay, subject="Refused again", body="x",
+                            message_id="a1@example.com")
+
+    async def dead() -> list[dict[str, Any]]:
+        return await dead_rows(engine)
+
+    [row] = await wait_for(dead)
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with aiohttp.ClientSession(base_url=gateway_with_relay.http_url) as http:
+        async with http.get("/v1/admin/dead-letters", headers=headers) as resp:
+            listed = await resp.json()
+        assert [r["item"] for r in listed["outbox"]] == [f"outbox:{row['id']}"]
+        relay.refuse = None
+        async with http.post(f"/v1/admin/dead-letters/outbox/{row['id']}/retry",
+                             headers=headers) as resp:
+            assert resp.status == 200
+        gateway_with_relay.outbox.wake()  # type: ignore[union-attr]
+        await received_count(relay, 1)
+        async with http.post(f"/v1/admin/dead-letters/outbox/{row['id']}/retry",
+                             headers=headers) as resp:
+            assert resp.status == 404  # delivered: no longer a dead letter
+        async with http.delete("/v1/admin/dead-letters/inbox/1", headers=headers) as resp:
+            assert resp.status == 409  # raw input is never thrown away
