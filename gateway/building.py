@@ -100,7 +100,7 @@ def _with_ack(new: dict[str, Any], events: list[tuple[str, str, dict[str, Any]]]
     ack = None
     if ack_event["send"] and to_address:
         ack = acknowledgement(config, _templates(config.outbound.templates),
-                              reference=item.reference, status_token=token,
+                              reference=item.reference, queue=new["queue"], status_token=token,
                               template=ack_event.get("template"), to_name=to_name,
                               to_address=to_address, subject=subject,
                               customer_message_id=message_id, references=references)

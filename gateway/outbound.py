@@ -52,8 +52,12 @@ class Templates:
                                 autoescape=select_autoescape(enabled_extensions=("html",)),
                                 keep_trailing_newline=True)
 
-    def render(self, template: str, **values: object) -> str:
-        for candidate in (f"{template}.txt", "acknowledgement.txt"):
+    def render(self, template: str | None, *, queue: str | None = None,
+               **values: object) -> str:
+        """The rule's template, else the queue's, else the default acknowledgement."""
+        names = [*([template] if template else []), *([queue] if queue else []),
+                 "acknowledgement"]
+        for candidate in (f"{name}.txt" for name in names):
             try:
                 return self._env.get_template(candidate).render(**values)
             except TemplateNotFound:
@@ -61,13 +65,14 @@ class Templates:
         raise TemplateNotFound(template)
 
 
-def acknowledgement(config: Config, templates: Templates, *, reference: str,
+def acknowledgement(config: Config, templates: Templates, *, reference: str, queue: str,
                     status_token: str, template: str | None, to_name: str | None,
                     to_address: str, subject: str, customer_message_id: str | None,
                     references: list[str]) -> NewMessage:
     tag = config.threading.subject_tag.replace("{ref}", reference)
+    # "default" is the rules' name for "no particular template".
     body = templates.render(
-        template or "acknowledgement", name=one_line(to_name or "", 100),
+        template if template != "default" else None, queue=queue, name=one_line(to_name or "", 100),
         subject=one_line(subject), reference=reference, tag=tag,
         status_url=f"{config.public_url}/v1/status/{status_token}")
     chain = [*references, customer_message_id] if customer_message_id else list(references)

@@ -267,3 +267,27 @@ async def test_outbound__dead_letters_over_the_admin_api(
             assert resp.status == 404  # delivered: no longer a dead letter
         async with http.delete("/v1/admin/dead-letters/inbox/1", headers=headers) as resp:
             assert resp.status == 409  # raw input is never thrown away
+
+
+async def test_outbound__templates_per_queue_and_rate_limit_per_recipient(
+        db_url: str, relay: Relay, engine: AsyncEngine, tmp_path: Any) -> None:
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "general.txt").write_text("General desk here: {{ reference }} ({{ tag }}).\n")
+    config = make_config(db_url, outbound={
+        "relay": f"127.0.0.1:{relay.port}", "templates": str(folder),
+        "acknowledgements_per_hour": 2, "backoff_initial_seconds": 0.05})
+    gateway = await start(config)
+    try:
+        refs = [await asyncio.to_thread(send, gateway, subject=f"Again {n}", body="x",
+                                        message_id=f"rl{n}@example.com") for n in range(3)]
+        await received_count(relay, 2)
+        await asyncio.sleep(1.0)
+    finally:
+        await stop(gateway, grace=3)
+    assert len(relay.received) == 2  # a third acknowledgement within the hour is held back
+    assert relay.received[0].get_content().startswith("General desk here: ")
+    third = await queries.get_request(engine, refs[2])
+    assert third is not None
+    skipped = [e for e in third["timeline"] if e["kind"] == "acknowledgement_skipped"]
+    assert "limit 2" in skipped[0]["data"]["reason"]
