@@ -65,7 +65,10 @@ def main() -> None:
         url = dsn.replace("postgresql://", "postgresql+asyncpg://")
         for workers, label in ((0, "intake only"), (2, "with 2 pipeline workers")):
             config = Path(tmp) / f"bench-{workers}.toml"
-            config.write_text(f"[pipeline]\nworkers = {workers}\n")
+            # Rate limits guard against runaway clients; this run measures throughput.
+            config.write_text(f"[pipeline]\nworkers = {workers}\n[http]\n"
+                              "rate_limit_per_token = 1e9\nrate_limit_per_address = 1e9\n"
+                              "rate_limit_burst = 1e9\n")
             port = free_port()
             env = {"INTAKE_CONFIG": str(config), "INTAKE_DATABASE_URL": url,
                    "INTAKE_HTTP_LISTEN": f"127.0.0.1:{port}",
