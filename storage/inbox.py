@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,6 +76,8 @@ async def _discard(conn: AsyncConnection) -> None:
         pass
 
 
+log = logging.getLogger("intake.inbox")
+
 _INSERT = insert(inbox_items).returning(inbox_items.c.id, sort_by_parameter_order=True)
 
 
@@ -113,12 +116,13 @@ class InboxWriter:
                 # A kept connection may have died while idle (database restarted):
                 # if the batch failed before COMMIT was sent, one fresh try is safe.
                 for fresh in (conn is None, True):
-                    if conn is None:
-                        conn = await self._connect()
                     try:
+                        if conn is None:
+                            conn = await self._connect()
                         ids = await self._write(conn, batch)
                     except _NotCommitted as exc:
-                        await _discard(conn)
+                        if conn is not None:
+                            await _discard(conn)
                         conn = None
                         if fresh:
                             _fail(batch, exc.__cause__ or exc)
@@ -129,6 +133,16 @@ class InboxWriter:
                         _fail(batch, exc)
                         if conn is not None:
                             await _discard(conn)
+                        conn = None
+                        break
+                    except asyncio.CancelledError:
+                        _fail(batch, StorageUnavailable("shutting down"))
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - the writer must live on
+                        # Anything else must not kill the writer: every later
+                        # submitter would wait for nothing.
+                        log.exception("inbox writer: unexpected failure")
+                        _fail(batch, exc)
                         conn = None
                         break
                     else:
