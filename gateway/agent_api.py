@@ -308,7 +308,9 @@ def _update_answer(request: web.Request, req: dict[str, Any],
                          headers={"ETag": _etag(outcome.version)})
 
 
-async def add_note(request: web.Request) -> web.Response:
+async def _acting(request: web.Request
+                  ) -> tuple[TokenInfo, dict[str, Any], dict[str, Any]] | web.Response:
+    """An agent's or admin's action on a processed request: token, request, body."""
     found = await _readable(request, to_change=True)
     if isinstance(found, web.Response):
         return found
@@ -318,9 +320,24 @@ async def add_note(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if isinstance(body, web.Response):
         return body
+    return token, req, body
+
+
+def _text(body: dict[str, Any]) -> str | web.Response:
     text = body.get("body")
     if not isinstance(text, str) or not text.strip():
         return _invalid("/body", "is required and must be text")
+    return text
+
+
+async def add_note(request: web.Request) -> web.Response:
+    acting = await _acting(request)
+    if isinstance(acting, web.Response):
+        return acting
+    token, req, body = acting
+    text = _text(body)
+    if isinstance(text, web.Response):
+        return text
     outcome = await actions.add_event(request.app[ENGINE], req["reference"], "note",
                                       _agent(token), {"body": text[:100_000]})
     return json_response({"reference": req["reference"]}, status=201) \
@@ -328,18 +345,13 @@ async def add_note(request: web.Request) -> web.Response:
 
 
 async def add_reply(request: web.Request) -> web.Response:
-    found = await _readable(request, to_change=True)
-    if isinstance(found, web.Response):
-        return found
-    token, req = found
-    if token.role not in ("admin", "agent"):
-        return forbidden()
-    body = await _json_body(request)
-    if isinstance(body, web.Response):
-        return body
-    text = body.get("body")
-    if not isinstance(text, str) or not text.strip():
-        return _invalid("/body", "is required and must be text")
+    acting = await _acting(request)
+    if isinstance(acting, web.Response):
+        return acting
+    token, req, body = acting
+    text = _text(body)
+    if isinstance(text, web.Response):
+        return text
     status = body.get("status")
     if status is not None and status not in actions.SETTABLE_STATUSES:
         return _invalid("/status", "must be one of " + ", ".join(actions.SETTABLE_STATUSES))
@@ -370,15 +382,10 @@ async def add_reply(request: web.Request) -> web.Response:
 
 
 async def escalate(request: web.Request) -> web.Response:
-    found = await _readable(request, to_change=True)
-    if isinstance(found, web.Response):
-        return found
-    token, req = found
-    if token.role not in ("admin", "agent"):
-        return forbidden()
-    body = await _json_body(request)
-    if isinstance(body, web.Response):
-        return body
+    acting = await _acting(request)
+    if isinstance(acting, web.Response):
+        return acting
+    token, req, body = acting
     reason = body.get("reason", "")
     if not isinstance(reason, str):
         return _invalid("/reason", "must be text")
@@ -394,15 +401,10 @@ async def escalate(request: web.Request) -> web.Response:
 
 
 async def merge(request: web.Request) -> web.Response:
-    found = await _readable(request, to_change=True)
-    if isinstance(found, web.Response):
-        return found
-    token, req = found
-    if token.role not in ("admin", "agent"):
-        return forbidden()
-    body = await _json_body(request)
-    if isinstance(body, web.Response):
-        return body
+    acting = await _acting(request)
+    if isinstance(acting, web.Response):
+        return acting
+    token, req, body = acting
     into = body.get("into")
     if not isinstance(into, str):
         return _invalid("/into", "is required: the reference to merge into")
