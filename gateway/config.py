@@ -11,9 +11,16 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from gateway.errors import ConfigError
 
@@ -30,6 +37,15 @@ def _parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected host:port, got {value!r}")
     return host.strip("[]"), int(port)
+
+
+def _check_listen(value: str) -> str:
+    _parse_listen(value)
+    return value
+
+
+# A "host:port" string, checked where the config is read.
+HostPort = Annotated[str, AfterValidator(_check_listen)]
 
 
 class IntakeSection(_Section):
@@ -69,22 +85,15 @@ class DatabaseSection(_Section):
 
 
 class SmtpSection(_Section):
-    listen: str = "127.0.0.1:2525"
-    lmtp_listen: str | None = None
+    listen: HostPort = "127.0.0.1:2525"
+    lmtp_listen: HostPort | None = None
     # Given explicitly so aiosmtpd does not call socket.getfqdn() per connection.
     hostname: str = "localhost"
     timeout_seconds: float = Field(default=300.0, gt=0)
 
-    @field_validator("listen", "lmtp_listen")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            _parse_listen(value)
-        return value
-
 
 class HttpSection(_Section):
-    listen: str = "127.0.0.1:8080"
+    listen: HostPort = "127.0.0.1:8080"
     # Where links in answers point; defaults to http://<listen>.
     public_url: str | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -95,12 +104,6 @@ class HttpSection(_Section):
     rate_limit_per_token: float = Field(default=200.0, gt=0)
     rate_limit_per_address: float = Field(default=400.0, gt=0)
     rate_limit_burst: float = Field(default=400.0, ge=1)
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        _parse_listen(value)
-        return value
 
 
 class PipelineSection(_Section):
@@ -130,7 +133,7 @@ class ThreadingSection(_Section):
 
 class OutboundSection(_Section):
     # The SMTP relay that sends our mail (host:port); none: mail waits in the outbox.
-    relay: str | None = None
+    relay: HostPort | None = None
     starttls: bool = False
     username: str | None = None
     password_env: str | None = None  # the name of the variable holding the password
@@ -146,13 +149,6 @@ class OutboundSection(_Section):
     backoff_max_seconds: float = Field(default=900.0, gt=0)
     lease_seconds: float = Field(default=120.0, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
-
-    @field_validator("relay")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            _parse_listen(value)
-        return value
 
 
 class BrokerSection(_Section):
