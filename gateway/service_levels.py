@@ -14,8 +14,6 @@ from typing import Any
 from routing.escalation import Escalation, steps_for
 from routing.sla import Policy, SlaConfig, TargetState, sla_state
 
-FAR = timedelta(days=3650)
-
 
 def deadlines(sla: SlaConfig | None, *, queue: str, priority: str | None, type: str | None,
               created_at: datetime) -> dict[str, Any]:

@@ -181,14 +181,6 @@ def _read_then(then: Mapping[str, Any], where: str, queues: Collection[str],
         fields["notify"] = bool(then["notify"])
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One thing to do once for a request: its mark, and the rules it fires."""
-
-    mark: str
-    rules: tuple[Escalation, ...]
-
-
 def steps_for(rules: Sequence[Escalation], *, trigger: str, target: str | None, queue: str,
               priority: str | None, type: str | None) -> tuple[Escalation, ...]:
     return tuple(r for r in rules if r.trigger == trigger and r.target == target

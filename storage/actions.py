@@ -118,8 +118,8 @@ async def update_fields(engine: AsyncEngine, reference: str, expected_version: i
         if "status" in changes:
             current = await sla_columns(conn, request_id)
             if current is not None and current[0] != changes["status"]:
-                follow = await status_changed(conn, request_id, current[0], changes["status"],
-                                              current[1], current[2], now)
+                follow = status_changed(current[0], changes["status"], current[1],
+                                        current[2], now)
         row = (await conn.execute(
             update(requests).where(requests.c.id == request_id, requests.c.version == version)
             .values({**follow, **changes, "updated_at": now, "version": version + 1})
@@ -180,8 +180,7 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
         if status:
             current = await sla_columns(conn, request_id)
             if current is not None and current[0] != status:
-                values |= await status_changed(conn, request_id, current[0], status,
-                                               current[1], current[2], now)
+                values |= status_changed(current[0], status, current[1], current[2], now)
             values["status"] = status
         await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
         await conn.execute(insert(events), {

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.engine import as_utc, utcnow
@@ -95,13 +95,6 @@ async def dead_items(engine: AsyncEngine) -> list[dict[str, Any]]:
     return [{"id": r.id, "reference": reference_for(r.id), "channel": r.channel,
              "received_at": as_utc(r.received_at), "attempts": r.attempts,
              "last_error": r.last_error} for r in rows]
-
-
-async def state_counts(engine: AsyncEngine) -> dict[str, int]:
-    async with engine.connect() as conn:
-        rows = (await conn.execute(
-            select(inbox_items.c.state, func.count()).group_by(inbox_items.c.state))).all()
-    return {state: count for state, count in rows}
 
 
 async def release_claims(engine: AsyncEngine) -> int:

@@ -86,16 +86,8 @@ async def set_deadlines(engine: AsyncEngine, request_id: int, values: dict[str, 
         await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
 
 
-async def marks_of(engine: AsyncEngine, request_id: int) -> set[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(sla_marks.c.mark)
-                                  .where(sla_marks.c.request_id == request_id))
-        return set(rows.scalars())
-
-
-async def status_changed(conn: AsyncConnection, request_id: int, old: str, new: str,
-                         paused_at: datetime | None, pauses: list[Any] | None,
-                         now: datetime) -> dict[str, Any]:
+def status_changed(old: str, new: str, paused_at: datetime | None,
+                   pauses: list[Any] | None, now: datetime) -> dict[str, Any]:
     """Columns that follow a status change: the clock pauses while waiting on the
     customer, resolution stops it, reopening counts. The scheduler looks again now."""
     values: dict[str, Any] = {"next_check_at": now}

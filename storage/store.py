@@ -139,8 +139,8 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                     current = await sla_columns(conn, rid)
                     if current is not None and current[0] == "waiting":
                         # The customer answered: back to open, and the clock runs again.
-                        follow = await status_changed(conn, rid, "waiting", "open",
-                                                      current[1], current[2], now)
+                        follow = status_changed("waiting", "open", current[1], current[2],
+                                                now)
                         changed[rid] = {**changed.get(rid, {}), **follow, "status": "open"}
                         event_rows.append({"request_id": rid, "kind": "status_changed",
                                            "actor": "requester", "at": now,
