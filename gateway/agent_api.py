@@ -19,6 +19,7 @@ from gateway.web import (
     CONFIG,
     ENGINE,
     SIGNALS,
+    authorised,
     forbidden,
     json_response,
     may_read,
@@ -107,11 +108,9 @@ async def _readable(request: web.Request, *, to_change: bool = False
 
 
 async def list_queues(request: web.Request) -> web.Response:
-    token = await token_of(request)
-    if token is None:
-        return unauthorised()
-    if token.role not in ("admin", "agent"):
-        return forbidden()
+    token = await authorised(request, ("admin", "agent"))
+    if isinstance(token, web.Response):
+        return token
     overview = await claims.queue_overview(request.app[ENGINE], _visible_queues(request, token))
     return json_response({"items": overview})
 

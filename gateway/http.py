@@ -23,6 +23,7 @@ from gateway.web import (
     TOKENS,
     WRITER,
     TokenCache,
+    authorised,
     forbidden,
     json_response,
     may_read,
@@ -126,20 +127,16 @@ async def list_requests(request: web.Request) -> web.Response:
 
 async def rules_status(request: web.Request) -> web.Response:
     """The rules in force and how the last reload went (admin)."""
-    token = await token_of(request)
-    if token is None:
-        return unauthorised()
-    if token.role != "admin":
-        return forbidden()
+    token = await authorised(request, ("admin",))
+    if isinstance(token, web.Response):
+        return token
     return json_response(request.app[RULES].status())
 
 
 async def list_quarantined(request: web.Request) -> web.Response:
-    token = await token_of(request)
-    if token is None:
-        return unauthorised()
-    if token.role not in ("admin", "agent"):
-        return forbidden()
+    token = await authorised(request, ("admin", "agent"))
+    if isinstance(token, web.Response):
+        return token
     scope = list(token.queues) if token.role == "agent" and token.queues else None
     items = await actions.list_by_status(request.app[ENGINE], "quarantined", scope)
     for row in items:
@@ -164,10 +161,7 @@ async def release_quarantined(request: web.Request) -> web.Response:
 
 
 async def _admin(request: web.Request) -> TokenInfo | web.Response:
-    token = await token_of(request)
-    if token is None:
-        return unauthorised()
-    return token if token.role == "admin" else forbidden()
+    return await authorised(request, ("admin",))
 
 
 async def create_api_token(request: web.Request) -> web.Response:

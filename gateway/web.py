@@ -93,6 +93,15 @@ async def token_of(request: web.Request) -> TokenInfo | None:
     return await request.app[TOKENS].get(secret.strip())
 
 
+async def authorised(request: web.Request,
+                     roles: tuple[str, ...]) -> TokenInfo | web.Response:
+    """The caller's token if its role is one of `roles`; else the 401 or 403 to send."""
+    token = await token_of(request)
+    if token is None:
+        return unauthorised()
+    return token if token.role in roles else forbidden()
+
+
 def unauthorised() -> web.Response:
     return problem(401, "Unauthorized", "a valid bearer token is required",
                    headers={"WWW-Authenticate": 'Bearer realm="intake"'})
