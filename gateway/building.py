@@ -17,7 +17,7 @@ from gateway.outbound import Templates, acknowledgement
 from gateway.service_levels import deadlines
 from parsers.api_request import ApiRequest, parse_api_request
 from parsers.automatic import is_own_outbound
-from parsers.json_shape import to_json
+from parsers.json_shape import address_json, bounce_json
 from parsers.mail import parse_email
 from parsers.records import ParsedEmail
 from parsers.reference_tags import find_reference_tags
@@ -149,9 +149,10 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     own = is_own_outbound(parsed, config.message_id_domain)
     automatic = own or parsed.auto_reply or parsed.bounce is not None
     sender = parsed.from_.address.lower() if parsed.from_ else None
-    details = to_json(parsed)
     flags: dict[str, Any] = {
-        "auto_reply": parsed.auto_reply, "bounce": details["bounce"], "list": parsed.list_mail,
+        "auto_reply": parsed.auto_reply,
+        "bounce": bounce_json(parsed.bounce) if parsed.bounce else None,
+        "list": parsed.list_mail,
         "list_id": parsed.list_id, "own_outbound": own,
         "defects": list(parsed.defects[:MAX_DEFECTS_SHOWN]),
     }
@@ -159,7 +160,8 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         subject=parsed.subject, text=parsed.text, new_text=parsed.new_text,
         from_address=sender, from_name=parsed.from_.name or None if parsed.from_ else None,
         message_id=parsed.message_id, in_reply_to=parsed.in_reply_to,
-        references=list(parsed.references), to=details["to"], cc=details["cc"],
+        references=list(parsed.references), to=[address_json(a) for a in parsed.to],
+        cc=[address_json(a) for a in parsed.cc],
         html=parsed.html, flags=flags,
         attachments=[NewAttachment(a.filename, a.content_type, a.content, a.content_id,
                                    a.inline) for a in parsed.attachments],

@@ -13,10 +13,10 @@ def to_json(parsed: ParsedEmail) -> dict[str, Any]:
         "in_reply_to": parsed.in_reply_to,
         "references": list(parsed.references),
         "date": parsed.date.isoformat() if parsed.date is not None else None,
-        "from": _address(parsed.from_) if parsed.from_ is not None else None,
-        "reply_to": [_address(a) for a in parsed.reply_to],
-        "to": [_address(a) for a in parsed.to],
-        "cc": [_address(a) for a in parsed.cc],
+        "from": address_json(parsed.from_) if parsed.from_ is not None else None,
+        "reply_to": [address_json(a) for a in parsed.reply_to],
+        "to": [address_json(a) for a in parsed.to],
+        "cc": [address_json(a) for a in parsed.cc],
         "subject": parsed.subject,
         "text": parsed.text,
         "html": parsed.html,
@@ -33,17 +33,17 @@ def to_json(parsed: ParsedEmail) -> dict[str, Any]:
             for a in parsed.attachments
         ],
         "auto_reply": parsed.auto_reply,
-        "bounce": _bounce(parsed.bounce) if parsed.bounce is not None else None,
+        "bounce": bounce_json(parsed.bounce) if parsed.bounce is not None else None,
         "list": parsed.list_mail,
         "defects": list(parsed.defects),
     }
 
 
-def _address(address: Address) -> dict[str, str]:
+def address_json(address: Address) -> dict[str, str]:
     return {"name": address.name, "address": address.address}
 
 
-def _bounce(bounce: Bounce) -> dict[str, Any]:
+def bounce_json(bounce: Bounce) -> dict[str, Any]:
     return {
         "permanent": bounce.permanent,
         "kind": bounce.kind,
