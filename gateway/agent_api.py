@@ -91,13 +91,17 @@ def _int(body: dict[str, Any], key: str, default: int, low: int, high: int) -> i
     return value
 
 
-async def _readable(request: web.Request, *, to_change: bool = False
+async def _readable(request: web.Request, *, to_change: bool = False, whole: bool = False
                     ) -> tuple[TokenInfo, dict[str, Any]] | web.Response:
-    """The caller's token and the request it names, or the answer to give instead."""
+    """The caller's token and the request it names, or the answer to give instead.
+
+    Only the request's own fields unless `whole` (messages, timeline) is asked for.
+    """
     token = await token_of(request)
     if token is None:
         return unauthorised()
-    found = await queries.get_request(request.app[ENGINE], request.match_info["reference"])
+    found = await queries.get_request(request.app[ENGINE], request.match_info["reference"],
+                                      whole=whole)
     if found is None or found.get("status") == "received" and token.role != "admin" or (
             not may_read(token, found.get("queue"))):
         return problem(404, "Not Found", "no request with this reference")
@@ -307,10 +311,10 @@ def _update_answer(request: web.Request, req: dict[str, Any],
                          headers={"ETag": _etag(outcome.version)})
 
 
-async def _acting(request: web.Request
+async def _acting(request: web.Request, *, whole: bool = False
                   ) -> tuple[TokenInfo, dict[str, Any], dict[str, Any]] | web.Response:
     """An agent's or admin's action on a processed request: token, request, body."""
-    found = await _readable(request, to_change=True)
+    found = await _readable(request, to_change=True, whole=whole)
     if isinstance(found, web.Response):
         return found
     token, req = found
@@ -344,7 +348,7 @@ async def add_note(request: web.Request) -> web.Response:
 
 
 async def add_reply(request: web.Request) -> web.Response:
-    acting = await _acting(request)
+    acting = await _acting(request, whole=True)  # threads on the messages
     if isinstance(acting, web.Response):
         return acting
     token, req, body = acting
@@ -407,7 +411,7 @@ async def merge(request: web.Request) -> web.Response:
     into = body.get("into")
     if not isinstance(into, str):
         return _invalid("/into", "is required: the reference to merge into")
-    target = await queries.get_request(request.app[ENGINE], into)
+    target = await queries.get_request(request.app[ENGINE], into, whole=False)
     if target is None or not may_read(token, target.get("queue")):
         return _invalid("/into", "no request with this reference")
     outcome = await actions.merge(request.app[ENGINE], req["reference"], target["reference"],

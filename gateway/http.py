@@ -149,7 +149,7 @@ async def release_quarantined(request: web.Request) -> web.Response:
     if token is None:
         return unauthorised()
     engine = request.app[ENGINE]
-    found = await queries.get_request(engine, request.match_info["reference"])
+    found = await queries.get_request(engine, request.match_info["reference"], whole=False)
     if found is None or not may_read(token, found.get("queue")):
         return problem(404, "Not Found", "no request with this reference")
     if token.role not in ("admin", "agent"):

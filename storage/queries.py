@@ -32,11 +32,14 @@ def _request_dict(row: Any) -> dict[str, Any]:
     }
 
 
-async def get_request(engine: AsyncEngine, reference: str) -> dict[str, Any] | None:
+async def get_request(engine: AsyncEngine, reference: str, *,
+                      whole: bool = True) -> dict[str, Any] | None:
     """The request with its messages and timeline; None if unknown.
 
-    A reference whose inbox item is committed but not yet processed is
-    reported as `received` (it exists: we acknowledged it).
+    With `whole=False` only the request's own fields (one query): what checks
+    of scope and state before an action need. A reference whose inbox item is
+    committed but not yet processed is reported as `received` (it exists: we
+    acknowledged it).
     """
     item_id = id_for(reference)
     if item_id is None:
@@ -56,6 +59,8 @@ async def get_request(engine: AsyncEngine, reference: str) -> dict[str, Any] | N
                     "channel": item.channel, "received_at": as_utc(item.received_at),
                     "last_error": item.last_error if item.state == "dead" else None}
         result = _request_dict(row)
+        if not whole:
+            return result
         message_rows = (await conn.execute(
             select(messages).where(messages.c.request_id == row.id)
             .order_by(messages.c.id))).all()
