@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from typing import Any
 
 from aiohttp import web
 
+from gateway.outbound import agent_reply
 from gateway.signals import WorkSignals
 from gateway.web import (
     CONFIG,
@@ -30,7 +30,6 @@ from gateway.web import (
     unauthorised,
 )
 from storage import actions, claims, queries
-from storage.records import NewMessage
 from storage.tokens import TokenInfo
 
 MAX_CLAIM = 50
@@ -358,23 +357,7 @@ async def add_reply(request: web.Request) -> web.Response:
     status = body.get("status")
     if status is not None and status not in actions.SETTABLE_STATUSES:
         return _invalid("/status", "must be one of " + ", ".join(actions.SETTABLE_STATUSES))
-    config = request.app[CONFIG]
-    last_inbound = next((m for m in reversed(req["messages"]) if m["direction"] == "in"), None)
-    parent = last_inbound["message_id"] if last_inbound else None
-    tag = config.threading.subject_tag.replace("{ref}", req["reference"])
-    subject = req["subject"] if req["subject"].lower().startswith("re:") else \
-        f"Re: {req['subject']}"
-    message = NewMessage(
-        subject=subject if tag in subject else f"{subject} {tag}", text=text, new_text=text,
-        from_address=config.intake.addresses[0] if config.intake.addresses else None,
-        from_name="Support", message_id=f"{secrets.token_hex(12)}@{config.message_id_domain}",
-        in_reply_to=parent, references=[m["message_id"] for m in req["messages"]
-                                        if m["message_id"]][-10:],
-        to=[{"name": req["requester"]["name"] or "", "address": req["requester"]["email"]}]
-        if req["requester"]["email"] else [],
-        # Delivered by the outbox worker through the relay, with retries.
-        flags={"kind": "reply"},
-    )
+    message = agent_reply(request.app[CONFIG], req, text)
     outcome = await actions.add_reply(request.app[ENGINE], req["reference"], message,
                                       _agent(token), status=status)
     if outcome.outcome != "ok":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 from jinja2 import (
     Environment,
@@ -83,4 +84,23 @@ def acknowledgement(config: Config, templates: Templates, *, reference: str, que
         in_reply_to=customer_message_id, references=chain[-20:],
         to=[{"name": one_line(to_name or "", 100), "address": to_address}],
         flags={"kind": "acknowledgement", "auto_submitted": "auto-replied"},
+    )
+
+
+def agent_reply(config: Config, request: dict[str, Any], text: str) -> NewMessage:
+    """An agent's answer to the requester, threaded on the request's messages."""
+    messages = request["messages"]
+    last_inbound = next((m for m in reversed(messages) if m["direction"] == "in"), None)
+    requester = request["requester"]
+    return NewMessage(
+        subject=tagged_subject(config, request["subject"], request["reference"], "Re: "),
+        text=text, new_text=text,
+        from_address=config.outbound.from_address or config.intake.addresses[0],
+        from_name=config.outbound.from_name, message_id=new_message_id(config),
+        in_reply_to=last_inbound["message_id"] if last_inbound else None,
+        references=[m["message_id"] for m in messages if m["message_id"]][-10:],
+        to=[{"name": one_line(requester["name"] or "", 100), "address": requester["email"]}]
+        if requester["email"] else [],
+        # Delivered by the outbox worker through the relay, with retries.
+        flags={"kind": "reply"},
     )
