@@ -91,10 +91,11 @@ class RulesHolder:
     def queues(self) -> list[str]:
         return [q.name for q in self.config.queue]
 
-    def reload(self) -> ReloadResult:
-        """Read the file again; swap in its rules only if all of it is valid."""
+    def reload(self, text: str | None = None) -> ReloadResult:
+        """Read the file again (or take `text`); swap in its rules only if all of it
+        is valid."""
         try:
-            text = _read(self.config)
+            text = _read(self.config) if text is None else text
             digest = hashlib.sha256(text.encode()).hexdigest()
             new_config = build_config(tomllib.loads(text), self.config.source, os.environ)
             rules = rules_from(new_config, text)
@@ -119,27 +120,22 @@ class RulesHolder:
             log.error("rules not reloaded, the old ones stay: %s", line)
         return self.last_reload
 
-    def file_changed(self) -> bool:
-        if self.config.source.startswith("<"):
-            return False
-        try:
-            text = _read(self.config)
-        except OSError:
-            return False
-        return hashlib.sha256(text.encode()).hexdigest() != self._digest
-
     async def watch(self, interval: float) -> None:
         """Reload when the file's content changes (checked every `interval` s)."""
+        if self.config.source.startswith("<"):
+            return  # the embedded default has no file to watch
         failed_digest = ""
         while True:
             await asyncio.sleep(interval)
-            if self.file_changed():
+            try:
                 text = _read(self.config)
-                digest = hashlib.sha256(text.encode()).hexdigest()
-                if digest == failed_digest:
-                    continue  # the same broken file: reported once already
-                result = self.reload()
-                failed_digest = "" if result.ok else digest
+            except OSError:
+                continue  # being replaced, or gone for a moment: look again later
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if digest in (self._digest, failed_digest):
+                continue  # unchanged, or the same broken file reported once already
+            result = self.reload(text)
+            failed_digest = "" if result.ok else digest
 
     def status(self) -> dict[str, object]:
         last = self.last_reload
