@@ -31,6 +31,7 @@ from gateway.web import (
 )
 from storage import actions, claims, queries
 from storage.tokens import TokenInfo
+from storage.uploads import read_blob
 
 MAX_CLAIM = 50
 MAX_LEASE_SECONDS = 3600
@@ -220,13 +221,20 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     name = (item["filename"] or f"attachment-{raw_id}").replace('"', "")
     plain = name.encode("ascii", "replace").decode()
     # Always a download, never rendered: a customer's HTML must not run here.
-    return web.Response(body=item["content"], headers={
+    response = web.StreamResponse(headers={
         "Content-Type": item["content_type"] or "application/octet-stream",
+        "Content-Length": str(item["size"]),
         "Content-Disposition": f"attachment; filename=\"{plain}\"; "
                                f"filename*=UTF-8''{_quote(name)}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",
     })
+    # Uploads are stored in pieces: sent the same way, never whole in memory.
+    await response.prepare(request)
+    async for piece in read_blob(request.app[ENGINE], item["sha256"]):
+        await response.write(piece)
+    await response.write_eof()
+    return response
 
 
 def _quote(name: str) -> str:

@@ -17,6 +17,7 @@ from gateway.outbound import Templates, acknowledgement
 from gateway.service_levels import deadlines
 from parsers.api_request import ApiRequest, parse_api_request
 from parsers.automatic import is_own_outbound
+from parsers.forms import FormSubmission, submission_from_json
 from parsers.json_shape import address_json, bounce_json
 from parsers.mail import parse_email
 from parsers.records import ParsedEmail
@@ -54,6 +55,16 @@ def api_input(parsed: ApiRequest, item: ClaimedItem) -> RoutingInput:
         received_at=item.received_at, channel="api", sender=parsed.requester_email,
         subject=parsed.subject, new_text=parsed.body, text=parsed.body,
         custom_fields=tuple((k, v) for k, v in parsed.custom_fields.items() if v is not None),
+    )
+
+
+def form_input(parsed: FormSubmission, item: ClaimedItem) -> RoutingInput:
+    return RoutingInput(
+        received_at=item.received_at, channel="form", form_id=parsed.form_id,
+        sender=parsed.requester_email or "", subject=parsed.subject, new_text=parsed.body,
+        text=parsed.body, custom_fields=tuple(parsed.custom_fields.items()),
+        attachments=tuple(RoutedAttachment(name=f.filename, content_type=f.content_type,
+                                           size=f.size) for f in parsed.files),
     )
 
 
@@ -219,6 +230,40 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
                      custom=dict(parsed.custom_fields), ack_veto=None)
     events = [
         ("received", "system", {"channel": item.channel, "token_id": item.meta.get("token_id"),
+                                "received_at": item.received_at.isoformat()}),
+        *routed.pop("events"),
+    ]
+    routed = _with_ack(routed, events, item, config, to_name=parsed.requester_name,
+                       to_address=parsed.requester_email, subject=parsed.subject,
+                       message_id=None, references=[], sla=sla)
+    return NewRequest(message=message, requester_email=parsed.requester_email,
+                      requester_name=parsed.requester_name, events=events, **routed)
+
+
+def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
+                 sla: SlaConfig | None = None) -> NewRequest:
+    """A web-form post: its files are already stored, the message refers to them."""
+    parsed = submission_from_json(item.raw)
+    message = NewMessage(
+        subject=parsed.subject, text=parsed.body, new_text=parsed.body,
+        from_address=parsed.requester_email, from_name=parsed.requester_name,
+        attachments=[NewAttachment(f.filename or None, f.content_type, b"",
+                                   stored_sha256=f.sha256, stored_size=f.size)
+                     for f in parsed.files],
+    )
+    decision = decide(rules, form_input(parsed, item))
+    routed = _routed(decision, automatic=False, custom=dict(parsed.custom_fields),
+                     ack_veto=None if parsed.requester_email else "the form has no email")
+    spec = config.forms.get(parsed.form_id)
+    # The form's own queue, unless a rule or the component catalogue chose one.
+    if spec is not None and spec.queue and dict(decision.sources).get("queue") == "default":
+        routed["queue"] = spec.queue
+        routed["events"][1][2]["form_queue"] = spec.queue
+    events = [
+        ("received", "system", {"channel": item.channel, "form_id": parsed.form_id,
+                                "remote": item.meta.get("remote"),
+                                "origin": item.meta.get("origin"),
+                                "files": len(parsed.files),
                                 "received_at": item.received_at.isoformat()}),
         *routed.pop("events"),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from pydantic import (
 )
 
 from gateway.errors import ConfigError
+from parsers.forms import FormSpec, parse_forms
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///intake.db"
 
@@ -104,6 +106,9 @@ class HttpSection(_Section):
     rate_limit_per_token: float = Field(default=200.0, gt=0)
     rate_limit_per_address: float = Field(default=400.0, gt=0)
     rate_limit_burst: float = Field(default=400.0, ge=1)
+    # Signs the web forms' fill-time tokens. Processes behind one balancer need
+    # the same one; unset, each process makes its own at start.
+    form_secret: str | None = Field(default=None, min_length=16)
 
 
 class PipelineSection(_Section):
@@ -222,6 +227,15 @@ class Config(BaseModel):
         return self.broker.url or (os.environ.get(self.broker.url_env)
                                    if self.broker.url_env else None)
 
+    @cached_property
+    def forms(self) -> dict[str, FormSpec]:
+        """The `[[form]]` web forms by id, validated (ConfigError names the key)."""
+        tables = (self.model_extra or {}).get("form", [])
+        try:
+            return parse_forms(tables, {q.name for q in self.queue})
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: key {exc}") from None
+
     def webhooks(self) -> list[Any]:
         """The `[[webhook]]` subscriptions, validated (ConfigError names the key)."""
         from gateway.webhooks import parse_subscriptions
@@ -265,7 +279,24 @@ _ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
     ("INTAKE_HTTP_LISTEN", ("http", "listen")),
     ("INTAKE_PUBLIC_URL", ("http", "public_url")),
     ("INTAKE_SMTP_RELAY", ("outbound", "relay")),
+    ("INTAKE_FORM_SECRET", ("http", "form_secret")),
 )
+
+# With no config file: one support form, so a new install can be tried in a browser.
+DEFAULT_FORM: dict[str, Any] = {
+    "id": "support", "title": "Contact support",
+    "intro": "Tell us what you need. We answer by email and give you a reference.",
+    "field": [
+        {"name": "name", "label": "Your name", "max_length": 200},
+        {"name": "email", "label": "Your email address", "kind": "email", "required": True,
+         "max_length": 320},
+        {"name": "subject", "label": "Subject", "required": True, "max_length": 200},
+        {"name": "message", "label": "How can we help?", "kind": "textarea",
+         "required": True},
+        {"name": "attachments", "label": "Attachments", "kind": "file",
+         "hint": "Up to 3 files: images, PDF or plain text, 10 MB each."},
+    ],
+}
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -291,10 +322,12 @@ def build_config(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -
     if unknown:
         raise ConfigError(f"{source}: key {unknown[0]}: unknown section")
     try:
-        return Config(source=source, **merged)
+        config = Config(source=source, **merged)
     except ValidationError as exc:
         raise ConfigError("\n".join(f"{source}: key {_location(e['loc'])}: {e['msg']}"
                                      for e in exc.errors())) from None
+    config.forms  # noqa: B018 - validated now, so a wrong form stops start-up
+    return config
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -302,7 +335,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     env = os.environ if env is None else env
     chosen = path or env.get("INTAKE_CONFIG")
     if not chosen:
-        return build_config({}, "<embedded default>", env)
+        return build_config({"form": [DEFAULT_FORM]}, "<embedded default>", env)
     file = Path(chosen)
     try:
         text = file.read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import agent_api, openapi
+from gateway import agent_api, forms, openapi
 from gateway.config import Config
 from gateway.limits import Buckets, rate_limit_middleware
 from gateway.rules import RulesHolder
@@ -300,6 +300,7 @@ def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter,
     app.router.add_get("/v1/quarantine", list_quarantined)
     app.router.add_post("/v1/quarantine/{reference}/release", release_quarantined)
     agent_api.add_routes(app)
+    forms.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/openapi.json", openapi.serve)

@@ -656,9 +656,11 @@ def _paths(queues: Sequence[str]) -> dict[str, Schema]:
 
 
 def document(public_url: str, queues: Sequence[str] = (), *,
-             open_intake: bool = False) -> dict[str, Any]:
+             open_intake: bool = False, forms: Sequence[str] = ()) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a gateway at `public_url` with these queues."""
-    paths = _paths(queues)
+    from gateway.openapi_forms import form_paths, form_schemas
+
+    paths = _paths(queues) | form_paths(forms)
     if open_intake:  # POST /v1/requests is then allowed without a token too
         paths["/v1/requests"]["post"]["security"] = [{"bearerAuth": []}, {}]
     return {
@@ -676,11 +678,11 @@ def document(public_url: str, queues: Sequence[str] = (), *,
         },
         "servers": [{"url": public_url}],
         "security": [{"bearerAuth": []}],
-        "tags": [{"name": n} for n in ("intake", "requests", "agents", "admin", "public",
-                                        "operations")],
+        "tags": [{"name": n} for n in ("intake", "forms", "requests", "agents", "admin",
+                                        "public", "operations")],
         "paths": paths,
         "components": {
-            "schemas": _schemas(queues),
+            "schemas": _schemas(queues) | form_schemas(),
             "responses": RESPONSES,
             "headers": HEADERS,
             "securitySchemes": {"bearerAuth": {
@@ -695,4 +697,5 @@ def document(public_url: str, queues: Sequence[str] = (), *,
 async def serve(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     return json_response(document(config.public_url, [q.name for q in config.queue],
-                                  open_intake=config.http.open_intake))
+                                  open_intake=config.http.open_intake,
+                                  forms=list(config.forms)))

@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
-from gateway.building import api_request, email_request
+from gateway.building import api_request, email_request, form_request
 from gateway.config import Config
 from gateway.rules import RulesHolder
 from gateway.threading import place
@@ -34,7 +34,8 @@ log = logging.getLogger("intake.pipeline")
 CLAIMS_PER_ATTEMPT = 4
 
 
-BUILDERS = {"smtp": email_request, "lmtp": email_request, "api": api_request}
+BUILDERS = {"smtp": email_request, "lmtp": email_request, "api": api_request,
+            "form": form_request}
 
 
 def build_request(item: ClaimedItem, config: Config, rules: RuleSet,

@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import as_utc, utcnow
-from storage.models import attachments, blobs, events, inbox_items, messages, requests
+from storage.models import attachments, events, inbox_items, messages, requests
 from storage.notify import notify
 from storage.outbox import emit, enqueue, message_payload
 from storage.records import NewMessage
@@ -227,11 +227,10 @@ async def attachment(engine: AsyncEngine, reference: str,
                      attachment_id: int) -> dict[str, Any] | None:
     async with engine.connect() as conn:
         row = (await conn.execute(
-            select(attachments.c.filename, attachments.c.content_type, blobs.c.content,
-                   requests.c.queue)
+            select(attachments.c.filename, attachments.c.content_type, attachments.c.sha256,
+                   attachments.c.size, requests.c.queue)
             .join(messages, messages.c.id == attachments.c.message_id)
             .join(requests, requests.c.id == messages.c.request_id)
-            .join(blobs, blobs.c.sha256 == attachments.c.sha256)
             .where(attachments.c.id == attachment_id,
                    requests.c.reference == reference))).first()
     return None if row is None else dict(row._mapping)

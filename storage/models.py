@@ -154,7 +154,18 @@ class Blob(Base):
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    # NULL: the content is in blob_chunks (uploads, streamed in pieces).
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class BlobChunk(Base):
+    """A piece of a large blob, in order: written and read without holding it whole."""
+
+    __tablename__ = "blob_chunks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Attachment(Base):
@@ -225,6 +236,7 @@ sla_marks = SlaMark.__table__
 requests = Request.__table__
 messages = Message.__table__
 blobs = Blob.__table__
+blob_chunks = BlobChunk.__table__
 attachments = Attachment.__table__
 events = Event.__table__
 api_tokens = ApiToken.__table__

@@ -13,6 +13,10 @@ class NewAttachment:
     content: bytes
     content_id: str | None = None
     inline: bool = False
+    # Set when the content is already stored (a form upload): `content` is then
+    # empty and the attachment refers to the blob by hash.
+    stored_sha256: str | None = None
+    stored_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

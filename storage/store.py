@@ -362,16 +362,19 @@ async def _insert_attachments(conn: AsyncConnection,
                               found: list[tuple[int, NewAttachment]]) -> None:
     if not found:
         return
-    hashed = [(message_id, a, hashlib.sha256(a.content).hexdigest()) for message_id, a in found]
-    contents = {sha: a.content for _, a, sha in hashed}
+    hashed = [(message_id, a, a.stored_sha256 or hashlib.sha256(a.content).hexdigest())
+              for message_id, a in found]
+    contents = {sha: a.content for _, a, sha in hashed if a.stored_sha256 is None}
     rows = [{"sha256": sha, "size": len(content), "content": content}
             for sha, content in contents.items()]
     # Content is stored once per hash, however many messages carry it.
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(dialect_insert(blobs).on_conflict_do_nothing(), rows)
+    if rows:
+        await conn.execute(dialect_insert(blobs).on_conflict_do_nothing(), rows)
     await conn.execute(insert(attachments), [{
         "message_id": message_id, "sha256": sha, "filename": scrub(a.filename),
-        "content_type": a.content_type, "size": len(a.content),
+        "content_type": a.content_type,
+        "size": a.stored_size if a.stored_sha256 else len(a.content),
         "content_id": a.content_id, "inline": a.inline,
     } for message_id, a, sha in hashed])
 

@@ -8,8 +8,11 @@ from typing import Any
 from gateway.config import Config, build_config
 
 
-def make_config(db_url: str, **sections: dict[str, Any]) -> Config:
-    """Test config: ephemeral ports, fast retries, the given database."""
+def make_config(db_url: str, **sections: dict[str, Any] | list[dict[str, Any]]) -> Config:
+    """Test config: ephemeral ports, fast retries, the given database.
+
+    A table given merges into the default one; a list (`form=[...]`) replaces it.
+    """
     data: dict[str, Any] = {
         "intake": {"addresses": ["support@localhost", "billing@localhost"],
                    "domains": ["help.example"], "max_message_bytes": 200_000},
@@ -21,7 +24,7 @@ def make_config(db_url: str, **sections: dict[str, Any]) -> Config:
         "queue": [{"name": "general"}, {"name": "billing"}],
     }
     for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
+        data[name] = values if isinstance(values, list) else {**data.get(name, {}), **values}
     return build_config(data, "<test>", {})
 
 

@@ -1,0 +1,355 @@
+"""Web forms: their configuration, and what a post to one says.
+
+A form is configured as data (`[[form]]` tables); a post is checked against
+it here, with no I/O: the HTTP edge streams the body, hands over the decoded
+field values and what it learned of each file (name, type, size, sha256), and
+gets back a typed submission or the problems, each naming its field.
+
+The fill-time token is an HMAC over the form id and the time it was issued;
+the clock and the secret come from the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from parsers.api_request import FieldProblem
+
+KINDS = ("text", "email", "textarea", "select", "checkbox", "file")
+ROLES = ("requester_email", "requester_name", "subject", "body")
+# A field with one of these names takes the role without saying so.
+_INFERRED_ROLES = {"email": "requester_email", "name": "requester_name",
+                   "subject": "subject", "message": "body", "body": "body"}
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+TOKEN_FIELD = "_form_token"
+DEFAULT_TEXT_LIMIT = 200
+DEFAULT_TEXTAREA_LIMIT = 20_000
+MAX_CUSTOM_VALUE = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class FormField:
+    name: str
+    label: str
+    kind: str = "text"
+    role: str | None = None
+    required: bool = False
+    max_length: int = DEFAULT_TEXT_LIMIT
+    hint: str = ""
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FormSpec:
+    id: str
+    title: str
+    fields: tuple[FormField, ...]
+    queue: str | None = None
+    intro: str = ""
+    success_url: str | None = None
+    failure_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    min_fill_seconds: float = 3.0
+    # A token older than this is refused: a page left open for a day is reloaded.
+    max_token_age_seconds: float = 86_400.0
+    max_files: int = 3
+    max_file_bytes: int = 10 * 1024 * 1024
+    file_types: tuple[str, ...] = ("image/*", "application/pdf", "text/plain")
+    max_body_bytes: int = 32 * 1024 * 1024
+    rate_limit_per_minute: float = 10.0
+    honeypot: str = "website"
+
+    def field_named(self, name: str) -> FormField | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def file_fields(self) -> tuple[FormField, ...]:
+        return tuple(f for f in self.fields if f.kind == "file")
+
+    def with_role(self, role: str) -> FormField | None:
+        return next((f for f in self.fields if f.role == role), None)
+
+    def allows_type(self, content_type: str) -> bool:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        for allowed in self.file_types:
+            allowed = allowed.lower()
+            if allowed == kind or allowed.endswith("/*") and kind.startswith(allowed[:-1]):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    """A file of a post, already streamed to storage by the HTTP edge."""
+
+    field: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class FormSubmission:
+    """A post that passed its form's checks: what the pipeline builds a request from."""
+
+    form_id: str
+    requester_email: str | None
+    requester_name: str | None
+    subject: str
+    body: str
+    custom_fields: dict[str, str] = field(default_factory=dict)
+    files: tuple[UploadedFile, ...] = ()
+
+
+# --- configuration --------------------------------------------------------------
+
+
+def _text(table: dict[str, Any], key: str, where: str, default: str | None = None,
+          *, required: bool = False) -> str | None:
+    value = table.get(key, default)
+    if value is None:
+        if required:
+            raise ValueError(f"{where}.{key}: is required")
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{where}.{key}: must be a string")
+    return value
+
+
+def _number(table: dict[str, Any], key: str, where: str, default: float, *,
+            minimum: float = 0, integer: bool = False) -> Any:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            integer and not isinstance(value, int)):
+        raise ValueError(f"{where}.{key}: must be {'an integer' if integer else 'a number'}")
+    if value < minimum:
+        raise ValueError(f"{where}.{key}: must be at least {minimum}")
+    return value
+
+
+def _strings(table: dict[str, Any], key: str, where: str,
+             default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    value = table.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}.{key}: must be a list of strings")
+    return tuple(value)
+
+
+def _parse_field(table: Any, where: str) -> FormField:
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: must be a table")
+    unknown = sorted(set(table) - {"name", "label", "kind", "role", "required", "max_length",
+                                   "hint", "options"})
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key")
+    name = _text(table, "name", where, required=True) or ""
+    if not _FIELD_NAME.match(name) or name == TOKEN_FIELD:
+        raise ValueError(f"{where}.name: {name!r} must be a letter then letters, digits, - or _")
+    kind = _text(table, "kind", where, "text") or "text"
+    if kind not in KINDS:
+        raise ValueError(f"{where}.kind: must be one of {', '.join(KINDS)}")
+    role = _text(table, "role", where)
+    if role is None and kind != "file":
+        role = _INFERRED_ROLES.get(name)
+        if role == "requester_email" and kind not in ("email", "text"):
+            role = None
+    if role is not None and role not in ROLES:
+        raise ValueError(f"{where}.role: must be one of {', '.join(ROLES)}")
+    if role is not None and kind in ("file", "checkbox"):
+        raise ValueError(f"{where}.role: a {kind} field cannot carry a role")
+    default_limit = DEFAULT_TEXTAREA_LIMIT if kind == "textarea" else DEFAULT_TEXT_LIMIT
+    required = table.get("required", False)
+    if not isinstance(required, bool):
+        raise ValueError(f"{where}.required: must be true or false")
+    options = _strings(table, "options", where)
+    if kind == "select" and not options:
+        raise ValueError(f"{where}.options: a select field needs options")
+    return FormField(
+        name=name, label=_text(table, "label", where, name) or name, kind=kind, role=role,
+        required=required,
+        max_length=_number(table, "max_length", where, default_limit, minimum=1, integer=True),
+        hint=_text(table, "hint", where, "") or "", options=options)
+
+
+def parse_form(table: Any, where: str, queues: set[str] | None = None) -> FormSpec:
+    """One `[[form]]` table as a FormSpec; ValueError names the key at fault."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: must be a table")
+    known = {"id", "title", "intro", "queue", "success_url", "failure_url", "allowed_origins",
+             "min_fill_seconds", "max_token_age_seconds", "max_files", "max_file_bytes",
+             "file_types", "max_body_bytes", "rate_limit_per_minute", "honeypot", "field"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]}: unknown key")
+    form_id = _text(table, "id", where, required=True) or ""
+    if not _ID.match(form_id):
+        raise ValueError(f"{where}.id: {form_id!r} must be 1 to 40 of a-z, 0-9, - and _")
+    queue = _text(table, "queue", where)
+    if queue is not None and queues is not None and queue not in queues:
+        raise ValueError(f"{where}.queue: {queue!r} is not a configured queue")
+    raw_fields = table.get("field", [])
+    if not isinstance(raw_fields, list) or not raw_fields:
+        raise ValueError(f"{where}.field: a form needs at least one [[form.field]]")
+    fields = tuple(_parse_field(f, f"{where}.field[{i}]") for i, f in enumerate(raw_fields))
+    names = [f.name for f in fields]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(f"{where}.field: {name!r} is given twice")
+    roles = [f.role for f in fields if f.role]
+    for role in roles:
+        if roles.count(role) > 1:
+            raise ValueError(f"{where}.field: more than one field has role {role!r}")
+    honeypot = _text(table, "honeypot", where, "website") or "website"
+    if honeypot in names or not _FIELD_NAME.match(honeypot):
+        raise ValueError(f"{where}.honeypot: {honeypot!r} must be a free field name")
+    origins = _strings(table, "allowed_origins", where)
+    for origin in origins:
+        if not re.match(r"^https?://[^/\s]+$", origin):
+            raise ValueError(f"{where}.allowed_origins: {origin!r} must be scheme://host[:port]")
+    for key in ("success_url", "failure_url"):
+        url = _text(table, key, where)
+        if url is not None and not re.match(r"^(https?://|/)", url):
+            raise ValueError(f"{where}.{key}: must be an http(s) URL or a path")
+    max_file_bytes = _number(table, "max_file_bytes", where, 10 * 1024 * 1024, minimum=1,
+                             integer=True)
+    max_files = _number(table, "max_files", where, 3, integer=True)
+    return FormSpec(
+        id=form_id, title=_text(table, "title", where, form_id) or form_id, fields=fields,
+        queue=queue, intro=_text(table, "intro", where, "") or "",
+        success_url=_text(table, "success_url", where),
+        failure_url=_text(table, "failure_url", where),
+        allowed_origins=tuple(o.rstrip("/").lower() for o in origins),
+        min_fill_seconds=float(_number(table, "min_fill_seconds", where, 3.0)),
+        max_token_age_seconds=float(_number(table, "max_token_age_seconds", where, 86_400.0,
+                                            minimum=60)),
+        max_files=max_files, max_file_bytes=max_file_bytes,
+        file_types=_strings(table, "file_types", where,
+                            ("image/*", "application/pdf", "text/plain")),
+        max_body_bytes=_number(table, "max_body_bytes", where,
+                               max_files * max_file_bytes + 1024 * 1024, minimum=1024,
+                               integer=True),
+        rate_limit_per_minute=float(_number(table, "rate_limit_per_minute", where, 10.0,
+                                            minimum=0.001)),
+        honeypot=honeypot,
+    )
+
+
+def parse_forms(tables: Any, queues: set[str] | None = None) -> dict[str, FormSpec]:
+    if isinstance(tables, dict):
+        tables = [tables]
+    if not isinstance(tables, list):
+        raise ValueError("form: must be a list of [[form]] tables")
+    forms: dict[str, FormSpec] = {}
+    for index, table in enumerate(tables):
+        spec = parse_form(table, f"form[{index}]", queues)
+        if spec.id in forms:
+            raise ValueError(f"form[{index}].id: {spec.id!r} is used by another form")
+        forms[spec.id] = spec
+    return forms
+
+
+# --- the fill-time token ----------------------------------------------------------
+
+
+def _mac(secret: bytes, message: str) -> str:
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
+
+
+def issue_token(secret: bytes, form_id: str, now: float) -> str:
+    issued = f"{int(now)}"
+    return f"{issued}.{_mac(secret, f'{form_id}.{issued}')}"
+
+
+def check_token(secret: bytes, spec: FormSpec, token: str | None, now: float) -> str | None:
+    """None if the token is good, else why the post is refused (for the person)."""
+    if spec.min_fill_seconds <= 0:
+        return None
+    if not token:
+        return "the form's security token is missing; reload the page and send again"
+    issued, _, mac = token.partition(".")
+    if not issued.isdigit() or not hmac.compare_digest(mac, _mac(secret, f"{spec.id}.{issued}")):
+        return "the form's security token is not valid; reload the page and send again"
+    age = now - int(issued)
+    if age < spec.min_fill_seconds:
+        return "the form was sent too quickly; wait a few seconds and send it again"
+    if age > spec.max_token_age_seconds:
+        return "the page has been open too long; reload it and send the form again"
+    return None
+
+
+def too_long(limit: int) -> str:
+    return f"this field must be at most {limit} characters"
+
+
+# --- a post -------------------------------------------------------------------------
+
+
+def check_values(spec: FormSpec, values: dict[str, list[str]],
+                 files: list[UploadedFile]) -> FormSubmission | list[FieldProblem]:
+    """Check decoded values and stored files against the form."""
+    problems: list[FieldProblem] = []
+    chosen: dict[str, str] = {}
+    for f in spec.fields:
+        if f.kind == "file":
+            continue
+        given = [v for v in values.get(f.name, []) if v != ""]
+        pointer = f"/{f.name}"
+        if len(given) > 1:
+            problems.append(FieldProblem(pointer, "this field was given more than once"))
+            continue
+        value = given[0].strip() if given else ""
+        if f.kind == "checkbox":
+            value = "yes" if value else ""
+        if not value:
+            if f.required:
+                problems.append(FieldProblem(pointer, "this field is required"))
+            continue
+        if "\x00" in value:
+            problems.append(FieldProblem(pointer, "this field must not contain NUL characters"))
+        elif len(value) > f.max_length:
+            problems.append(FieldProblem(pointer, too_long(f.max_length)))
+        elif f.kind == "email" and not _EMAIL.match(value):
+            problems.append(FieldProblem(pointer, "this is not an email address"))
+        elif f.kind == "select" and value not in f.options:
+            problems.append(FieldProblem(pointer, "choose one of the options"))
+        else:
+            chosen[f.name] = value
+    for f in spec.file_fields:
+        if f.required and not any(u.field == f.name for u in files):
+            problems.append(FieldProblem(f"/{f.name}", "choose a file to send"))
+    if problems:
+        return problems
+
+    def by_role(role: str) -> str | None:
+        found = spec.with_role(role)
+        return chosen.get(found.name) if found else None
+
+    email = by_role("requester_email")
+    subject = " ".join((by_role("subject") or "").split()) or spec.title
+    custom = {f.name: chosen[f.name] for f in spec.fields
+              if f.role is None and f.kind != "file" and f.name in chosen}
+    return FormSubmission(
+        form_id=spec.id, requester_email=email.lower() if email else None,
+        requester_name=by_role("requester_name"), subject=subject,
+        body=by_role("body") or "", custom_fields=custom, files=tuple(files))
+
+
+def submission_json(submission: FormSubmission) -> bytes:
+    """The stored form of a submission (the inbox item's raw)."""
+    return json.dumps(asdict(submission), ensure_ascii=False, sort_keys=True).encode()
+
+
+def submission_from_json(raw: bytes) -> FormSubmission:
+    data = json.loads(raw)
+    files = tuple(UploadedFile(**f) for f in data.pop("files", []))
+    return FormSubmission(**data, files=files)
