@@ -334,15 +334,13 @@ def _accept(spec: FormSpec) -> str:
 def _page_headers(request: web.Request, spec: FormSpec) -> dict[str, str]:
     # The page may be framed by the sites the form allows, and nowhere else; it
     # posts only to us (and follows our redirects to the configured pages).
-    targets = " ".join(sorted({_origin_of(u) for u in (spec.success_url, spec.failure_url)
-                               if u and u.startswith("http")}))
-    frames = " ".join(spec.allowed_origins)
-    return {"Content-Security-Policy":
-            f"default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-            f"form-action 'self' {targets}".rstrip() + f"; frame-ancestors 'self' {frames}"
-            .rstrip(),
-            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
-            "Cache-Control": "no-store"}
+    targets = sorted({_origin_of(u) for u in (spec.success_url, spec.failure_url)
+                      if u and u.startswith("http")})
+    policy = ["default-src 'none'", "style-src 'unsafe-inline'", "base-uri 'none'",
+              " ".join(["form-action 'self'", *targets]),
+              " ".join(["frame-ancestors 'self'", *spec.allowed_origins])]
+    return {"Content-Security-Policy": "; ".join(policy), "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
 def _html(request: web.Request, spec: FormSpec | None, template: str, status: int = 200,

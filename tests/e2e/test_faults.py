@@ -15,7 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import start, stop
-from storage.models import events, inbox_items, messages, requests
+from gateway.config import DEFAULT_FORM
+from storage.models import blob_chunks, blobs, events, inbox_items, messages, requests
 from tests.helpers import make_config, wait_for
 
 BODY = {"requester": {"email": "f@example.com"}, "subject": "fault", "body": "x"}
@@ -117,7 +118,8 @@ async def _count(engine: AsyncEngine, table: Any) -> int:
 async def test_faults__database_down_answers_try_later_and_loses_nothing(
         db_url: str, engine: AsyncEngine, admin_token: str) -> None:
     outage = Outage(db_url)
-    config = make_config(await outage.prepare(), database={"timeout_seconds": 2.0})
+    config = make_config(await outage.prepare(), database={"timeout_seconds": 2.0},
+                         form=[DEFAULT_FORM | {"min_fill_seconds": 0}])
     gateway = await start(config)
     try:
         async with aiohttp.ClientSession(base_url=gateway.http_url) as http:
@@ -134,6 +136,13 @@ async def test_faults__database_down_answers_try_later_and_loses_nothing(
                 assert resp.status == 503
                 assert resp.headers["Retry-After"].isdigit()
                 assert resp.content_type == "application/problem+json"
+            form = aiohttp.FormData({"email": "f@example.com", "subject": "form", "message": "x"})
+            form.add_field("attachments", b"%PDF" * 1000, filename="a.pdf",
+                           content_type="application/pdf")
+            async with http.post("/v1/forms/support", data=form, allow_redirects=False) as resp:
+                assert resp.status == 503  # a browser: the form again, "send it again later"
+                assert resp.headers["Retry-After"].isdigit()
+                assert "send it again in a minute" in await resp.text()
             async with http.get("/readyz") as resp:
                 assert resp.status == 503
             await outage.end()
@@ -161,6 +170,7 @@ async def test_faults__database_down_answers_try_later_and_loses_nothing(
     assert subjects == ["after", "before", "fault"]  # nothing from the outage, nothing twice
     assert states == {"done"}
     assert await _count(engine, inbox_items) == 3
+    assert await _count(engine, blobs) == await _count(engine, blob_chunks) == 0
     async with engine.connect() as conn:
         inbound = (await conn.execute(select(func.count()).select_from(messages)
                                       .where(messages.c.direction == "in"))).scalar_one()

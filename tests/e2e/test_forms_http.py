@@ -417,3 +417,14 @@ async def test_forms__unknown_form_is_404(http: aiohttp.ClientSession) -> None:
         await _problem(resp, 404)
     async with http.get("/forms/nope") as resp:
         assert resp.status == 404 and resp.content_type == "text/html"
+
+
+async def test_forms__pages_may_be_framed_only_by_allowed_origins(
+        http: aiohttp.ClientSession) -> None:
+    async with http.get("/forms/support") as resp:
+        policy = resp.headers["Content-Security-Policy"]
+        assert resp.headers["Cache-Control"] == "no-store"  # each page has a fresh token
+    assert f"frame-ancestors 'self' {ORIGIN}" in policy
+    assert "form-action 'self'" in policy and "script-src" not in policy
+    async with http.get("/forms/guarded") as resp:
+        assert "frame-ancestors 'self';" in resp.headers["Content-Security-Policy"] + ";"
