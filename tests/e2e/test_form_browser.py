@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -274,3 +275,34 @@ async def test_form_browser__tab_reaches_fields_in_order_never_the_honeypot(
         names.append((await page.evaluate(FOCUSED_JS))["name"])
     assert HONEYPOT not in names
     assert "email" in names  # the loop did move through the form
+
+
+async def test_form_browser__pages_pass_the_axe_accessibility_rules(
+        page: Page, gateway: Gateway) -> None:
+    """axe-core's WCAG 2.x A and AA rules on the form, its error state and the
+    success page: no violations at all."""
+    axe = Axe()
+    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a",
+                                                      "wcag21aa", "best-practice"]}}
+
+    async def violations() -> list[str]:
+        results = await axe.run(page, options=options)
+        return [f"{v['id']}: {v['help']} ({len(v['nodes'])})"
+                for v in results.response["violations"]]
+
+    # The checker works here (CSP, headless): an unlabelled input is caught.
+    await page.set_content("<!doctype html><html lang=en><title>t</title>"
+                           "<main><input type=text></main></html>")
+    assert any(v.startswith("label:") for v in await violations())
+
+    found: dict[str, list[str]] = {}
+    issued_at = await open_form(page, gateway)
+    found["form"] = await violations()
+    await fill(page, {"email": "not an address", "message": "x"})
+    assert (await submit(page, issued_at)).status == 422
+    found["errors"] = await violations()
+    issued_at = time.monotonic()
+    await fill(page, {"email": "ann@example.com", "subject": "Fine now"})
+    await landed_reference(page, await submit(page, issued_at))
+    found["success"] = await violations()
+    assert found == {"form": [], "errors": [], "success": []}
