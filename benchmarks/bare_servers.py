@@ -3,6 +3,10 @@
   smtp PORT              aiosmtpd; the handler answers 250 and keeps nothing
   http PORT              aiohttp; POST answers 201 and keeps nothing
   http-asyncpg PORT DSN  aiohttp; POST commits one asyncpg INSERT, then 201
+  form PORT              aiohttp; POST /v1/forms/{id} reads each multipart part
+                         whole into memory, keeps nothing, answers 303
+  form-read PORT         aiohttp; the same, but `await request.read()` of the
+                         whole body instead of walking its parts
 
 They use the same event loop as `intake serve` (uvloop when installed) and
 give aiosmtpd a hostname, as the gateway does, so the comparison is fair.
@@ -66,6 +70,30 @@ async def http(port: int, dsn: str | None = None) -> None:
     await runner.cleanup()
 
 
+async def form(port: int, whole_body: bool) -> None:
+    from aiohttp import BodyPartReader, web
+
+    async def post(request: web.Request) -> web.Response:
+        if whole_body:
+            await request.read()
+        else:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if isinstance(part, BodyPartReader):
+                    await part.read()
+        form_id = request.match_info["form_id"]
+        raise web.HTTPSeeOther(f"/forms/{form_id}/thanks?reference=BARE-0001")
+
+    # Big enough for the benchmarks' largest upload, like the gateway's form limit.
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/forms/{form_id}", post)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await _until_stopped()
+    await runner.cleanup()
+
+
 async def _until_stopped() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,6 +108,8 @@ def main() -> None:
         "smtp": lambda: smtp(port),
         "http": lambda: http(port),
         "http-asyncpg": lambda: http(port, sys.argv[3]),
+        "form": lambda: form(port, whole_body=False),
+        "form-read": lambda: form(port, whole_body=True),
     }[kind]()
     try:
         import uvloop
