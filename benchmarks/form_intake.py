@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/form_intake.py [--quick] [--posts N] [--connections M]
                                                [--uploads U] [--upload-mib S]
 
-Defaults: N=400 posts over M=8 connections, U=20 uploads of S=20 MiB;
+Defaults: N=1000 posts over M=8 connections, U=20 uploads of S=20 MiB;
 --quick (a smoke run): N=60, U=4.
 
 1. Posts per second: browser-style multipart/form-data posts to
@@ -477,12 +477,12 @@ def memory(name: str, proc: subprocess.Popen[bytes], port: int, warm: Post, uplo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
-    parser.add_argument("--posts", type=int, help="form posts per run (default 400; quick 60)")
+    parser.add_argument("--posts", type=int, help="form posts per run (default 1000; quick 60)")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--uploads", type=int, help="concurrent big uploads (default 20; quick 4)")
     parser.add_argument("--upload-mib", type=int, default=20)
     args = parser.parse_args()
-    n = args.posts or (60 if args.quick else 400)
+    n = args.posts or (60 if args.quick else 1000)
     m = args.connections
     uploads = args.uploads or (4 if args.quick else 20)
     limit = 20.0 if args.quick else 60.0

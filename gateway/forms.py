@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 
-from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from gateway.config import Config
 from gateway.limits import Buckets
@@ -185,86 +186,100 @@ def _decode(spec: FormSpec, name: str, raw: bytes, post: _Post) -> None:
     post.values.setdefault(name, []).append(value)
 
 
-async def _read_text_part(part: BodyPartReader, spec: FormSpec, name: str,
-                          post: _Post) -> None:
-    limit = _text_limit(spec, name)
-    raw = bytearray()
-    while chunk := await part.read_chunk(READ_BYTES):
-        raw += chunk
-        post.read += len(chunk)
-        if post.read > spec.max_body_bytes:
-            raise _too_large(spec.max_body_bytes)
-        if len(raw) > limit:
-            found = spec.field_named(name)
-            detail = too_long(found.max_length) if found else "this field is too long"
-            raise Refused(422, "invalid", "the form has invalid fields",
-                          [FieldProblem(f"/{name}", detail)])
-    if spec.field_named(name) is None and name not in (TOKEN_FIELD, spec.honeypot):
-        return  # a field the form does not have: read and dropped
-    _decode(spec, name, bytes(raw), post)
+class _Segment:
+    """Where one part's bytes go: a bounded buffer for text, a spool for a file."""
+
+    def __init__(self, spec: FormSpec, post: _Post, part: MultipartSegment) -> None:
+        self.spec, self.post = spec, post
+        self.name = part.name or ""
+        self.filename = part.filename
+        self.pointer = f"/{self.name}"
+        self.text = bytearray()
+        self.file: _Spooled | None = None
+        self.digest = hashlib.sha256()
+        if self.filename is None:
+            self.limit = _text_limit(spec, self.name)
+            return
+        found = spec.field_named(self.name)
+        if found is None or found.kind != "file":
+            raise _invalid(self.pointer, "this is not a file field of this form")
+        kind = (part.content_type or "application/octet-stream").lower()
+        if self.filename and not spec.allows_type(kind):
+            # Refused before a byte of it is read.
+            raise _invalid(self.pointer, f"{self.filename}: files of type {kind} are not "
+                           f"accepted (accepted: {', '.join(spec.file_types)})")
+        if self.filename and len(post.files) >= spec.max_files:
+            raise _invalid(self.pointer, f"at most {spec.max_files} files may be sent")
+        self.file = _Spooled(self.name, self.filename, kind,
+                             tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))
+        post.files.append(self.file)
+
+    def add(self, chunk: bytes) -> None:
+        if self.file is None:
+            self.text += chunk
+            if len(self.text) > self.limit:
+                found = self.spec.field_named(self.name)
+                raise _invalid(self.pointer, too_long(found.max_length) if found
+                               else "this field is too long")
+            return
+        self.file.size += len(chunk)
+        if self.file.size > self.spec.max_file_bytes:
+            name = self.filename or "the file"
+            raise Refused(413, "too_large", f"{name} is larger than "
+                          f"{self.spec.max_file_bytes} bytes", [FieldProblem(
+                              self.pointer, f"{name} is larger than the limit of "
+                                            f"{_size(self.spec.max_file_bytes)}")])
+        self.digest.update(chunk)
+        self.file.spool.write(chunk)
+
+    def end(self) -> None:
+        if self.file is not None:
+            if not self.filename and not self.file.size:
+                # A file input left empty: browsers send a nameless, empty part.
+                self.post.files.remove(self.file)
+                self.file.spool.close()
+            elif not self.filename:
+                raise _invalid(self.pointer, "a file was sent without a file name")
+            self.file.sha256 = self.digest.hexdigest()
+            return
+        if self.spec.field_named(self.name) or self.name in (TOKEN_FIELD, self.spec.honeypot):
+            _decode(self.spec, self.name, bytes(self.text), self.post)
+        # Any other field is read (within its limit) and dropped.
 
 
-async def _read_file_part(part: BodyPartReader, spec: FormSpec, name: str,
-                          post: _Post) -> None:
-    filename = part.filename or ""
-    found = spec.field_named(name)
-    if found is None or found.kind != "file":
-        raise Refused(422, "invalid", "the form has invalid fields",
-                      [FieldProblem(f"/{name}", "this is not a file field of this form")])
-    content_type = part.headers.get("Content-Type", "application/octet-stream")
-    first = await part.read_chunk(READ_BYTES)
-    if not filename and not first:
-        return  # a file input left empty: browsers send an empty, nameless part
-    pointer = f"/{name}"
-    if len(post.files) >= spec.max_files:
-        raise Refused(422, "invalid", "the form has invalid fields",
-                      [FieldProblem(pointer, f"at most {spec.max_files} files may be sent")])
-    if not spec.allows_type(content_type):
-        kind = content_type.split(";", 1)[0].strip() or "unknown"
-        raise Refused(422, "invalid", "the form has invalid fields", [FieldProblem(
-            pointer, f"{filename or 'the file'}: files of type {kind} are not accepted "
-                     f"(accepted: {', '.join(spec.file_types)})")])
-    spooled = _Spooled(name, filename, content_type.split(";", 1)[0].strip().lower(),
-                       tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY))
-    post.files.append(spooled)
-    digest = hashlib.sha256()
-    chunk = first
-    while chunk:
-        spooled.size += len(chunk)
-        post.read += len(chunk)
-        if spooled.size > spec.max_file_bytes:
-            raise Refused(413, "too_large", f"{filename or 'a file'} is larger than "
-                          f"{spec.max_file_bytes} bytes", [FieldProblem(
-                              pointer, f"{filename or 'the file'} is larger than the "
-                                       f"limit of {_size(spec.max_file_bytes)}")])
-        if post.read > spec.max_body_bytes:
-            raise _too_large(spec.max_body_bytes)
-        digest.update(chunk)
-        spooled.spool.write(chunk)
-        chunk = await part.read_chunk(READ_BYTES)
-    spooled.sha256 = digest.hexdigest()
+def _invalid(pointer: str, detail: str) -> Refused:
+    return Refused(422, "invalid", "the form has invalid fields", [FieldProblem(pointer, detail)])
 
 
 async def _read_multipart(request: web.Request, spec: FormSpec, post: _Post) -> None:
+    """Stream the body through the multipart parser (the `multipart` package: a
+    push parser that holds no more than the chunk it is given)."""
+    boundary = parse_options_header(request.headers.get("Content-Type", ""))[1].get("boundary")
+    if not boundary:
+        raise Refused(400, "broken", "multipart/form-data needs a boundary parameter")
+    segment: _Segment | None = None
     try:
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if isinstance(part, MultipartReader):
-                raise Refused(400, "broken", "nested multipart bodies are not accepted")
-            name = part.name
-            if not name:
-                raise Refused(400, "broken", "a part of the multipart body has no name")
-            if part.filename is not None:
-                await _read_file_part(part, spec, name, post)
-            else:
-                await _read_text_part(part, spec, name, post)
-    except Refused:
-        raise
-    except (ValueError, AssertionError, RuntimeError, EOFError, LookupError) as exc:
-        # aiohttp's reader raises these for a body that is not the multipart it claims.
+        parser = PushMultipartParser(
+            boundary, content_length=request.content_length or -1,
+            max_segment_count=len(spec.fields) + spec.max_files + 8)
+        with parser:
+            async for chunk in request.content.iter_chunked(READ_BYTES):
+                post.read += len(chunk)
+                if post.read > spec.max_body_bytes:
+                    raise _too_large(spec.max_body_bytes)
+                for event in parser.parse(chunk):
+                    if isinstance(event, MultipartSegment):
+                        if event.disposition != "form-data" or not event.name:
+                            raise Refused(400, "broken", "each part of the body needs a "
+                                          "Content-Disposition: form-data with a name")
+                        segment = _Segment(spec, post, event)
+                    elif event is None:
+                        assert segment is not None
+                        segment.end()
+                        segment = None
+                    elif segment is not None:
+                        segment.add(event)
+    except MultipartError as exc:
         raise Refused(400, "broken", f"the multipart body cannot be read: {exc}"[:300]) from None
 
 
@@ -486,14 +501,20 @@ async def submit_form(request: web.Request) -> web.Response:
             raise Refused(422, "invalid", "the form has invalid fields", checked)
         engine = request.app[ENGINE]
         try:
+            small: list[tuple[str, bytes]] = []
             for spooled in post.files:
-                await store_upload(engine, spooled.spool, sha256=spooled.sha256,
-                                   size=spooled.size)
+                if spooled.size <= SPOOL_IN_MEMORY:
+                    # Still in memory: goes with the item, in its (shared) commit.
+                    spooled.spool.seek(0)
+                    small.append((spooled.sha256, spooled.spool.read()))
+                else:
+                    await store_upload(engine, spooled.spool, sha256=spooled.sha256,
+                                       size=spooled.size)
             meta = {"content_type": request.content_type, "remote": request.remote,
                     "origin": request.headers.get("Origin"),
                     "user_agent": request.headers.get("User-Agent"), "form_id": spec.id}
             accepted = await request.app[WRITER].submit(
-                NewItem("form", submission_json(checked), meta))
+                NewItem("form", submission_json(checked), meta, tuple(small)))
         except StorageUnavailable as exc:
             log.warning("form %s: storage unavailable: %s", spec.id, exc)
             raise Refused(503, "unavailable", "we could not take your request just now; "
