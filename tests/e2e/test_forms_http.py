@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,6 +44,9 @@ FORMS = [
      "rate_limit_per_minute": 1000},
     {"id": "limited", "title": "Limited", "min_fill_seconds": 0, "rate_limit_per_minute": 3,
      "fields": None},
+    {"id": "external", "title": "Shop contact", "min_fill_seconds": 0, "fields": None,
+     "success_url": "https://www.example.com/thanks?from=desk",
+     "failure_url": "https://www.example.com/sorry"},
     {"id": "anonymous", "title": "Feedback", "min_fill_seconds": 0,
      "field": [{"name": "message", "label": "Feedback", "kind": "textarea",
                 "required": True}]},
@@ -171,6 +175,27 @@ async def test_forms__browser_post_redirects_to_the_success_page(
         assert resp.status == 200
         page = await resp.text()
     assert f'<strong id="reference" class="reference">{reference}</strong>' in page
+
+
+async def test_forms__configured_success_and_failure_pages(
+        http: aiohttp.ClientSession, gateway: Gateway) -> None:
+    async with http.post("/v1/forms/external", data=_text(), allow_redirects=False) as resp:
+        assert resp.status == 303
+        location = resp.headers["Location"]
+    assert re.fullmatch(r"https://www\.example\.com/thanks\?from=desk&reference="
+                        r"[0-9A-Z]{4}-[0-9A-Z]{4}", location), location
+    async with http.post("/v1/forms/external", data=_text(email=""),
+                         allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == "https://www.example.com/sorry?error=invalid"
+    async with http.get("/forms/external") as resp:
+        policy = resp.headers["Content-Security-Policy"]
+    # The page's post may be redirected there: the policy lets the browser follow.
+    assert "form-action 'self' https://www.example.com;" in policy
+    # A JSON client is answered in JSON whatever the pages are.
+    async with http.post("/v1/forms/external", data=_text(email=""), headers=JSON) as resp:
+        await _problem(resp, 422)
+    assert await _count(gateway.engine, inbox_items) == 1
 
 
 async def test_forms__same_file_twice_is_stored_once(
