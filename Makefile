@@ -23,3 +23,4 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/smtp_intake.py
 	$(VENV)/bin/python benchmarks/http_intake.py
+	$(VENV)/bin/python benchmarks/form_intake.py
