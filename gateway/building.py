@@ -228,16 +228,25 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
     )
     routed = _routed(decide(rules, api_input(parsed, item)), automatic=False,
                      custom=dict(parsed.custom_fields), ack_veto=None)
+    return _from_person(item, config, sla, message, routed,
+                        {"token_id": item.meta.get("token_id")})
+
+
+def _from_person(item: ClaimedItem, config: Config, sla: SlaConfig | None,
+                 message: NewMessage, routed: dict[str, Any],
+                 received: dict[str, Any]) -> NewRequest:
+    """The request a person's own words make (a JSON body, a web form): the
+    timeline, the deadlines and the acknowledgement to the address they gave."""
     events = [
-        ("received", "system", {"channel": item.channel, "token_id": item.meta.get("token_id"),
+        ("received", "system", {"channel": item.channel, **received,
                                 "received_at": item.received_at.isoformat()}),
         *routed.pop("events"),
     ]
-    routed = _with_ack(routed, events, item, config, to_name=parsed.requester_name,
-                       to_address=parsed.requester_email, subject=parsed.subject,
+    routed = _with_ack(routed, events, item, config, to_name=message.from_name,
+                       to_address=message.from_address, subject=message.subject,
                        message_id=None, references=[], sla=sla)
-    return NewRequest(message=message, requester_email=parsed.requester_email,
-                      requester_name=parsed.requester_name, events=events, **routed)
+    return NewRequest(message=message, requester_email=message.from_address,
+                      requester_name=message.from_name, events=events, **routed)
 
 
 def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
@@ -259,16 +268,6 @@ def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
     if spec is not None and spec.queue and dict(decision.sources).get("queue") == "default":
         routed["queue"] = spec.queue
         routed["events"][1][2]["form_queue"] = spec.queue
-    events = [
-        ("received", "system", {"channel": item.channel, "form_id": parsed.form_id,
-                                "remote": item.meta.get("remote"),
-                                "origin": item.meta.get("origin"),
-                                "files": len(parsed.files),
-                                "received_at": item.received_at.isoformat()}),
-        *routed.pop("events"),
-    ]
-    routed = _with_ack(routed, events, item, config, to_name=parsed.requester_name,
-                       to_address=parsed.requester_email, subject=parsed.subject,
-                       message_id=None, references=[], sla=sla)
-    return NewRequest(message=message, requester_email=parsed.requester_email,
-                      requester_name=parsed.requester_name, events=events, **routed)
+    return _from_person(item, config, sla, message, routed, {
+        "form_id": parsed.form_id, "remote": item.meta.get("remote"),
+        "origin": item.meta.get("origin"), "files": len(parsed.files)})
