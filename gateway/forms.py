@@ -1,12 +1,14 @@
 """Web forms over HTTP: the page, the post, CORS, and the spam defences.
 
-A post is streamed: each file goes through a spool (memory up to a small size,
-then a temporary file) while its sha256 and size are counted, and a file past
-its limit is refused as soon as it crosses it. Nothing is written to the
-database until every check passed; then the files go to storage in pieces
-(storage/uploads.py) and the submission becomes an inbox item like any email.
-Only after that commit does the client hear "received": a browser is sent
-303 to the success page with the reference, a JSON client gets 201.
+A post is streamed through a push parser (the `multipart` package), 64 KiB at
+a time: each file goes into a spool (memory up to 256 KiB, then a temporary
+file) while its sha256 and size are counted, and a file past its limit, of a
+type the form does not take, or one too many is refused as soon as that is
+known. Nothing is written to the database until every check passed; then the
+larger files go to storage in pieces (storage/uploads.py) and the submission
+becomes an inbox item like any email, its commit carrying the small files.
+Only after that commit does the client hear "received": a browser is sent 303
+to the success page with the reference, a JSON client gets 201.
 
 Refused posts get a clear answer (the form again with errors beside the
 fields, or a problem document) and are counted per form and reason.
@@ -181,8 +183,7 @@ def _decode(spec: FormSpec, name: str, raw: bytes, post: _Post) -> None:
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refused(422, "invalid", "the form has invalid fields",
-                      [FieldProblem(f"/{name}", "this field is not valid UTF-8 text")]) from None
+        raise _invalid(f"/{name}", "this field is not valid UTF-8 text") from None
     post.values.setdefault(name, []).append(value)
 
 
@@ -218,9 +219,7 @@ class _Segment:
         if self.file is None:
             self.text += chunk
             if len(self.text) > self.limit:
-                found = self.spec.field_named(self.name)
-                raise _invalid(self.pointer, too_long(found.max_length) if found
-                               else "this field is too long")
+                raise _over_length(self.spec, self.name)
             return
         self.file.size += len(chunk)
         if self.file.size > self.spec.max_file_bytes:
@@ -249,6 +248,12 @@ class _Segment:
 
 def _invalid(pointer: str, detail: str) -> Refused:
     return Refused(422, "invalid", "the form has invalid fields", [FieldProblem(pointer, detail)])
+
+
+def _over_length(spec: FormSpec, name: str) -> Refused:
+    found = spec.field_named(name)
+    return _invalid(f"/{name}", too_long(found.max_length) if found
+                    else "this field is too long")
 
 
 async def _read_multipart(request: web.Request, spec: FormSpec, post: _Post) -> None:
@@ -283,12 +288,23 @@ async def _read_multipart(request: web.Request, spec: FormSpec, post: _Post) -> 
         raise Refused(400, "broken", f"the multipart body cannot be read: {exc}"[:300]) from None
 
 
+def _text_budget(spec: FormSpec) -> int:
+    """The most a post without files can need: every text field at its limit."""
+    fields = [f.name for f in spec.fields if f.kind != "file"]
+    return sum(_text_limit(spec, n) * 3 for n in fields) + 2 * UNKNOWN_FIELD_BYTES
+
+
 async def _read_urlencoded(request: web.Request, spec: FormSpec, post: _Post) -> None:
+    # Held whole to split it, so bounded by what the fields can hold
+    # (percent-encoding triples a byte at most), not by the upload limit.
+    limit = min(spec.max_body_bytes, _text_budget(spec))
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
     raw = bytearray()
     while chunk := await request.content.read(READ_BYTES):
         raw += chunk
-        if len(raw) > spec.max_body_bytes:
-            raise _too_large(spec.max_body_bytes)
+        if len(raw) > limit:
+            raise _too_large(limit)
     post.read = len(raw)
     for pair in bytes(raw).split(b"&"):
         if not pair:
@@ -302,10 +318,7 @@ async def _read_urlencoded(request: web.Request, spec: FormSpec, post: _Post) ->
             continue
         text = unquote_to_bytes(value.replace(b"+", b" "))
         if len(text) > _text_limit(spec, name):
-            found = spec.field_named(name)
-            detail = too_long(found.max_length) if found else "this field is too long"
-            raise Refused(422, "invalid", "the form has invalid fields",
-                          [FieldProblem(f"/{name}", detail)])
+            raise _over_length(spec, name)
         _decode(spec, name, text, post)
 
 
