@@ -58,9 +58,11 @@ def api_input(parsed: ApiRequest, item: ClaimedItem) -> RoutingInput:
     )
 
 
-def form_input(parsed: FormSubmission, item: ClaimedItem) -> RoutingInput:
+def form_input(parsed: FormSubmission, item: ClaimedItem, queue: str | None = None
+               ) -> RoutingInput:
     return RoutingInput(
         received_at=item.received_at, channel="form", form_id=parsed.form_id,
+        default_queue=queue,
         sender=parsed.requester_email or "", subject=parsed.subject, new_text=parsed.body,
         text=parsed.body, custom_fields=tuple(parsed.custom_fields.items()),
         attachments=tuple(RoutedAttachment(name=f.filename, content_type=f.content_type,
@@ -260,14 +262,10 @@ def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
                                    stored_sha256=f.sha256, stored_size=f.size)
                      for f in parsed.files],
     )
-    decision = decide(rules, form_input(parsed, item))
+    spec = config.forms.get(parsed.form_id)  # gone from the config since: no queue of its own
+    decision = decide(rules, form_input(parsed, item, spec.queue if spec else None))
     routed = _routed(decision, automatic=False, custom=dict(parsed.custom_fields),
                      ack_veto=None if parsed.requester_email else "the form has no email")
-    spec = config.forms.get(parsed.form_id)
-    # The form's own queue, unless a rule or the component catalogue chose one.
-    if spec is not None and spec.queue and dict(decision.sources).get("queue") == "default":
-        routed["queue"] = spec.queue
-        routed["events"][1][2]["form_queue"] = spec.queue
     return _from_person(item, config, sla, message, routed, {
         "form_id": parsed.form_id, "remote": item.meta.get("remote"),
         "origin": item.meta.get("origin"), "files": len(parsed.files)})

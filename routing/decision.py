@@ -112,7 +112,7 @@ class Decision:
     quarantine: bool
     escalation: int
     # Where each field's value came from: "rule:NAME", "classifier",
-    # "component:NAME" or "default".
+    # "component:NAME", "form:ID" (its queue) or "default".
     sources: tuple[tuple[str, str], ...]
     # The fields the gateway should write: all for a new request, for a reply
     # only those set by rules that apply to replies.

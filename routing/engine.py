@@ -227,12 +227,15 @@ def _finish(
     kind = pick("type", cls.type.value, cls.type.source)
     priority = pick("priority", cls.priority.value, cls.priority.source)
     component = pick("component", cls.component.value, cls.component.source)
-    # A rule's queue wins; else the owning queue of the component; else the default.
+    # A rule's queue wins; else the owning queue of the component; else the
+    # queue the source names (a form's); else the default.
     owner = rules.engine.component_queue.get(component) if component else None
     if "queue" in values:
         queue = values["queue"]
     elif owner:
         queue, sources["queue"] = owner, f"component:{component}"
+    elif facts.item.default_queue:
+        queue, sources["queue"] = facts.item.default_queue, f"form:{facts.item.form_id}"
     else:
         queue, sources["queue"] = settings.default_queue, "default"
     quarantine = bool(values.get("quarantine", False))

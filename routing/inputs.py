@@ -43,6 +43,9 @@ class RoutingInput:
     text: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     form_id: str | None = None
+    # The queue the source itself names (a web form's queue): used when no rule
+    # and no component chooses one, before `[routing] default_queue`.
+    default_queue: str | None = None
     attachments: tuple[Attachment, ...] = ()
     custom_fields: tuple[tuple[str, FieldValue], ...] = ()
     # Threaded onto an existing request: rules for new requests do not apply.

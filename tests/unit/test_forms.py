@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,6 +20,7 @@ from parsers.forms import (
     submission_from_json,
     submission_json,
 )
+from routing.api import RoutingInput, decide, load_rules
 
 SECRET = b"k" * 32
 BASE = {"id": "help", "field": [
@@ -141,3 +143,20 @@ def test_forms__problems_name_their_fields() -> None:
     missing = check_values(spec, {}, [])
     assert isinstance(missing, list)
     assert {p.pointer for p in missing} == {"/email", "/proof"}
+
+
+def test_forms__a_forms_queue_comes_after_rules_and_components() -> None:
+    rules = load_rules(
+        '[[component]]\nname = "vpn"\naliases = ["vpn"]\nqueue = "ops"\n\n'
+        '[[rule]]\nname = "refunds"\nwhen = { subject.contains = "refund" }\n'
+        'then = { queue = "general" }\n', "t.toml", ("general", "ops", "billing"))
+
+    def routed(subject: str) -> tuple[str, str]:
+        decision = decide(rules, RoutingInput(
+            received_at=datetime(2026, 11, 30, tzinfo=UTC), channel="form", form_id="shop",
+            default_queue="billing", subject=subject))
+        return decision.queue, dict(decision.sources)["queue"]
+
+    assert routed("Where is my parcel") == ("billing", "form:shop")
+    assert routed("My VPN drops") == ("ops", "component:vpn")
+    assert routed("A refund please") == ("general", "rule:refunds")
