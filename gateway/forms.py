@@ -35,11 +35,20 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser, par
 
 from gateway.config import Config
 from gateway.limits import Buckets
-from gateway.web import CONFIG, ENGINE, WRITER, authorised, json_response, problem
+from gateway.web import (
+    CONFIG,
+    ENGINE,
+    RETRY_AFTER_SECONDS,
+    WRITER,
+    authorised,
+    json_response,
+    problem,
+)
 from parsers.api_request import FieldProblem
 from parsers.forms import (
     TOKEN_FIELD,
     FormSpec,
+    FormSubmission,
     UploadedFile,
     check_token,
     check_values,
@@ -48,7 +57,7 @@ from parsers.forms import (
     too_long,
 )
 from storage.errors import StorageUnavailable
-from storage.inbox import NewItem
+from storage.inbox import Accepted, NewItem
 from storage.uploads import store_upload
 
 log = logging.getLogger("intake.forms")
@@ -156,12 +165,15 @@ class _Spooled:
     size: int = 0
     sha256: str = ""
 
+    def uploaded(self) -> UploadedFile:
+        return UploadedFile(field=self.field, filename=self.filename,
+                            content_type=self.content_type, size=self.size, sha256=self.sha256)
+
 
 @dataclass
 class _Post:
     values: dict[str, list[str]] = field(default_factory=dict)
     files: list[_Spooled] = field(default_factory=list)
-    read: int = 0
 
     def close(self) -> None:
         for spooled in self.files:
@@ -177,6 +189,11 @@ def _text_limit(spec: FormSpec, name: str) -> int:
     if found is not None:
         return found.max_length * BYTES_PER_CHAR + 16
     return UNKNOWN_FIELD_BYTES
+
+
+def _kept(spec: FormSpec, name: str) -> bool:
+    """A field of the form, or one of the two hidden ones the checks read."""
+    return spec.field_named(name) is not None or name in (TOKEN_FIELD, spec.honeypot)
 
 
 def _decode(spec: FormSpec, name: str, raw: bytes, post: _Post) -> None:
@@ -239,9 +256,9 @@ class _Segment:
                 self.file.spool.close()
             elif not self.filename:
                 raise _invalid(self.pointer, "a file was sent without a file name")
-            self.file.sha256 = self.digest.hexdigest()
-            return
-        if self.spec.field_named(self.name) or self.name in (TOKEN_FIELD, self.spec.honeypot):
+            else:
+                self.file.sha256 = self.digest.hexdigest()
+        elif _kept(self.spec, self.name):
             _decode(self.spec, self.name, bytes(self.text), self.post)
         # Any other field is read (within its limit) and dropped.
 
@@ -263,14 +280,15 @@ async def _read_multipart(request: web.Request, spec: FormSpec, post: _Post) -> 
     if not boundary:
         raise Refused(400, "broken", "multipart/form-data needs a boundary parameter")
     segment: _Segment | None = None
+    read = 0
     try:
         parser = PushMultipartParser(
             boundary, content_length=request.content_length or -1,
             max_segment_count=len(spec.fields) + spec.max_files + 8)
         with parser:
             async for chunk in request.content.iter_chunked(READ_BYTES):
-                post.read += len(chunk)
-                if post.read > spec.max_body_bytes:
+                read += len(chunk)
+                if read > spec.max_body_bytes:
                     raise _too_large(spec.max_body_bytes)
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
@@ -305,7 +323,6 @@ async def _read_urlencoded(request: web.Request, spec: FormSpec, post: _Post) ->
         raw += chunk
         if len(raw) > limit:
             raise _too_large(limit)
-    post.read = len(raw)
     for pair in bytes(raw).split(b"&"):
         if not pair:
             continue
@@ -314,7 +331,7 @@ async def _read_urlencoded(request: web.Request, spec: FormSpec, post: _Post) ->
             name = unquote_to_bytes(key.replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
             raise Refused(400, "broken", "a field name is not valid UTF-8") from None
-        if spec.field_named(name) is None and name not in (TOKEN_FIELD, spec.honeypot):
+        if not _kept(spec, name):
             continue
         text = unquote_to_bytes(value.replace(b"+", b" "))
         if len(text) > _text_limit(spec, name):
@@ -486,6 +503,47 @@ def _refusal(request: web.Request, spec: FormSpec, refused: Refused,
                         headers=headers)
 
 
+def _checked(request: web.Request, spec: FormSpec, post: _Post) -> FormSubmission:
+    """The post's values, once the honeypot, the token and the fields pass."""
+    if any(v.strip() for v in post.values.get(spec.honeypot, [])):
+        raise Refused(422, "honeypot", "the form was refused: a field meant to stay "
+                      "empty was filled in (this catches automated posts)")
+    tokens = post.values.get(TOKEN_FIELD, [])
+    why = check_token(request.app[FORMS].secret, spec, tokens[0] if tokens else None,
+                      time.time())
+    if why is not None:
+        raise Refused(422, "token", why)
+    checked = check_values(spec, post.values, [s.uploaded() for s in post.files])
+    if isinstance(checked, list):
+        raise Refused(422, "invalid", "the form has invalid fields", checked)
+    return checked
+
+
+async def _store(request: web.Request, spec: FormSpec, post: _Post,
+                 checked: FormSubmission) -> Accepted:
+    """Commit the files, then the submission; returns once both are durable."""
+    small: list[tuple[str, bytes]] = []
+    try:
+        for spooled in post.files:
+            if spooled.size <= SPOOL_IN_MEMORY:
+                # Still in memory: goes with the item, in its (shared) commit.
+                spooled.spool.seek(0)
+                small.append((spooled.sha256, spooled.spool.read()))
+            else:
+                await store_upload(request.app[ENGINE], spooled.spool,
+                                   sha256=spooled.sha256, size=spooled.size)
+        meta = {"content_type": request.content_type, "remote": request.remote,
+                "origin": request.headers.get("Origin"),
+                "user_agent": request.headers.get("User-Agent"), "form_id": spec.id}
+        return await request.app[WRITER].submit(
+            NewItem("form", submission_json(checked), meta, tuple(small)))
+    except StorageUnavailable as exc:
+        log.warning("form %s: storage unavailable: %s", spec.id, exc)
+        raise Refused(503, "unavailable", "we could not take your request just now; "
+                      "please send it again in a minute",
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
 async def submit_form(request: web.Request) -> web.Response:
     spec = _spec(request)
     if spec is None:
@@ -500,39 +558,7 @@ async def submit_form(request: web.Request) -> web.Response:
                           "wait a minute and send again",
                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
         post = await _read_post(request, spec)
-        if any(v.strip() for v in post.values.get(spec.honeypot, [])):
-            raise Refused(422, "honeypot", "the form was refused: a field meant to stay "
-                          "empty was filled in (this catches automated posts)")
-        tokens = post.values.get(TOKEN_FIELD, [])
-        why = check_token(desk.secret, spec, tokens[0] if tokens else None, time.time())
-        if why is not None:
-            raise Refused(422, "token", why)
-        files = [UploadedFile(field=s.field, filename=s.filename, content_type=s.content_type,
-                              size=s.size, sha256=s.sha256) for s in post.files]
-        checked = check_values(spec, post.values, files)
-        if isinstance(checked, list):
-            raise Refused(422, "invalid", "the form has invalid fields", checked)
-        engine = request.app[ENGINE]
-        try:
-            small: list[tuple[str, bytes]] = []
-            for spooled in post.files:
-                if spooled.size <= SPOOL_IN_MEMORY:
-                    # Still in memory: goes with the item, in its (shared) commit.
-                    spooled.spool.seek(0)
-                    small.append((spooled.sha256, spooled.spool.read()))
-                else:
-                    await store_upload(engine, spooled.spool, sha256=spooled.sha256,
-                                       size=spooled.size)
-            meta = {"content_type": request.content_type, "remote": request.remote,
-                    "origin": request.headers.get("Origin"),
-                    "user_agent": request.headers.get("User-Agent"), "form_id": spec.id}
-            accepted = await request.app[WRITER].submit(
-                NewItem("form", submission_json(checked), meta, tuple(small)))
-        except StorageUnavailable as exc:
-            log.warning("form %s: storage unavailable: %s", spec.id, exc)
-            raise Refused(503, "unavailable", "we could not take your request just now; "
-                          "please send it again in a minute",
-                          headers={"Retry-After": "5"}) from None
+        accepted = await _store(request, spec, post, _checked(request, spec, post))
     except Refused as refused:
         return _refusal(request, spec, refused, post.values if post else {})
     finally:
