@@ -17,15 +17,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import utcnow
 from storage.errors import IdempotencyConflict, StorageUnavailable
-from storage.models import blobs, inbox_items
+from storage.models import inbox_items
 from storage.reference import reference_for
+from storage.uploads import insert_blobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +168,8 @@ class InboxWriter:
         async with asyncio.timeout(self._timeout):
             try:
                 transaction = await conn.begin()
-                contents = {sha: content for item, _ in batch for sha, content in item.blobs}
-                if contents:
-                    # Stored once per hash, whoever else carries the same content.
-                    dialect_insert = (pg_insert if conn.dialect.name == "postgresql"
-                                      else sqlite_insert)
-                    await conn.execute(dialect_insert(blobs).on_conflict_do_nothing(), [
-                        {"sha256": sha, "size": len(content), "content": content}
-                        for sha, content in contents.items()])
+                await insert_blobs(conn, {sha: content for item, _ in batch
+                                          for sha, content in item.blobs})
                 result = await conn.execute(_INSERT, [_row(item, now) for item, _ in batch])
                 ids = [row[0] for row in result]
             except (SQLAlchemyError, OSError, TimeoutError) as exc:

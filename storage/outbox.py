@@ -13,11 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import as_utc, utcnow
+from storage.engine import as_utc, insert_new, utcnow
 from storage.models import outbox, requests
 from storage.records import NewMessage
 
@@ -47,8 +45,7 @@ async def enqueue(conn: AsyncConnection, kind: str, payload: dict[str, Any], *,
     values = {"kind": kind, "request_id": request_id, "payload": payload,
               "dedupe_key": dedupe_key, "state": "pending", "attempts": 0,
               "next_attempt_at": now, "created_at": now}
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    await conn.execute(dialect_insert(outbox).values(values).on_conflict_do_nothing())
+    await conn.execute(insert_new(conn, outbox).values(values))
 
 
 async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,

@@ -12,11 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import as_utc, utcnow
+from storage.engine import as_utc, insert_new, utcnow
 from storage.models import events, requests, sla_marks
 from storage.notify import notify
 from storage.outbox import emit
@@ -58,10 +56,9 @@ async def take_step(engine: AsyncEngine, request_id: int, reference: str, mark: 
     """Do one step once: False if some process took it already."""
     now = utcnow()
     async with engine.begin() as conn:
-        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         inserted = (await conn.execute(
-            dialect_insert(sla_marks).values(request_id=request_id, mark=mark, at=now)
-            .on_conflict_do_nothing().returning(sla_marks.c.mark))).first()
+            insert_new(conn, sla_marks).values(request_id=request_id, mark=mark, at=now)
+            .returning(sla_marks.c.mark))).first()
         if inserted is None:
             return False
         if changes:

@@ -17,14 +17,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.engine import utcnow
 from storage.models import (
     attachments,
-    blobs,
     events,
     inbox_items,
     messages,
@@ -45,6 +42,7 @@ from storage.records import (
 )
 from storage.reference import id_for, reference_for
 from storage.sla_store import sla_columns, status_changed
+from storage.uploads import insert_blobs
 
 Place = Callable[[ThreadHints, Mapping[str, KnownMessage], Mapping[str, TaggedRequest]],
                  Placement]
@@ -364,13 +362,8 @@ async def _insert_attachments(conn: AsyncConnection,
         return
     hashed = [(message_id, a, a.stored_sha256 or hashlib.sha256(a.content).hexdigest())
               for message_id, a in found]
-    contents = {sha: a.content for _, a, sha in hashed if a.stored_sha256 is None}
-    rows = [{"sha256": sha, "size": len(content), "content": content}
-            for sha, content in contents.items()]
-    # Content is stored once per hash, however many messages carry it.
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    if rows:
-        await conn.execute(dialect_insert(blobs).on_conflict_do_nothing(), rows)
+    await insert_blobs(conn, {sha: a.content for _, a, sha in hashed
+                              if a.stored_sha256 is None})
     await conn.execute(insert(attachments), [{
         "message_id": message_id, "sha256": sha, "filename": scrub(a.filename),
         "content_type": a.content_type,

@@ -11,19 +11,27 @@ the same file write it once (the second waits on the first's row).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import BinaryIO
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.engine import insert_new
 from storage.errors import StorageUnavailable
 from storage.models import blob_chunks, blobs
 
 CHUNK_BYTES = 512 * 1024
+
+
+async def insert_blobs(conn: AsyncConnection, contents: Mapping[str, bytes]) -> None:
+    """Store whole contents by sha256 in the caller's transaction; content already
+    stored (by any message or upload) is kept once."""
+    if contents:
+        await conn.execute(insert_new(conn, blobs), [
+            {"sha256": sha, "size": len(content), "content": content}
+            for sha, content in contents.items()])
 
 
 async def store_upload(engine: AsyncEngine, source: BinaryIO, *, sha256: str, size: int,
@@ -36,9 +44,8 @@ async def store_upload(engine: AsyncEngine, source: BinaryIO, *, sha256: str, si
     """
     try:
         async with engine.begin() as conn:
-            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             added = (await conn.execute(
-                dialect_insert(blobs).on_conflict_do_nothing().returning(blobs.c.sha256),
+                insert_new(conn, blobs).returning(blobs.c.sha256),
                 {"sha256": sha256, "size": size, "content": None})).first()
             if added is None:
                 return False
