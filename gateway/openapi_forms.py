@@ -104,7 +104,7 @@ def form_paths(form_ids: Sequence[str]) -> dict[str, Schema]:
             "parameters": [form],
             "get": _op("formThanks", "The default success page, showing the reference",
                        "forms", {"200": _page("thanks, and the reference when given"),
-                                 "404": _page("no such form")}, (), public=True,
+                                 "404": _page("no such form")}, (400,), public=True,
                        params=[{"name": "reference", "in": "query", "required": False,
                                 "description": "the reference the post was given",
                                 "schema": STR}]),
