@@ -14,6 +14,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -118,6 +119,13 @@ async def gateway(config: Config) -> AsyncIterator[Gateway]:
     gw = await start(config)
     yield gw
     await stop(gw, grace=3.0)
+
+
+@pytest.fixture
+async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the running gateway's HTTP API (relative URLs)."""
+    async with aiohttp.ClientSession(base_url=gateway.http_url) as session:
+        yield session
 
 
 @pytest.fixture

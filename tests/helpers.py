@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from gateway.config import Config, build_config
 
 
@@ -38,3 +41,15 @@ async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def auth(token: str) -> dict[str, str]:
+    """The Authorization header for an API token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def count_rows(engine: AsyncEngine, table: Any, *where: Any) -> int:
+    """Rows in a table (matching `where`), read now."""
+    async with engine.connect() as conn:
+        query = select(func.count()).select_from(table).where(*where)
+        return int((await conn.execute(query)).scalar_one())

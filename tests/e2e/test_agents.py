@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -17,16 +16,12 @@ from gateway.app import Gateway, start, stop
 from gateway.config import Config
 from storage import queries
 from storage.tokens import create_token
-from tests.helpers import make_config, wait_for
+from tests.helpers import auth, make_config, wait_for
 
 
 def inbound(request: dict[str, Any]) -> list[dict[str, Any]]:
     """The customer's messages (acknowledgements and replies are ours)."""
     return [m for m in request["messages"] if m["direction"] == "in"]
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def send_mail(gateway: Gateway, *, subject: str, body: str, sender: str = "cust@example.com",
@@ -51,12 +46,6 @@ def send_mail(gateway: Gateway, *, subject: str, body: str, sender: str = "cust@
         code, reply = client.data(msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
     assert code == 250, reply
     return reply.split()[-1].decode()
-
-
-@pytest.fixture
-async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=gateway.http_url) as session:
-        yield session
 
 
 async def processed(engine: AsyncEngine, reference: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import smtplib
 import sqlite3
-from typing import Any
 
 import aiohttp
 from sqlalchemy import func, select
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.app import start, stop
 from gateway.config import DEFAULT_FORM
 from storage.models import blob_chunks, blobs, events, inbox_items, messages, requests
-from tests.helpers import make_config, wait_for
+from tests.helpers import count_rows, make_config, wait_for
 
 BODY = {"requester": {"email": "f@example.com"}, "subject": "fault", "body": "x"}
 
@@ -110,11 +109,6 @@ def _send(port: int, subject: str) -> tuple[int, bytes]:
         return client.data(data)
 
 
-async def _count(engine: AsyncEngine, table: Any) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-
-
 async def test_faults__database_down_answers_try_later_and_loses_nothing(
         db_url: str, engine: AsyncEngine, admin_token: str) -> None:
     outage = Outage(db_url)
@@ -159,7 +153,7 @@ async def test_faults__database_down_answers_try_later_and_loses_nothing(
                 assert resp.status == 201
 
         async def all_done() -> bool:
-            return await _count(engine, requests) == 3
+            return await count_rows(engine, requests) == 3
 
         await wait_for(all_done, timeout=20)
     finally:
@@ -169,10 +163,10 @@ async def test_faults__database_down_answers_try_later_and_loses_nothing(
         states = set((await conn.execute(select(inbox_items.c.state))).scalars())
     assert subjects == ["after", "before", "fault"]  # nothing from the outage, nothing twice
     assert states == {"done"}
-    assert await _count(engine, inbox_items) == 3
-    assert await _count(engine, blobs) == await _count(engine, blob_chunks) == 0
+    assert await count_rows(engine, inbox_items) == 3
+    assert await count_rows(engine, blobs) == await count_rows(engine, blob_chunks) == 0
     async with engine.connect() as conn:
         inbound = (await conn.execute(select(func.count()).select_from(messages)
                                       .where(messages.c.direction == "in"))).scalar_one()
     assert inbound == 3
-    assert await _count(engine, events) == 2 * 7 + 5  # an email has 7 events, a POST 5
+    assert await count_rows(engine, events) == 2 * 7 + 5  # an email has 7 events, a POST 5

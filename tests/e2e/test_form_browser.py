@@ -24,14 +24,13 @@ import aiohttp
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, Response
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway
 from gateway.config import Config
 from storage.models import inbox_items, requests
 from tests.browser import PNG_SIGNATURE, assert_png, chromium, new_page, screenshot
-from tests.helpers import make_config, wait_for
+from tests.helpers import auth, count_rows, make_config, wait_for
 
 FORM_ID = "support"
 MIN_FILL_SECONDS = 1.0
@@ -95,10 +94,6 @@ def random_png(width: int, height: int) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def open_form(page: Page, gateway: Gateway) -> float:
     """Load the form page; returns when, so the submit can wait out min_fill_seconds."""
     response = await page.goto(f"{gateway.http_url}/forms/{FORM_ID}")
@@ -121,12 +116,6 @@ async def submit(page: Page, issued_at: float) -> Response:
     response = await navigation.value
     assert response is not None
     return response
-
-
-async def count(engine: AsyncEngine, table: Any, *where: Any) -> int:
-    async with engine.connect() as conn:
-        query = select(func.count()).select_from(table).where(*where)
-        return (await conn.execute(query)).scalar_one()
 
 
 async def processed(api: aiohttp.ClientSession, token: str, ref: str) -> dict[str, Any]:
@@ -227,8 +216,8 @@ async def test_form_browser__missing_required_field_is_shown_on_that_field(
     await fill(page, {"subject": "Now with a subject"})
     reference = await landed_reference(page, await submit(page, issued_at))
     await processed(api, admin_token, reference)
-    assert await count(engine, requests) == 1
-    assert await count(engine, inbox_items) == 1
+    assert await count_rows(engine, requests) == 1
+    assert await count_rows(engine, inbox_items) == 1
 
 
 async def test_form_browser__filled_honeypot_is_refused_and_nothing_stored(
@@ -254,8 +243,8 @@ async def test_form_browser__filled_honeypot_is_refused_and_nothing_stored(
     # Accepted input is committed before the answer; give the pipeline time to show
     # anything it might still create (several poll intervals).
     await asyncio.sleep(1.0)
-    assert await count(engine, inbox_items) == 0
-    assert await count(engine, requests, requests.c.subject == subject) == 0
+    assert await count_rows(engine, inbox_items) == 0
+    assert await count_rows(engine, requests, requests.c.subject == subject) == 0
 
 
 async def test_form_browser__tab_reaches_fields_in_order_never_the_honeypot(

@@ -10,7 +10,6 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -22,7 +21,7 @@ from gateway.app import Gateway
 from gateway.config import Config
 from parsers.forms import issue_token
 from storage.models import attachments, blob_chunks, blobs, inbox_items, outbox
-from tests.helpers import make_config, wait_for
+from tests.helpers import auth, count_rows, make_config, wait_for
 
 SECRET = "form-secret-for-the-tests-0123456789"
 ORIGIN = "https://www.example.com"
@@ -70,24 +69,9 @@ def config(db_url: str) -> Config:
         "form_secret": SECRET})
 
 
-@pytest.fixture
-async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=gateway.http_url) as session:
-        yield session
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def _count(engine: AsyncEngine, table: Any) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-
-
 async def _nothing_stored(engine: AsyncEngine) -> None:
     for table in (inbox_items, blobs, blob_chunks):
-        assert await _count(engine, table) == 0, table.name
+        assert await count_rows(engine, table) == 0, table.name
 
 
 def _text(**overrides: str) -> dict[str, str]:
@@ -151,7 +135,7 @@ async def test_forms__multipart_with_files_is_stored_routed_and_acknowledged(
             assert await resp.read() == content
     # The big file is stored in 512 KiB pieces; the small one (within the 256 KiB
     # kept in memory) whole, in the same commit as the post.
-    assert await _count(gateway.engine, blob_chunks) == 2
+    assert await count_rows(gateway.engine, blob_chunks) == 2
     async with gateway.engine.connect() as conn:
         inline = (await conn.execute(select(func.count()).select_from(blobs)
                                      .where(blobs.c.content.is_not(None)))).scalar_one()
@@ -195,7 +179,7 @@ async def test_forms__configured_success_and_failure_pages(
     # A JSON client is answered in JSON whatever the pages are.
     async with http.post("/v1/forms/external", data=_text(email=""), headers=JSON) as resp:
         await _problem(resp, 422)
-    assert await _count(gateway.engine, inbox_items) == 1
+    assert await count_rows(gateway.engine, inbox_items) == 1
 
 
 async def test_forms__same_file_twice_is_stored_once(
@@ -207,8 +191,8 @@ async def test_forms__same_file_twice_is_stored_once(
             assert resp.status == 201
             reference = (await resp.json())["reference"]
     await _processed(http, admin_token, reference)
-    assert await _count(gateway.engine, blobs) == 1
-    assert await _count(gateway.engine, attachments) == 2
+    assert await count_rows(gateway.engine, blobs) == 1
+    assert await count_rows(gateway.engine, attachments) == 2
 
 
 async def test_forms__a_form_without_email_is_not_acknowledged(

@@ -9,31 +9,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway
 from storage.models import inbox_items, requests
 from storage.tokens import create_token
-from tests.helpers import wait_for
+from tests.helpers import auth, count_rows, wait_for
 
 BODY = {"requester": {"email": "Bob@Example.com", "name": "Bob"}, "subject": "VPN down",
         "body": "Cannot connect since 9am.", "custom_fields": {"order": "A-17"}}
-
-
-@pytest.fixture
-async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=gateway.http_url) as session:
-        yield session
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def _count(engine: AsyncEngine, table: Any) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
 
 
 async def _get_processed(http: aiohttp.ClientSession, token: str, ref: str) -> dict[str, Any]:
@@ -82,7 +66,7 @@ async def test_http__reads_need_a_token(http: aiohttp.ClientSession, admin_token
 async def test_http__post_needs_a_token(http: aiohttp.ClientSession, engine: AsyncEngine) -> None:
     async with http.post("/v1/requests", json=BODY) as resp:
         assert resp.status == 401
-    assert await _count(engine, inbox_items) == 0
+    assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_http__intake_token_may_post_not_read(
@@ -127,7 +111,7 @@ async def test_http__bad_fields_named(http: aiohttp.ClientSession, admin_token: 
         doc = await resp.json()
     assert doc["status"] == 422
     assert [e["pointer"] for e in doc["errors"]] == pointers
-    assert await _count(engine, inbox_items) == 0
+    assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_http__malformed_json(http: aiohttp.ClientSession, admin_token: str) -> None:
@@ -151,7 +135,7 @@ async def test_http__oversized_body_413(http: aiohttp.ClientSession, admin_token
 
     async with http.post("/v1/requests", data=chunks(), headers=auth(admin_token)) as resp:
         assert resp.status == 413
-    assert await _count(engine, inbox_items) == 0
+    assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_http__idempotency_key(http: aiohttp.ClientSession, admin_token: str,
@@ -169,8 +153,8 @@ async def test_http__idempotency_key(http: aiohttp.ClientSession, admin_token: s
         assert resp.status == 422
         assert "Idempotency-Key" in (await resp.json())["detail"]
     await _get_processed(http, admin_token, first["reference"])
-    assert await _count(engine, inbox_items) == 1
-    assert await _count(engine, requests) == 1
+    assert await count_rows(engine, inbox_items) == 1
+    assert await count_rows(engine, requests) == 1
 
 
 async def test_http__idempotency_key_concurrent_twins(
@@ -184,7 +168,7 @@ async def test_http__idempotency_key_concurrent_twins(
 
     refs = await asyncio.gather(*(post() for _ in range(8)))
     assert len(set(refs)) == 1
-    assert await _count(engine, inbox_items) == 1
+    assert await count_rows(engine, inbox_items) == 1
 
 
 async def test_http__find_by_message_id(gateway: Gateway, http: aiohttp.ClientSession,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -35,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway.app import Gateway
 from gateway.config import DEFAULT_FORM, Config
-from tests.helpers import make_config, wait_for
+from tests.helpers import auth, make_config, wait_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -47,22 +46,12 @@ BODY = {"requester": {"email": "ann@example.com", "name": "Ann"}, "subject": "VP
         "body": "Cannot connect since 9am."}
 
 
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
 def config(db_url: str) -> Config:
     # One form without the fill-time token, limited loosely: generated posts
     # reach the real checks instead of stopping at 422 or 429.
     return make_config(db_url, form=[DEFAULT_FORM | {
         "min_fill_seconds": 0, "rate_limit_per_minute": 100_000}])
-
-
-@pytest.fixture
-async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(base_url=gateway.http_url) as session:
-        yield session
 
 
 async def test_openapi__documents_every_route_and_validates(
@@ -125,7 +114,7 @@ class Seed:
 async def _seed(gateway: Gateway, http: aiohttp.ClientSession, token: str) -> Seed:
     async def read(ref: str, status: str = "new") -> dict[str, Any]:
         async def fetch() -> dict[str, Any] | None:
-            async with http.get(f"/v1/requests/{ref}", headers=_auth(token)) as resp:
+            async with http.get(f"/v1/requests/{ref}", headers=auth(token)) as resp:
                 data = await resp.json()
             wanted = data.get("status") == status and (
                 status != "received" or data.get("processing") == "done")
@@ -134,7 +123,7 @@ async def _seed(gateway: Gateway, http: aiohttp.ClientSession, token: str) -> Se
 
     refs = []
     for _ in range(2):
-        async with http.post("/v1/requests", json=BODY, headers=_auth(token)) as resp:
+        async with http.post("/v1/requests", json=BODY, headers=auth(token)) as resp:
             assert resp.status == 201
             refs.append((await resp.json())["reference"])
     mail = _mail("<openapi-seed@example.com>")
@@ -145,7 +134,7 @@ async def _seed(gateway: Gateway, http: aiohttp.ClientSession, token: str) -> Se
     first = await read(refs[0])
     await read(refs[1])
     async with http.post("/v1/admin/tokens", json={"role": "agent", "name": "doomed"},
-                         headers=_auth(token)) as resp:
+                         headers=auth(token)) as resp:
         doomed = (await resp.json())["id"]
     return Seed(reference=refs[0], duplicate=refs[1], mailed=mailed,
                 attachment_id=request["messages"][0]["attachments"][0]["id"],
@@ -210,7 +199,7 @@ def _examples(strategy: Any, variant: Variant, session: requests.Session, base_u
         if variant.fresh_etag:
             case.headers = {**(case.headers or {}),
                             "If-Match": _etag(session, base_url, seed.reference)}
-        case.call_and_validate(base_url=base_url, session=session, headers=_auth(token),
+        case.call_and_validate(base_url=base_url, session=session, headers=auth(token),
                                checks=CHECKS, timeout=10)
 
     return check
@@ -220,7 +209,7 @@ def _run_schemathesis(base_url: str, token: str, seed: Seed) -> dict[str, str]:
     """Every operation, a few generated examples each; the failures by operation."""
     schema = schemathesis.openapi.from_url(f"{base_url}/v1/openapi.json")
     session = requests.Session()
-    session.headers.update(_auth(token))
+    session.headers.update(auth(token))
     failures: dict[str, str] = {}
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -279,7 +268,7 @@ def _reproduce(base_url: str, token: str, method: str, path: str,
                case_args: dict[str, Any]) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/v1/openapi.json")
     case = schema[path][method].Case(**case_args)
-    response = case.call(base_url=base_url, headers=_auth(token), timeout=10)
+    response = case.call(base_url=base_url, headers=auth(token), timeout=10)
     if response.status_code >= 500:
         raise ServerBug(f"{method} {case.formatted_path} answered {response.status_code}: "
                         f"{response.text}")

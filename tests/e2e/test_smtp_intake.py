@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.app import Gateway
 from storage import queries
 from storage.models import inbox_items, messages, requests
-from tests.helpers import wait_for
+from tests.helpers import count_rows, wait_for
 
 
 def _mail(subject: str = "Printer on fire", body: str = "It is burning.\n",
@@ -32,11 +32,6 @@ def _mail(subject: str = "Printer on fire", body: str = "It is burning.\n",
 def _send(port: int, rcpts: list[str], data: bytes, **kwargs: object) -> dict[str, object]:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         return client.sendmail("alice@example.com", rcpts, data, **kwargs)  # type: ignore[arg-type]
-
-
-async def _count(engine: AsyncEngine, table: object) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()  # type: ignore[arg-type]
 
 
 async def _request_for(engine: AsyncEngine, message_id: str) -> list[dict[str, object]]:
@@ -92,14 +87,14 @@ async def test_smtp__unknown_recipient_refused(gateway: Gateway, engine: AsyncEn
 
     code, reply = await asyncio.to_thread(session)
     assert (code, reply[:5]) == (550, b"5.1.1")
-    assert await _count(engine, inbox_items) == 0
+    assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_smtp__configured_domain_accepted(gateway: Gateway, engine: AsyncEngine) -> None:
     refused = await asyncio.to_thread(_send, gateway.smtp_port, ["anyone@help.example"],
                                       _mail(to="anyone@help.example"))
     assert refused == {}
-    assert await _count(engine, inbox_items) == 1
+    assert await count_rows(engine, inbox_items) == 1
 
 
 async def test_smtp__two_of_our_addresses_make_one_request(
@@ -109,7 +104,7 @@ async def test_smtp__two_of_our_addresses_make_one_request(
                             ["support@localhost", "billing@localhost"], data)
     await wait_for(lambda: _request_for(engine, "<two@example.com>"))
     await asyncio.sleep(0.3)
-    assert await _count(engine, requests) == 1
+    assert await count_rows(engine, requests) == 1
     async with engine.connect() as conn:
         inbound = (await conn.execute(select(func.count()).select_from(messages)
                                       .where(messages.c.direction == "in"))).scalar_one()
@@ -134,7 +129,7 @@ async def test_smtp__oversize_declared_with_size_refused(
 
     code, reply = await asyncio.to_thread(session)
     assert (code, reply[:5]) == (552, b"5.3.4")
-    assert await _count(engine, inbox_items) == 0
+    assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_smtp__oversize_without_size_refused(gateway: Gateway, engine: AsyncEngine) -> None:
@@ -149,7 +144,7 @@ async def test_smtp__oversize_without_size_refused(gateway: Gateway, engine: Asy
 
     code, reply = await asyncio.to_thread(session)
     assert (code, reply[:5]) == (552, b"5.3.4")
-    assert await _count(engine, inbox_items) == 0
+    assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_smtp__101st_recipient_refused_earlier_kept(
@@ -203,7 +198,7 @@ async def test_smtp__bare_line_endings_refused(
     assert not any(b"Accepted as" in r for r in data_replies), transcript
     # The smuggled MAIL FROM inside the data was never seen as a command.
     assert replies.count(b"250 OK") <= 1, transcript
-    assert await _count(engine, inbox_items) == 0
+    assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_smtp__dot_stuffed_lines_kept(gateway: Gateway, engine: AsyncEngine) -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import pipeline as pipeline_module
@@ -20,6 +20,7 @@ from storage.models import attachments, blobs, events, inbox_items, messages, re
 from storage.processing import claim_items, dead_items, requeue_dead
 from storage.reference import reference_for
 from storage.store import complete_item
+from tests.helpers import count_rows
 
 MAIL = (b"From: Ann <ann@example.com>\r\nTo: support@localhost\r\nSubject: Hello\r\n"
         b"Message-ID: <p1@example.com>\r\n\r\nBody text\r\n")
@@ -35,12 +36,6 @@ def mail_with_attachment(name: str, content: bytes) -> bytes:
     msg.set_content("see attached")
     msg.add_attachment(content, maintype="application", subtype="octet-stream", filename=name)
     return msg.as_bytes(policy=email.policy.SMTP)
-
-
-async def count(engine: AsyncEngine, table: Any, *where: Any) -> int:
-    async with engine.connect() as conn:
-        return (await conn.execute(select(func.count()).select_from(table).where(*where))
-                ).scalar_one()
 
 
 async def drain(engine: AsyncEngine, config: Config) -> Pipeline:
@@ -67,7 +62,7 @@ async def test_writer__concurrent_submissions_share_commits(engine: AsyncEngine)
         task.cancel()
     assert len({a.item_id for a in accepted}) == 200
     assert {a.reference for a in accepted} == {reference_for(a.item_id) for a in accepted}
-    assert await count(engine, inbox_items) == 200
+    assert await count_rows(engine, inbox_items) == 200
     assert commits < 200  # batched: fewer commits than items
     # Each submitter got the id of its own row.
     async with engine.connect() as conn:
@@ -84,8 +79,8 @@ async def test_pipeline__item_becomes_request(engine: AsyncEngine, config: Confi
     assert req.reference == reference_for(item_id)
     assert req.subject == "Hello" and req.requester_email == "ann@example.com"
     assert state == "done"
-    assert await count(engine, messages, messages.c.direction == "in") == 1
-    assert await count(engine, messages, messages.c.direction == "out") == 1  # the ack
+    assert await count_rows(engine, messages, messages.c.direction == "in") == 1
+    assert await count_rows(engine, messages, messages.c.direction == "out") == 1  # the ack
     kinds = ["received", "threaded", "parsed", "classified", "routed", "acknowledgement",
              "acknowledgement_queued"]
     async with engine.connect() as conn:
@@ -104,8 +99,8 @@ async def test_pipeline__same_item_twice_one_request(engine: AsyncEngine, config
                          return_exceptions=True)
     assert first.reference == second.reference
     assert (first.kind, second.kind) == ("new", "stored before")
-    assert await count(engine, requests) == 1
-    assert await count(engine, messages, messages.c.direction == "in") == 1
+    assert await count_rows(engine, requests) == 1
+    assert await count_rows(engine, messages, messages.c.direction == "in") == 1
 
 
 async def test_pipeline__expired_lease_is_taken_over(engine: AsyncEngine) -> None:
@@ -133,13 +128,13 @@ async def test_pipeline__failing_item_retried_then_dead_lettered(
     [dead] = await dead_items(engine)
     assert dead["id"] == item_id
     assert "parser exploded" in dead["last_error"]
-    assert await count(engine, requests) == 0
+    assert await count_rows(engine, requests) == 0
 
     monkeypatch.undo()  # the fix is deployed; replay the dead letter
     assert await requeue_dead(engine, [item_id]) == 1
     await drain(engine, config)
     assert await dead_items(engine) == []
-    assert await count(engine, requests) == 1
+    assert await count_rows(engine, requests) == 1
 
 
 async def test_pipeline__flaky_step_succeeds_on_retry(
@@ -158,7 +153,7 @@ async def test_pipeline__flaky_step_succeeds_on_retry(
     await accept_many(engine, [NewItem("smtp", MAIL)])
     await drain(engine, config)
     assert calls == 3
-    assert await count(engine, requests) == 1
+    assert await count_rows(engine, requests) == 1
     assert await dead_items(engine) == []
 
 
@@ -178,8 +173,8 @@ async def test_pipeline__attachments_deduplicated(engine: AsyncEngine, config: C
     await accept_many(engine, [NewItem("smtp", mail_with_attachment("a.bin", content)),
                                NewItem("smtp", mail_with_attachment("b.bin", content))])
     await drain(engine, config)
-    assert await count(engine, attachments) == 2
-    assert await count(engine, blobs) == 1
+    assert await count_rows(engine, attachments) == 2
+    assert await count_rows(engine, blobs) == 1
     async with engine.connect() as conn:
         stored = (await conn.execute(select(blobs.c.content))).scalar_one()
     assert stored == content
@@ -199,7 +194,7 @@ async def test_pipeline__malformed_mail_still_stored(engine: AsyncEngine, config
     raw = b"Subject: =?utf-8?q?broken\r\nFrom: <<<\r\nContent-Type: multipart/mixed\r\n\r\n\xff\xfe"
     await accept_many(engine, [NewItem("smtp", raw)])
     await drain(engine, config)
-    assert await count(engine, requests) == 1
+    assert await count_rows(engine, requests) == 1
     assert await dead_items(engine) == []
 
 
@@ -213,7 +208,7 @@ async def test_pipeline__worker_wakes_on_commit(engine: AsyncEngine, config: Con
         await asyncio.sleep(0.2)  # the worker is idle, waiting
         await writer.submit(NewItem("smtp", MAIL))
         async with asyncio.timeout(5):  # far less than the 30 s poll interval
-            while await count(engine, requests) == 0:
+            while await count_rows(engine, requests) == 0:
                 await asyncio.sleep(0.05)
     finally:
         pipe.stop()
