@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import free_port, python, run_client, scratch_database, server_process  # noqa: E402, I001
 
 from gateway.config import build_config  # noqa: E402
-from gateway.outbox_worker import OutboxWorker  # noqa: E402
+from gateway.delivery.worker import OutboxWorker  # noqa: E402
 from storage.engine import as_utc, create_engine  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.outbox import enqueue, rows_for  # noqa: E402

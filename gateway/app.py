@@ -13,11 +13,11 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
-from gateway.http import build_app
-from gateway.outbox_worker import OutboxWorker
-from gateway.pipeline import Pipeline
-from gateway.rules import RulesHolder
-from gateway.scheduler import Scheduler
+from gateway.delivery.worker import OutboxWorker
+from gateway.http.app import build_app
+from gateway.pipeline.scheduler import Scheduler
+from gateway.pipeline.worker import Pipeline
+from gateway.rules_in_force import RulesHolder
 from gateway.signals import WorkSignals
 from gateway.smtp import SmtpListener
 from routing.api import warm_up

@@ -44,7 +44,7 @@ async def _migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _check_config(config: Config, args: argparse.Namespace) -> int:
-    from gateway.rules import RulesHolder
+    from gateway.rules_in_force import RulesHolder
 
     holder = RulesHolder.load(config)  # InvalidRulesError is reported by main()
     hooks = config.webhooks()  # ConfigError too
@@ -60,7 +60,7 @@ def _routing_input(path: str, config: Config) -> Any:
     """Read an .eml file (or a JSON request body) as the rules would see it."""
     from datetime import UTC, datetime
 
-    from gateway.building import api_input, email_input
+    from gateway.pipeline.building import api_input, email_input
     from parsers.api_request import parse_api_request
     from parsers.mail import parse_email
     from storage.processing import ClaimedItem
@@ -77,7 +77,7 @@ def _routing_input(path: str, config: Config) -> Any:
 
 
 async def _route(config: Config, args: argparse.Namespace) -> int:
-    from gateway.rules import RulesHolder
+    from gateway.rules_in_force import RulesHolder
     from routing.api import decide
 
     rules = RulesHolder.load(config).rules
@@ -98,8 +98,8 @@ async def _route(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _reroute(config: Config, args: argparse.Namespace) -> int:
-    from gateway.building import REPLY_COLUMNS, api_input, email_input
-    from gateway.rules import RulesHolder
+    from gateway.pipeline.building import REPLY_COLUMNS, api_input, email_input
+    from gateway.rules_in_force import RulesHolder
     from parsers.api_request import parse_api_request
     from parsers.mail import parse_email
     from routing.api import decide

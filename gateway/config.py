@@ -238,7 +238,7 @@ class Config(BaseModel):
 
     def webhooks(self) -> list[Any]:
         """The `[[webhook]]` subscriptions, validated (ConfigError names the key)."""
-        from gateway.webhooks import parse_subscriptions
+        from gateway.delivery.webhooks import parse_subscriptions
 
         tables = (self.model_extra or {}).get("webhook", [])
         try:

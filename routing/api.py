@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from routing.classify import Classification, Cue, Guess
 from routing.config import ConfigIssue, InvalidRulesError, check_config, load_rules
+from routing.config.dump import dump_rules
 from routing.decision import Decision, RuleResult
-from routing.dump import dump_rules
 from routing.engine import decide
 from routing.inputs import Attachment, FieldValue, RoutingInput
 from routing.language import LanguageDetector, default_detector

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway, start, stop
 from gateway.config import Config, build_config
-from gateway.webhooks import verify
+from gateway.delivery.webhooks import verify
 from storage.outbox import dead_rows
 from tests.helpers import make_config, wait_for
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway, start, stop
 from gateway.config import load_config
-from gateway.scheduler import Scheduler
+from gateway.pipeline.scheduler import Scheduler
 from storage import queries
 from storage.engine import utcnow
 from storage.models import outbox, requests, sla_marks

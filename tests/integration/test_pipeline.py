@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import pipeline as pipeline_module
 from gateway.config import Config
-from gateway.pipeline import Pipeline
-from gateway.rules import RulesHolder
+from gateway.pipeline import worker as pipeline_module
+from gateway.pipeline.worker import Pipeline
+from gateway.rules_in_force import RulesHolder
 from storage.engine import utcnow
 from storage.inbox import InboxWriter, NewItem, accept_many
 from storage.models import attachments, blobs, events, inbox_items, messages, requests

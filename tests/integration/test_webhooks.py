@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.webhooks import (
+from gateway.delivery.webhooks import (
     DeliveryResult,
     Subscription,
     canonical_json,

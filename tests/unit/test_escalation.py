@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from routing.escalation import EscalationConfigError, load_escalations, steps_for
+from routing.sla.escalation import EscalationConfigError, load_escalations, steps_for
 
 QUEUES = ("general", "duty")
 

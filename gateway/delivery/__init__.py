@@ -1,0 +1,1 @@
+"""What leaves the gateway: the outbox worker, mail, webhooks and the broker."""

@@ -1,0 +1,1 @@
+"""The HTTP edge: the app factory, its middleware and handlers, the OpenAPI document."""

@@ -1,0 +1,1 @@
+"""Committed inbox items become requests: workers, building, placement, service levels."""
