@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from domain.errors import ConfigError, GatewayError
 from gateway.config import Config, load_config
-from gateway.errors import ConfigError
 from routing.api import InvalidRulesError
 from storage.engine import create_engine
 
@@ -362,8 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"intake: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _exit_code(exc)
     try:
         import uvloop  # optional: a faster event loop when installed
 
@@ -372,13 +371,28 @@ def main(argv: list[str] | None = None) -> int:
         run = asyncio.run
     try:
         return run(COMMANDS[args.command](config, args))
-    except InvalidRulesError as exc:
+    except GatewayError as exc:
+        return _exit_code(exc)
+
+
+# sysexits.h: configuration error, and "temporary failure, try again later".
+EX_CONFIG, EX_TEMPFAIL = 2, 75
+
+
+def _exit_code(exc: GatewayError) -> int:
+    """The CLI edge's one mapping of errors to what is printed and the exit code."""
+    if isinstance(exc, InvalidRulesError):
         for issue in exc.issues:
             print(f"intake: configuration error: {issue}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
+        return EX_CONFIG
+    if isinstance(exc, ConfigError):
         print(f"intake: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EX_CONFIG
+    if exc.temporary:
+        print(f"intake: temporarily unavailable, try again later: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    print(f"intake: {exc}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

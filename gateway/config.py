@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.errors import ConfigError
+from domain.errors import ConfigError
 from parsers.forms import FormSpec, parse_forms
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///intake.db"

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from domain.errors import ConfigError
 from gateway.config import Config, build_config
-from gateway.errors import ConfigError
 from routing.api import InvalidRulesError, RuleSet, load_rules, warm_up
 from routing.sla import SlaConfig, load_sla_config
 from routing.sla.escalation import Escalation, load_escalations

@@ -16,8 +16,8 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from domain.errors import GatewayError
 from gateway.config import Config
-from gateway.errors import is_temporary
 from storage.inbox import Accepted, NewItem
 
 log = logging.getLogger("intake.smtp")
@@ -58,6 +58,17 @@ _SIMPLE_PATH = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)>[ \t]*"
 )
+
+
+def _reply_for(exc: Exception) -> str:
+    """The SMTP edge's one mapping of errors to replies. Nothing is refused
+    after DATA for a fault of ours: a temporary error and a bug alike answer
+    451, so the sender keeps the message and tries again."""
+    if isinstance(exc, GatewayError) and exc.temporary:
+        log.warning("storing a message failed: %s", exc)
+    else:
+        log.exception("unexpected error storing a message")
+    return TRY_LATER
 
 
 class _IntakeSession:
@@ -118,12 +129,8 @@ class IntakeHandler:
         self.in_flight += 1
         try:
             accepted = await self._submit(NewItem(self._channel, raw, meta))
-        except Exception as exc:
-            if not is_temporary(exc):
-                log.exception("unexpected error storing a message")
-            else:
-                log.warning("storing a message failed: %s", exc)
-            return self._per_recipient(envelope, TRY_LATER)
+        except Exception as exc:  # noqa: BLE001 - every failure gets its answer here
+            return self._per_recipient(envelope, _reply_for(exc))
         finally:
             self.in_flight -= 1
         return self._per_recipient(envelope, f"250 2.0.0 Accepted as {accepted.reference}")

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import as_utc, utcnow
+from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.notify import notify
 from storage.outbox import emit, enqueue, message_payload
@@ -27,7 +27,7 @@ async def list_by_status(engine: AsyncEngine, status: str,
              .where(requests.c.status == status).order_by(requests.c.id))
     if queues is not None:
         query = query.where(requests.c.queue.in_(queues))
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         rows = (await conn.execute(query)).all()
     return [{"reference": r.reference, "queue": r.queue, "subject": r.subject,
              "requester": r.requester_email, "created_at": as_utc(r.created_at)} for r in rows]
@@ -36,7 +36,7 @@ async def list_by_status(engine: AsyncEngine, status: str,
 async def release(engine: AsyncEngine, reference: str, actor: str) -> str | None:
     """Let a quarantined request in: status new; None if it was not held."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         row = (await conn.execute(
             update(requests)
             .where(requests.c.reference == reference, requests.c.status == "quarantined")
@@ -65,7 +65,7 @@ async def open_requests(engine: AsyncEngine, references: list[str] | None = None
         query = query.where(requests.c.reference.in_(references))
     if queue is not None:
         query = query.where(requests.c.queue == queue)
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         rows = (await conn.execute(query)).all()
     return [dict(r._mapping) | {"received_at": as_utc(r.received_at)} for r in rows]
 
@@ -74,7 +74,7 @@ async def reroute(engine: AsyncEngine, request_id: int, changes: dict[str, Any],
                   decision: dict[str, Any], actor: str) -> None:
     """Apply the current rules' answer to a request, recording what changed."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.execute(update(requests).where(requests.c.id == request_id)
                            .values({**changes, "updated_at": now,
                                     "version": requests.c.version + 1}))
@@ -107,7 +107,7 @@ async def update_fields(engine: AsyncEngine, reference: str, expected_version: i
                         note: dict[str, Any] | None = None) -> Updated:
     """Change fields if the version still matches (optimistic concurrency)."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
         if found is None:
             return Updated("missing")
@@ -148,7 +148,7 @@ async def add_event(engine: AsyncEngine, reference: str, kind: str, actor: str,
                     data: dict[str, Any]) -> Updated:
     """Record something on the timeline (a note) without changing fields."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
         if found is None:
             return Updated("missing")
@@ -161,7 +161,7 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
                     *, status: str | None) -> Updated:
     """An agent's answer to the requester: an outbound message on the request."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
         if found is None:
             return Updated("missing")
@@ -199,7 +199,7 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
 async def merge(engine: AsyncEngine, reference: str, into: str, actor: str) -> str:
     """Merge a duplicate into another request: "ok", "missing", "same" or "merged"."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         source = (await conn.execute(select(requests.c.id, requests.c.status)
                                      .where(requests.c.reference == reference))).first()
         target = (await conn.execute(select(requests.c.id)
@@ -225,7 +225,7 @@ async def merge(engine: AsyncEngine, reference: str, into: str, actor: str) -> s
 
 async def attachment(engine: AsyncEngine, reference: str,
                      attachment_id: int) -> dict[str, Any] | None:
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         row = (await conn.execute(
             select(attachments.c.filename, attachments.c.content_type, attachments.c.sha256,
                    attachments.c.size, requests.c.queue)
@@ -238,7 +238,7 @@ async def attachment(engine: AsyncEngine, reference: str,
 
 async def status_page(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
     """What the customer may see: status, reference and the public messages."""
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         row = (await conn.execute(
             select(requests.c.id, requests.c.reference, requests.c.status,
                    requests.c.subject, requests.c.created_at, requests.c.updated_at)

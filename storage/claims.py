@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.engine import as_utc, utcnow
+from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import events, requests
 
 # States in which a request is work waiting for, or held by, an agent.
@@ -92,7 +92,7 @@ async def claim(engine: AsyncEngine, queue: str, agent: str, *, limit: int,
     params = {"b_queue": queue, "b_now": now, "b_limit": limit, "b_agent": agent,
               "b_until": until,
               "event_data": {"until": until.isoformat(), "lease_seconds": lease_seconds}}
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             rows = (await conn.execute(_CLAIM_AND_LOG, params)).all()
         else:
@@ -113,7 +113,7 @@ async def renew(engine: AsyncEngine, reference: str, agent: str,
     """Extend a lease the agent still holds; None if it is not (or no longer) theirs."""
     now = utcnow()
     until = now + timedelta(seconds=lease_seconds)
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         row = (await conn.execute(
             update(requests)
             .where(requests.c.reference == reference, requests.c.claimed_by == agent,
@@ -124,7 +124,7 @@ async def renew(engine: AsyncEngine, reference: str, agent: str,
 
 async def release(engine: AsyncEngine, reference: str, agent: str) -> bool:
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         row = (await conn.execute(
             update(requests)
             .where(requests.c.reference == reference, requests.c.claimed_by == agent,
@@ -147,7 +147,7 @@ async def queue_overview(engine: AsyncEngine, queues: list[str]) -> list[dict[st
                func.count().filter(requests.c.due_at < now).label("past_due"))
         .where(requests.c.status.in_(WORKABLE), requests.c.queue.in_(queues))
         .group_by(requests.c.queue))
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         found = {r.queue: r for r in (await conn.execute(query)).all()}
     result = []
     for name in queues:
@@ -207,7 +207,7 @@ async def list_queue(engine: AsyncEngine, queue: str, *, filters: dict[str, str]
                     _PRIORITY.label("sort_priority"), _DUE.label("sort_due"))
              .where(and_(*conditions)).order_by(_PRIORITY, _DUE, requests.c.id)
              .limit(limit + 1))
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         rows = (await conn.execute(query)).all()
     now = utcnow()
     items = [{

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +14,8 @@ from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from storage.errors import DRIVER_FAULTS, unavailable
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -67,3 +71,23 @@ def insert_new(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
     the connection's dialect: both backends spell it alike, SQLAlchemy does not."""
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     return dialect_insert(table).on_conflict_do_nothing()
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """`engine.begin()` whose driver faults leave as StorageUnavailable."""
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except DRIVER_FAULTS as exc:
+        raise unavailable(exc) from exc
+
+
+@asynccontextmanager
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """`engine.connect()` (reads, no transaction kept) with the same translation."""
+    try:
+        async with engine.connect() as conn:
+            yield conn
+    except DRIVER_FAULTS as exc:
+        raise unavailable(exc) from exc

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import utcnow
+from storage.engine import connection, transaction, utcnow
 from storage.errors import IdempotencyConflict, StorageUnavailable
 from storage.models import inbox_items
 from storage.reference import reference_for
@@ -196,7 +196,7 @@ class InboxWriter:
                 existing = await self._find_key(key)
                 if existing is None:
                     try:
-                        async with self._engine.begin() as conn:
+                        async with transaction(self._engine) as conn:
                             row = _row(item, utcnow()) | {
                                 "idempotency_key": key, "body_sha256": digest}
                             result = await conn.execute(insert(inbox_items).returning(
@@ -218,7 +218,7 @@ class InboxWriter:
         return Accepted(item_id, reference_for(item_id), replayed=True)
 
     async def _find_key(self, key: str) -> tuple[int, str] | None:
-        async with self._engine.connect() as conn:
+        async with connection(self._engine) as conn:
             row = (await conn.execute(
                 select(inbox_items.c.id, inbox_items.c.body_sha256)
                 .where(inbox_items.c.idempotency_key == key))).first()
@@ -228,6 +228,6 @@ class InboxWriter:
 async def accept_many(engine: AsyncEngine, items: Sequence[NewItem]) -> list[int]:
     """Commit several items in one transaction (tools and tests)."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         result = await conn.execute(_INSERT, [_row(i, now) for i in items])
         return [row[0] for row in result]

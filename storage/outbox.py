@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import as_utc, insert_new, utcnow
+from storage.engine import as_utc, connection, insert_new, transaction, utcnow
 from storage.models import outbox, requests
 from storage.records import NewMessage
 
@@ -60,7 +60,7 @@ async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
     candidates = (select(outbox.c.id).where(ready).order_by(outbox.c.next_attempt_at,
                                                             outbox.c.id)
                   .limit(limit).with_for_update(skip_locked=True))
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         rows = (await conn.execute(
             update(outbox).where(outbox.c.id.in_(candidates.scalar_subquery()))
             .values(state="sending", attempts=outbox.c.attempts + 1,
@@ -72,7 +72,7 @@ async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
 
 
 async def mark_done(engine: AsyncEngine, item_id: int) -> None:
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.execute(update(outbox).where(outbox.c.id == item_id).values(
             state="done", delivered_at=utcnow(), lease_until=None, last_error=None))
 
@@ -83,12 +83,12 @@ async def mark_failed(engine: AsyncEngine, item_id: int, error: str, *,
     values: dict[str, Any] = {"last_error": error[:4000], "lease_until": None}
     values |= ({"state": "dead"} if retry_at is None
                else {"state": "pending", "next_attempt_at": retry_at})
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.execute(update(outbox).where(outbox.c.id == item_id).values(values))
 
 
 async def dead_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         rows = (await conn.execute(
             select(outbox.c.id, outbox.c.kind, outbox.c.attempts, outbox.c.last_error,
                    outbox.c.created_at, requests.c.reference)
@@ -102,14 +102,14 @@ async def retry_dead(engine: AsyncEngine, ids: list[int] | None = None) -> int:
     condition = outbox.c.state == "dead"
     if ids is not None:
         condition = and_(condition, outbox.c.id.in_(ids))
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         result = await conn.execute(update(outbox).where(condition).values(
             state="pending", attempts=0, next_attempt_at=utcnow(), lease_until=None))
     return result.rowcount
 
 
 async def discard_dead(engine: AsyncEngine, ids: list[int]) -> int:
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         result = await conn.execute(
             update(outbox).where(outbox.c.state == "dead", outbox.c.id.in_(ids))
             .values(state="discarded", lease_until=None))
@@ -121,7 +121,7 @@ async def rows_for(engine: AsyncEngine, request_id: int | None = None) -> list[d
     query = select(outbox).order_by(outbox.c.id)
     if request_id is not None:
         query = query.where(outbox.c.request_id == request_id)
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
 
@@ -140,7 +140,7 @@ async def emit(conn: AsyncConnection, event: str, request_id: int, reference: st
 async def fan_out(engine: AsyncEngine, item_id: int,
                   targets: list[tuple[str, dict[str, Any]]]) -> None:
     """Replace an event row by one row per target, in one transaction."""
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         row = (await conn.execute(select(outbox.c.request_id).where(outbox.c.id == item_id))
                ).first()
         for kind, payload in targets:

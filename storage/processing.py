@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.engine import as_utc, utcnow
+from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import inbox_items
 from storage.reference import reference_for
 
@@ -54,7 +54,7 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
         .returning(inbox_items.c.id, inbox_items.c.channel, inbox_items.c.raw,
                    inbox_items.c.meta, inbox_items.c.attempts, inbox_items.c.received_at)
     )
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         rows = (await conn.execute(statement)).all()
     return sorted(
         (ClaimedItem(r.id, r.channel, r.raw, r.meta, r.attempts, as_utc(r.received_at))  # type: ignore[arg-type]
@@ -71,7 +71,7 @@ async def fail_item(engine: AsyncEngine, item_id: int, error: str, *, dead: bool
         values["state"] = "dead"
     else:
         values |= {"state": "pending", "next_attempt_at": retry_at or utcnow()}
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.execute(update(inbox_items).where(inbox_items.c.id == item_id).values(values))
 
 
@@ -80,14 +80,14 @@ async def requeue_dead(engine: AsyncEngine, item_ids: list[int] | None = None) -
     condition = inbox_items.c.state == "dead"
     if item_ids is not None:
         condition = and_(condition, inbox_items.c.id.in_(item_ids))
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         result = await conn.execute(update(inbox_items).where(condition).values(
             state="pending", attempts=0, next_attempt_at=utcnow(), lease_until=None))
     return result.rowcount
 
 
 async def dead_items(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         rows = (await conn.execute(
             select(inbox_items.c.id, inbox_items.c.channel, inbox_items.c.received_at,
                    inbox_items.c.attempts, inbox_items.c.last_error)
@@ -102,7 +102,7 @@ async def release_claims(engine: AsyncEngine) -> int:
 
     On PostgreSQL other live processes may hold claims; there leases expire.
     """
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         result = await conn.execute(
             update(inbox_items).where(inbox_items.c.state == "processing")
             .values(state="pending", lease_until=None))

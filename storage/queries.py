@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.engine import as_utc
+from storage.engine import as_utc, connection
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.reference import id_for, reference_for
 
@@ -45,7 +45,7 @@ async def get_request(engine: AsyncEngine, reference: str, *,
     if item_id is None:
         return None
     canonical = reference_for(item_id)
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         row = (await conn.execute(
             select(requests).where(requests.c.reference == canonical))).first()
         if row is None:
@@ -91,7 +91,7 @@ async def find_by_message_id(engine: AsyncEngine, message_id: str) -> list[dict[
     """Which requests hold an email with this Message-ID (angle brackets optional)."""
     bare = message_id.strip().strip("<>")
     wanted = [f"<{bare}>", bare]
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         rows = (await conn.execute(
             select(requests.c.reference, requests.c.status, requests.c.queue,
                    requests.c.subject, messages.c.message_id, messages.c.created_at)
@@ -105,7 +105,7 @@ async def find_by_message_id(engine: AsyncEngine, message_id: str) -> list[dict[
 
 async def ping(engine: AsyncEngine) -> None:
     """Raise unless the database would take a write now."""
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         if conn.dialect.name == "sqlite":
             # Reads work beside a stuck writer in WAL mode; intake needs the write lock.
             await conn.exec_driver_sql("BEGIN IMMEDIATE")

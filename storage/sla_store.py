@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import as_utc, insert_new, utcnow
+from storage.engine import as_utc, insert_new, transaction, utcnow
 from storage.models import events, requests, sla_marks
 from storage.notify import notify
 from storage.outbox import emit
@@ -36,7 +36,7 @@ async def claim_checks(engine: AsyncEngine, *, limit: int, hold_seconds: float,
                   .where(requests.c.next_check_at <= now, requests.c.status.not_in(DONE))
                   .order_by(requests.c.next_check_at).limit(limit)
                   .with_for_update(skip_locked=True))
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         rows = (await conn.execute(
             update(requests).where(requests.c.id.in_(candidates.scalar_subquery()))
             .values(next_check_at=now + timedelta(seconds=hold_seconds))
@@ -55,7 +55,7 @@ async def take_step(engine: AsyncEngine, request_id: int, reference: str, mark: 
                     notify_event: bool) -> bool:
     """Do one step once: False if some process took it already."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         inserted = (await conn.execute(
             insert_new(conn, sla_marks).values(request_id=request_id, mark=mark, at=now)
             .returning(sla_marks.c.mark))).first()
@@ -79,7 +79,7 @@ async def take_step(engine: AsyncEngine, request_id: int, reference: str, mark: 
 
 
 async def set_deadlines(engine: AsyncEngine, request_id: int, values: dict[str, Any]) -> None:
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
 
 

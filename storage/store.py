@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import utcnow
+from storage.engine import transaction, utcnow
 from storage.models import (
     attachments,
     events,
@@ -73,7 +73,7 @@ async def complete_items(engine: AsyncEngine, work: Sequence[tuple[ClaimedItem, 
                          acks_per_hour: int | None = None) -> list[Stored]:
     """Store a batch; an item stored before (a retry, a race) adds nothing."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         ids = [item.id for item, _ in work]
         stored_before = await _stored_items(conn, ids)
         hints = [new.hints for _, new in work if new.hints is not None]
@@ -375,7 +375,7 @@ async def _insert_attachments(conn: AsyncConnection,
 async def record_outbound(engine: AsyncEngine, reference: str, message: NewMessage) -> int:
     """Store a message we send, so replies and bounces can find their request."""
     now = utcnow()
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         request_id = (await conn.execute(select(requests.c.id)
                                          .where(requests.c.reference == reference))).scalar_one()
         row = _message_row(request_id, 0, message, now) | {"inbox_item_id": None,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.engine import as_utc, utcnow
+from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import api_tokens
 
 ROLES = ("admin", "agent", "intake")
@@ -38,7 +38,7 @@ async def create_token(engine: AsyncEngine, *, name: str, role: str,
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     secret = PREFIX + secrets.token_urlsafe(32)
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         token_id = (await conn.execute(insert(api_tokens).returning(api_tokens.c.id), {
             "name": name, "role": role, "queues": sorted(set(queues)),
             "token_hash": hash_secret(secret), "created_at": utcnow()})).scalar_one()
@@ -46,7 +46,7 @@ async def create_token(engine: AsyncEngine, *, name: str, role: str,
 
 
 async def lookup_token(engine: AsyncEngine, secret: str) -> TokenInfo | None:
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         row = (await conn.execute(
             select(api_tokens).where(api_tokens.c.token_hash == hash_secret(secret),
                                      api_tokens.c.revoked_at.is_(None)))).first()
@@ -56,7 +56,7 @@ async def lookup_token(engine: AsyncEngine, secret: str) -> TokenInfo | None:
 
 
 async def list_tokens(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         rows = (await conn.execute(select(api_tokens).order_by(api_tokens.c.id))).all()
     return [{"id": r.id, "name": r.name, "role": r.role, "queues": r.queues,
              "created_at": as_utc(r.created_at), "revoked_at": as_utc(r.revoked_at)}
@@ -64,7 +64,7 @@ async def list_tokens(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 
 async def revoke_token(engine: AsyncEngine, token_id: int) -> bool:
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         result = await conn.execute(
             update(api_tokens).where(api_tokens.c.id == token_id,
                                      api_tokens.c.revoked_at.is_(None))

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import insert_new
+from storage.engine import connection, insert_new, transaction
 from storage.errors import StorageUnavailable
 from storage.models import blob_chunks, blobs
 
@@ -43,7 +43,7 @@ async def store_upload(engine: AsyncEngine, source: BinaryIO, *, sha256: str, si
     is visible (the blob row and its pieces commit together).
     """
     try:
-        async with engine.begin() as conn:
+        async with transaction(engine) as conn:
             added = (await conn.execute(
                 insert_new(conn, blobs).returning(blobs.c.sha256),
                 {"sha256": sha256, "size": size, "content": None})).first()
@@ -66,7 +66,7 @@ async def store_upload(engine: AsyncEngine, source: BinaryIO, *, sha256: str, si
 
 async def read_blob(engine: AsyncEngine, sha256: str) -> AsyncIterator[bytes]:
     """The blob's content in order: whole when stored whole, else piece by piece."""
-    async with engine.connect() as conn:
+    async with connection(engine) as conn:
         row = (await conn.execute(select(blobs.c.content).where(blobs.c.sha256 == sha256))
                ).first()
     if row is None:
@@ -77,7 +77,7 @@ async def read_blob(engine: AsyncEngine, sha256: str) -> AsyncIterator[bytes]:
     seq = 0
     while True:
         # One short read per piece: no connection is held while the client reads.
-        async with engine.connect() as conn:
+        async with connection(engine) as conn:
             piece = (await conn.execute(
                 select(blob_chunks.c.data).where(blob_chunks.c.sha256 == sha256,
                                                  blob_chunks.c.seq == seq))).scalar()

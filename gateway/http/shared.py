@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.errors import GatewayError
 from gateway.config import Config
-from gateway.errors import is_temporary
 from gateway.rules_in_force import RulesHolder
 from gateway.signals import WorkSignals
 from storage.inbox import InboxWriter
@@ -122,7 +122,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return problem(exc.status, exc.reason, detail, headers={
             k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")})
     except Exception as exc:
-        if is_temporary(exc):
+        if isinstance(exc, GatewayError) and exc.temporary:
             log.warning("storage unavailable: %s", exc)
             return unavailable("storage is temporarily unavailable")
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
 
+from domain.errors import GatewayError
 from gateway.config import Config
 from gateway.pipeline.building import api_request, email_request, form_request
 from gateway.pipeline.placement import place
@@ -23,7 +24,6 @@ from gateway.rules_in_force import RulesHolder
 from routing.api import RuleSet
 from routing.sla import SlaConfig
 from storage.engine import utcnow
-from storage.errors import STORAGE_FAULTS
 from storage.processing import ClaimedItem, claim_items, fail_item
 from storage.records import NewRequest
 from storage.store import Stored, complete_items
@@ -139,7 +139,11 @@ class Pipeline:
                     stored = (await complete_items(
                         self._engine, [(item, new)], place,
                         acks_per_hour=self._config.outbound.acknowledgements_per_hour))[0]
-        except STORAGE_FAULTS as exc:
+        except GatewayError as exc:
+            if not exc.temporary:
+                log.warning("inbox item %s failed: %s", item.id, exc)
+                await self._dead(item, f"{type(exc).__name__}: {exc}")
+                return
             # The database, not the item, is at fault: hand it back for later.
             log.warning("inbox item %s deferred, storage fault: %s", item.id, exc)
             await self._defer(item, f"{type(exc).__name__}: {exc}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Collection, Mapping
 
+from domain.errors import ConfigError
 from routing.config.lines import toml_error_line
 from routing.config.reader import ConfigIssue, Reader
 from routing.config.rule_tables import read_rules
@@ -20,7 +21,7 @@ from routing.rules import RuleSet
 __all__ = ["ConfigIssue", "InvalidRulesError", "check_config", "load_rules"]
 
 
-class InvalidRulesError(ValueError):
+class InvalidRulesError(ConfigError):
     """The routing config has errors; `issues` lists all of them."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from domain.errors import ConfigError
+
 DAY_MINUTES = 24 * 60
 # How far `add_business_time` looks ahead before it gives up: a calendar with
 # no open time, or a duration that does not fit, is an error, not a hang.
@@ -29,7 +31,7 @@ ZERO = timedelta(0)
 Interval = tuple[datetime, datetime]
 
 
-class SlaCalendarError(ValueError):
+class SlaCalendarError(ConfigError):
     """Business time cannot be counted: the calendar has no open time ahead."""
 
 

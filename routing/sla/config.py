@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from domain.errors import ConfigError
 from routing.sla.calendar import DEFAULT_CALENDAR, ZERO, Calendar
 from routing.sla.config_calendar import read_calendar
 from routing.sla.grammar import (
@@ -28,7 +29,7 @@ MAX_TARGET = timedelta(hours=2000)  # of business time: a year of 8-hour days
 SLA_KEYS = {"name", *MATCH_KEYS, "first_response", "resolution", "calendar", "warn_at"}
 
 
-class SlaConfigError(ValueError):
+class SlaConfigError(ConfigError):
     """The SLA config has errors; `issues` lists all of them."""
 
     def __init__(self, issues: list[SlaIssue]) -> None:

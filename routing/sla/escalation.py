@@ -31,13 +31,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from domain.errors import ConfigError
 from routing.sla.grammar import parse_duration
 
 TARGETS = ("first_response", "resolution")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 
 
-class EscalationConfigError(ValueError):
+class EscalationConfigError(ConfigError):
     """Every problem of the `[[escalation]]` tables, one `key: what` per line."""
 
 

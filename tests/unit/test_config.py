@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from domain.errors import ConfigError
 from gateway.config import DEFAULT_DATABASE_URL, build_config, load_config
-from gateway.errors import ConfigError
 
 
 def test_config__embedded_default() -> None:

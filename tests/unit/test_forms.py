@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from domain.errors import ConfigError
 from gateway.config import DEFAULT_FORM, build_config
-from gateway.errors import ConfigError
 from parsers.forms import (
     FormSubmission,
     UploadedFile,
