@@ -13,7 +13,6 @@ from typing import Any
 
 from domain.errors import ConfigError, GatewayError
 from gateway.config import Config, load_config
-from routing.api import InvalidRulesError
 from storage.engine import create_engine
 
 Command = Callable[[Config, argparse.Namespace], Awaitable[int]]
@@ -44,15 +43,12 @@ async def _migrate(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _check_config(config: Config, args: argparse.Namespace) -> int:
-    from gateway.rules_in_force import RulesHolder
-
-    holder = RulesHolder.load(config)  # InvalidRulesError is reported by main()
-    hooks = config.webhooks()  # ConfigError too
+    # main() loaded it: every table is checked by now, and any problem reported.
     queues = ", ".join(q.name for q in config.queue)
     addresses = config.intake.addresses + ["@" + d for d in config.intake.domains]
     print(f"{config.source}: ok (queues: {queues}; addresses: {', '.join(addresses)}; "
-          f"{len(holder.rules.rules)} rules, {len(holder.rules.components)} components, "
-          f"{len(hooks)} webhooks)")
+          f"{len(config.rules.rules)} rules, {len(config.rules.components)} components, "
+          f"{len(config.webhooks)} webhooks)")
     return 0
 
 
@@ -77,10 +73,9 @@ def _routing_input(path: str, config: Config) -> Any:
 
 
 async def _route(config: Config, args: argparse.Namespace) -> int:
-    from gateway.rules_in_force import RulesHolder
     from routing.api import decide
 
-    rules = RulesHolder.load(config).rules
+    rules = config.rules
     try:
         routing_input = await asyncio.to_thread(_routing_input, args.file, config)
     except (OSError, ValueError) as exc:
@@ -99,7 +94,6 @@ async def _route(config: Config, args: argparse.Namespace) -> int:
 
 async def _reroute(config: Config, args: argparse.Namespace) -> int:
     from gateway.pipeline.building import REPLY_COLUMNS, api_input, email_input
-    from gateway.rules_in_force import RulesHolder
     from parsers.api_request import parse_api_request
     from parsers.mail import parse_email
     from routing.api import decide
@@ -109,7 +103,7 @@ async def _reroute(config: Config, args: argparse.Namespace) -> int:
     if not args.references and not args.queue and not args.all_open:
         print("name requests, or use --queue NAME or --all-open", file=sys.stderr)
         return 2
-    rules = RulesHolder.load(config).rules
+    rules = config.rules
     engine = _engine(config)
     changed = 0
     try:
@@ -381,12 +375,10 @@ EX_CONFIG, EX_TEMPFAIL = 2, 75
 
 def _exit_code(exc: GatewayError) -> int:
     """The CLI edge's one mapping of errors to what is printed and the exit code."""
-    if isinstance(exc, InvalidRulesError):
-        for issue in exc.issues:
-            print(f"intake: configuration error: {issue}", file=sys.stderr)
-        return EX_CONFIG
     if isinstance(exc, ConfigError):
-        print(f"intake: configuration error: {exc}", file=sys.stderr)
+        # One problem a line (InvalidConfigError, InvalidRulesError list them all).
+        for problem in str(exc).splitlines() or [""]:
+            print(f"intake: configuration error: {problem}", file=sys.stderr)
         return EX_CONFIG
     if exc.temporary:
         print(f"intake: temporarily unavailable, try again later: {exc}", file=sys.stderr)

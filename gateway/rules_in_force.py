@@ -1,11 +1,12 @@
 """The routing rules in force, and their reloading.
 
-Rules come from the same TOML file as the rest of the configuration. They are
-reloaded on SIGHUP and when the file changes: a valid file is swapped in as a
-whole (one attribute assignment, between two batches), an invalid one leaves
-the old rules running, with the error logged and kept for the admin endpoint.
-Settings other than rules, components, classifier cues and queues need a
-restart.
+Rules come from the same TOML file as the rest of the configuration, and are
+read with it (`gateway.config`). They are reloaded on SIGHUP and when the file
+changes: the whole file is checked again by the same loader, and a valid one
+is swapped in as a whole (one attribute assignment, between two batches); an
+invalid one leaves the old rules running, with every problem logged and kept
+for the admin endpoint. Settings other than rules, components, classifier
+cues, service levels, escalations and queues need a restart.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import asyncio
 import hashlib
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from domain.errors import ConfigError
-from gateway.config import Config, build_config
-from routing.api import InvalidRulesError, RuleSet, load_rules, warm_up
-from routing.sla import SlaConfig, load_sla_config
-from routing.sla.escalation import Escalation, load_escalations
+from gateway.config import Config, InvalidConfigError, config_from_text
+from routing.api import RuleSet, warm_up
+from routing.sla import SlaConfig
+from routing.sla.escalation import Escalation
 from storage.engine import utcnow
 
 log = logging.getLogger("intake.rules")
+
+# What a reload takes over from the new file; listeners, database and the rest stay.
+RELOADED = ("queue", "rules", "sla", "escalations", "digest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,49 +46,30 @@ def _read(config: Config) -> str:
     return Path(config.source).read_text(encoding="utf-8")
 
 
-def rules_from(config: Config, text: str | None = None) -> RuleSet:
-    """The rules of a validated config; InvalidRulesError lists every problem."""
-    text = _read(config) if text is None else text
-    return load_rules(text, config.source, queues=[q.name for q in config.queue])
-
-
-def service_levels_from(config: Config, text: str) -> tuple[SlaConfig | None,
-                                                          tuple[Escalation, ...]]:
-    """`[[calendar]]`, `[[sla]]` and `[[escalation]]`; ConfigError names the key."""
-    data = tomllib.loads(text) if text else {}
-    problems: list[str] = []
-    sla: SlaConfig | None = None
-    escalations: tuple[Escalation, ...] = ()
-    try:
-        sla = load_sla_config(data) if data.get("sla") else None
-    except ValueError as exc:  # SlaConfigError
-        problems += str(exc).splitlines()
-    try:
-        escalations = load_escalations(data, [q.name for q in config.queue])
-    except ValueError as exc:  # EscalationConfigError
-        problems += str(exc).splitlines()
-    if problems:
-        raise ConfigError("\n".join(f"{config.source}: key {line}" for line in problems))
-    return sla, escalations
-
-
 @dataclass
 class RulesHolder:
+    """The config whose rules are in force: the one started with, then each good reload."""
+
     config: Config
-    rules: RuleSet
-    sla: SlaConfig | None = None
-    escalations: tuple[Escalation, ...] = ()
     loaded_at: datetime = field(default_factory=utcnow)
     last_reload: ReloadResult | None = None
-    _digest: str = ""
 
     @classmethod
     def load(cls, config: Config) -> RulesHolder:
-        text = _read(config)
-        sla, escalations = service_levels_from(config, text)
-        holder = cls(config, rules_from(config, text), sla, escalations)
-        holder._digest = hashlib.sha256(text.encode()).hexdigest()
-        return holder
+        """Hold a checked config's rules; the loader read and compiled them already."""
+        return cls(config)
+
+    @property
+    def rules(self) -> RuleSet:
+        return self.config.rules
+
+    @property
+    def sla(self) -> SlaConfig | None:
+        return self.config.sla
+
+    @property
+    def escalations(self) -> tuple[Escalation, ...]:
+        return self.config.escalations
 
     @property
     def queues(self) -> list[str]:
@@ -96,24 +80,22 @@ class RulesHolder:
         is valid."""
         try:
             text = _read(self.config) if text is None else text
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            new_config = build_config(tomllib.loads(text), self.config.source, os.environ)
-            rules = rules_from(new_config, text)
-            sla, escalations = service_levels_from(new_config, text)
-            warm_up(rules)
-        except InvalidRulesError as exc:
-            errors = tuple(str(issue) for issue in exc.issues)
-        except (ConfigError, tomllib.TOMLDecodeError, OSError) as exc:
-            errors = (f"{self.config.source}: {exc}",)
+            new = config_from_text(text, self.config.source, os.environ)
+            warm_up(new.rules)
+        except InvalidConfigError as exc:
+            errors = exc.problems
+        except ConfigError as exc:
+            errors = tuple(str(exc).splitlines())
+        except OSError as exc:
+            errors = (f"{self.config.source}: cannot read: {exc.strerror}",)
         else:
-            changed = digest != self._digest
-            # Only what routing reads is taken over; listeners and database stay.
-            self.config = self.config.model_copy(update={"queue": new_config.queue})
-            self.rules, self.loaded_at, self._digest = rules, utcnow(), digest
-            self.sla, self.escalations = sla, escalations
-            self.last_reload = ReloadResult(utcnow(), True, changed=changed)
+            changed = new.digest != self.config.digest
+            self.config = self.config.model_copy(
+                update={name: getattr(new, name) for name in RELOADED})
+            self.loaded_at = utcnow()
+            self.last_reload = ReloadResult(self.loaded_at, True, changed=changed)
             log.info("rules reloaded from %s (%d rules)", self.config.source,
-                     len(rules.rules))
+                     len(new.rules.rules))
             return self.last_reload
         self.last_reload = ReloadResult(utcnow(), False, errors)
         for line in errors:
@@ -132,7 +114,7 @@ class RulesHolder:
             except OSError:
                 continue  # being replaced, or gone for a moment: look again later
             digest = hashlib.sha256(text.encode()).hexdigest()
-            if digest in (self._digest, failed_digest):
+            if digest in (self.config.digest, failed_digest):
                 continue  # unchanged, or the same broken file reported once already
             result = self.reload(text)
             failed_digest = "" if result.ok else digest

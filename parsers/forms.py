@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from domain.errors import ConfigError
 from parsers.api_request import FieldProblem
 
 KINDS = ("text", "email", "textarea", "select", "checkbox", "file")
@@ -111,149 +112,192 @@ class FormSubmission:
 
 
 # --- configuration --------------------------------------------------------------
+# Every problem of every `[[form]]` table is reported, each as `form[N].KEY: what`:
+# the readers append to `problems` and carry on with a default.
 
 
-def _text(table: dict[str, Any], key: str, where: str, default: str | None = None,
-          *, required: bool = False) -> str | None:
+def _text(table: dict[str, Any], key: str, where: str, problems: list[str],
+          default: str | None = None, *, required: bool = False) -> str | None:
     value = table.get(key, default)
     if value is None:
         if required:
-            raise ValueError(f"{where}.{key}: is required")
+            problems.append(f"{where}.{key}: is required")
         return None
     if not isinstance(value, str):
-        raise ValueError(f"{where}.{key}: must be a string")
+        problems.append(f"{where}.{key}: must be a string")
+        return default
     return value
 
 
-def _number(table: dict[str, Any], key: str, where: str, default: float, *,
-            minimum: float = 0, integer: bool = False) -> Any:
+def _number(table: dict[str, Any], key: str, where: str, problems: list[str], default: float,
+            *, minimum: float = 0, integer: bool = False) -> Any:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or (
             integer and not isinstance(value, int)):
-        raise ValueError(f"{where}.{key}: must be {'an integer' if integer else 'a number'}")
+        problems.append(f"{where}.{key}: must be {'an integer' if integer else 'a number'}")
+        return default
     if value < minimum:
-        raise ValueError(f"{where}.{key}: must be at least {minimum}")
+        problems.append(f"{where}.{key}: must be at least {minimum}")
+        return default
     return value
 
 
-def _strings(table: dict[str, Any], key: str, where: str,
+def _strings(table: dict[str, Any], key: str, where: str, problems: list[str],
              default: tuple[str, ...] = ()) -> tuple[str, ...]:
     value = table.get(key, list(default))
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{where}.{key}: must be a list of strings")
+        problems.append(f"{where}.{key}: must be a list of strings")
+        return default
     return tuple(value)
 
 
-def _parse_field(table: Any, where: str) -> FormField:
+def _unknown(table: dict[str, Any], known: set[str], where: str, problems: list[str]) -> None:
+    problems += [f"{where}.{key}: unknown key" for key in sorted(set(table) - known)]
+
+
+_FIELD_KEYS = {"name", "label", "kind", "role", "required", "max_length", "hint", "options"}
+_FORM_KEYS = {"id", "title", "intro", "queue", "success_url", "failure_url", "allowed_origins",
+              "min_fill_seconds", "max_token_age_seconds", "max_files", "max_file_bytes",
+              "file_types", "max_body_bytes", "rate_limit_per_minute", "honeypot", "field"}
+
+
+def _read_field(table: Any, where: str, problems: list[str]) -> FormField | None:
     if not isinstance(table, dict):
-        raise ValueError(f"{where}: must be a table")
-    unknown = sorted(set(table) - {"name", "label", "kind", "role", "required", "max_length",
-                                   "hint", "options"})
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key")
-    name = _text(table, "name", where, required=True) or ""
-    if not _FIELD_NAME.match(name) or name == TOKEN_FIELD:
-        raise ValueError(f"{where}.name: {name!r} must be a letter then letters, digits, - or _")
-    kind = _text(table, "kind", where, "text") or "text"
+        problems.append(f"{where}: must be a table")
+        return None
+    before = len(problems)
+    _unknown(table, _FIELD_KEYS, where, problems)
+    given_name = _text(table, "name", where, problems, required=True)
+    name = given_name or ""
+    if given_name is not None and (not _FIELD_NAME.match(name) or name == TOKEN_FIELD):
+        problems.append(f"{where}.name: {name!r} must be a letter then letters, digits, - or _")
+    kind = _text(table, "kind", where, problems, "text") or "text"
     if kind not in KINDS:
-        raise ValueError(f"{where}.kind: must be one of {', '.join(KINDS)}")
-    role = _text(table, "role", where)
+        problems.append(f"{where}.kind: must be one of {', '.join(KINDS)}")
+    role = _text(table, "role", where, problems)
     if role is None and kind != "file":
         role = _INFERRED_ROLES.get(name)
         if role == "requester_email" and kind not in ("email", "text"):
             role = None
     if role is not None and role not in ROLES:
-        raise ValueError(f"{where}.role: must be one of {', '.join(ROLES)}")
-    if role is not None and kind in ("file", "checkbox"):
-        raise ValueError(f"{where}.role: a {kind} field cannot carry a role")
+        problems.append(f"{where}.role: must be one of {', '.join(ROLES)}")
+    elif role is not None and kind in ("file", "checkbox"):
+        problems.append(f"{where}.role: a {kind} field cannot carry a role")
     default_limit = DEFAULT_TEXTAREA_LIMIT if kind == "textarea" else DEFAULT_TEXT_LIMIT
     required = table.get("required", False)
     if not isinstance(required, bool):
-        raise ValueError(f"{where}.required: must be true or false")
-    options = _strings(table, "options", where)
-    if kind == "select" and not options:
-        raise ValueError(f"{where}.options: a select field needs options")
-    return FormField(
-        name=name, label=_text(table, "label", where, name) or name, kind=kind, role=role,
-        required=required,
-        max_length=_number(table, "max_length", where, default_limit, minimum=1, integer=True),
-        hint=_text(table, "hint", where, "") or "", options=options)
+        problems.append(f"{where}.required: must be true or false")
+    options = _strings(table, "options", where, problems)
+    if kind == "select" and not table.get("options"):
+        problems.append(f"{where}.options: a select field needs options")
+    max_length = _number(table, "max_length", where, problems, default_limit, minimum=1,
+                         integer=True)
+    label = _text(table, "label", where, problems, name) or name
+    hint = _text(table, "hint", where, problems, "") or ""
+    if len(problems) > before:
+        return None
+    return FormField(name=name, label=label, kind=kind, role=role, required=required,
+                     max_length=max_length, hint=hint, options=options)
 
 
-def parse_form(table: Any, where: str, queues: set[str] | None = None) -> FormSpec:
-    """One `[[form]]` table as a FormSpec; ValueError names the key at fault."""
+def read_form(table: Any, where: str, queues: set[str] | None,
+              problems: list[str]) -> FormSpec | None:
+    """One `[[form]]` table as a FormSpec, or None with its problems added to `problems`."""
     if not isinstance(table, dict):
-        raise ValueError(f"{where}: must be a table")
-    known = {"id", "title", "intro", "queue", "success_url", "failure_url", "allowed_origins",
-             "min_fill_seconds", "max_token_age_seconds", "max_files", "max_file_bytes",
-             "file_types", "max_body_bytes", "rate_limit_per_minute", "honeypot", "field"}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ValueError(f"{where}.{unknown[0]}: unknown key")
-    form_id = _text(table, "id", where, required=True) or ""
-    if not _ID.match(form_id):
-        raise ValueError(f"{where}.id: {form_id!r} must be 1 to 40 of a-z, 0-9, - and _")
-    queue = _text(table, "queue", where)
+        problems.append(f"{where}: must be a table")
+        return None
+    before = len(problems)
+    _unknown(table, _FORM_KEYS, where, problems)
+    given_id = _text(table, "id", where, problems, required=True)
+    form_id = given_id or ""
+    if given_id is not None and not _ID.match(form_id):
+        problems.append(f"{where}.id: {form_id!r} must be 1 to 40 of a-z, 0-9, - and _")
+    queue = _text(table, "queue", where, problems)
     if queue is not None and queues is not None and queue not in queues:
-        raise ValueError(f"{where}.queue: {queue!r} is not a configured queue")
+        problems.append(f"{where}.queue: {queue!r} is not a configured queue")
     raw_fields = table.get("field", [])
     if not isinstance(raw_fields, list) or not raw_fields:
-        raise ValueError(f"{where}.field: a form needs at least one [[form.field]]")
-    fields = tuple(_parse_field(f, f"{where}.field[{i}]") for i, f in enumerate(raw_fields))
+        problems.append(f"{where}.field: a form needs at least one [[form.field]]")
+        raw_fields = []
+    read = [_read_field(f, f"{where}.field[{i}]", problems) for i, f in enumerate(raw_fields)]
+    fields = tuple(f for f in read if f is not None)
     names = [f.name for f in fields]
-    for name in names:
-        if names.count(name) > 1:
-            raise ValueError(f"{where}.field: {name!r} is given twice")
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{where}.field: {name!r} is given twice")
     roles = [f.role for f in fields if f.role]
-    for role in roles:
-        if roles.count(role) > 1:
-            raise ValueError(f"{where}.field: more than one field has role {role!r}")
-    honeypot = _text(table, "honeypot", where, "website") or "website"
+    for role in sorted({r for r in roles if roles.count(r) > 1}):
+        problems.append(f"{where}.field: more than one field has role {role!r}")
+    honeypot = _text(table, "honeypot", where, problems, "website") or "website"
     if honeypot in names or not _FIELD_NAME.match(honeypot):
-        raise ValueError(f"{where}.honeypot: {honeypot!r} must be a free field name")
-    origins = _strings(table, "allowed_origins", where)
+        problems.append(f"{where}.honeypot: {honeypot!r} must be a free field name")
+    origins = _strings(table, "allowed_origins", where, problems)
     for origin in origins:
         if not re.match(r"^https?://[^/\s]+$", origin):
-            raise ValueError(f"{where}.allowed_origins: {origin!r} must be scheme://host[:port]")
+            problems.append(f"{where}.allowed_origins: {origin!r} must be scheme://host[:port]")
+    urls: dict[str, str | None] = {}
     for key in ("success_url", "failure_url"):
-        url = _text(table, key, where)
+        url = urls[key] = _text(table, key, where, problems)
         if url is not None and not re.match(r"^(https?://|/)", url):
-            raise ValueError(f"{where}.{key}: must be an http(s) URL or a path")
-    max_file_bytes = _number(table, "max_file_bytes", where, 10 * 1024 * 1024, minimum=1,
+            problems.append(f"{where}.{key}: must be an http(s) URL or a path")
+    max_file_bytes = _number(table, "max_file_bytes", where, problems, 10 * 1024 * 1024,
+                             minimum=1, integer=True)
+    max_files = _number(table, "max_files", where, problems, 3, integer=True)
+    title = _text(table, "title", where, problems, form_id) or form_id
+    intro = _text(table, "intro", where, problems, "") or ""
+    min_fill = _number(table, "min_fill_seconds", where, problems, 3.0)
+    max_token_age = _number(table, "max_token_age_seconds", where, problems, 86_400.0,
+                            minimum=60)
+    file_types = _strings(table, "file_types", where, problems,
+                          ("image/*", "application/pdf", "text/plain"))
+    max_body_bytes = _number(table, "max_body_bytes", where, problems,
+                             max_files * max_file_bytes + 1024 * 1024, minimum=1024,
                              integer=True)
-    max_files = _number(table, "max_files", where, 3, integer=True)
+    rate_limit = _number(table, "rate_limit_per_minute", where, problems, 10.0, minimum=0.001)
+    if len(problems) > before:
+        return None
     return FormSpec(
-        id=form_id, title=_text(table, "title", where, form_id) or form_id, fields=fields,
-        queue=queue, intro=_text(table, "intro", where, "") or "",
-        success_url=_text(table, "success_url", where),
-        failure_url=_text(table, "failure_url", where),
+        id=form_id, title=title, fields=fields, queue=queue, intro=intro,
+        success_url=urls["success_url"], failure_url=urls["failure_url"],
         allowed_origins=tuple(o.rstrip("/").lower() for o in origins),
-        min_fill_seconds=float(_number(table, "min_fill_seconds", where, 3.0)),
-        max_token_age_seconds=float(_number(table, "max_token_age_seconds", where, 86_400.0,
-                                            minimum=60)),
-        max_files=max_files, max_file_bytes=max_file_bytes,
-        file_types=_strings(table, "file_types", where,
-                            ("image/*", "application/pdf", "text/plain")),
-        max_body_bytes=_number(table, "max_body_bytes", where,
-                               max_files * max_file_bytes + 1024 * 1024, minimum=1024,
-                               integer=True),
-        rate_limit_per_minute=float(_number(table, "rate_limit_per_minute", where, 10.0,
-                                            minimum=0.001)),
+        min_fill_seconds=float(min_fill), max_token_age_seconds=float(max_token_age),
+        max_files=max_files, max_file_bytes=max_file_bytes, file_types=file_types,
+        max_body_bytes=max_body_bytes, rate_limit_per_minute=float(rate_limit),
         honeypot=honeypot,
     )
 
 
-def parse_forms(tables: Any, queues: set[str] | None = None) -> dict[str, FormSpec]:
+def read_forms(tables: Any, queues: set[str] | None = None
+               ) -> tuple[dict[str, FormSpec], list[str]]:
+    """The forms of `[[form]]` tables by id, and every problem with them."""
     if isinstance(tables, dict):
         tables = [tables]
     if not isinstance(tables, list):
-        raise ValueError("form: must be a list of [[form]] tables")
+        return {}, ["form: must be a list of [[form]] tables"]
+    problems: list[str] = []
     forms: dict[str, FormSpec] = {}
     for index, table in enumerate(tables):
-        spec = parse_form(table, f"form[{index}]", queues)
+        spec = read_form(table, f"form[{index}]", queues, problems)
+        if spec is None:
+            continue
         if spec.id in forms:
-            raise ValueError(f"form[{index}].id: {spec.id!r} is used by another form")
-        forms[spec.id] = spec
+            problems.append(f"form[{index}].id: {spec.id!r} is used by another form")
+        forms.setdefault(spec.id, spec)
+    return forms, problems
+
+
+def parse_form(table: Any, where: str, queues: set[str] | None = None) -> FormSpec:
+    """One `[[form]]` table as a FormSpec; the ConfigError names each key at fault."""
+    problems: list[str] = []
+    spec = read_form(table, where, queues, problems)
+    if spec is None or problems:
+        raise ConfigError("\n".join(problems))
+    return spec
+
+
+def parse_forms(tables: Any, queues: set[str] | None = None) -> dict[str, FormSpec]:
+    forms, problems = read_forms(tables, queues)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return forms
 
 

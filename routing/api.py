@@ -3,6 +3,7 @@
 from routing.api import check_config, decide, dump_rules, load_rules, RoutingInput
 
 rules = load_rules(text, path, queues=["general", "billing"])  # InvalidRulesError
+rules, issues = read_routing(doc, text, path, queues)  # the same, from a parsed file
 warm_up(rules)  # optional: compile and load the language model before traffic
 decision = decide(rules, RoutingInput(received_at=now, to=("billing@example.com",)))
 decision.queue, decision.to_dict(), decision.explain()
@@ -11,10 +12,10 @@ decision.queue, decision.to_dict(), decision.explain()
 from __future__ import annotations
 
 from routing.classify import Classification, Cue, Guess
-from routing.config import ConfigIssue, InvalidRulesError, check_config, load_rules
+from routing.config import ConfigIssue, InvalidRulesError, check_config, load_rules, read_routing
 from routing.config.dump import dump_rules
 from routing.decision import Decision, RuleResult
-from routing.engine import decide
+from routing.engine import compile_rules, decide
 from routing.inputs import Attachment, FieldValue, RoutingInput
 from routing.language import LanguageDetector, default_detector
 from routing.rules import RuleSet
@@ -23,7 +24,7 @@ from routing.rules import RuleSet
 def warm_up(rules: RuleSet) -> None:
     """Compile the rules and load the language model now (about a second),
     so the first message after start-up or a reload does not wait for them."""
-    _ = rules.engine
+    compile_rules(rules)
     default_detector(rules.settings.languages).detect("warm up the language model")
 
 
@@ -41,8 +42,10 @@ __all__ = [
     "RuleResult",
     "RuleSet",
     "check_config",
+    "compile_rules",
     "decide",
     "dump_rules",
     "load_rules",
+    "read_routing",
     "warm_up",
 ]

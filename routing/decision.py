@@ -6,16 +6,15 @@ from the API; `explain()` is what `intake route FILE.eml --explain` prints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from routing.classify import Classification, Guess
-from routing.conditions import Check, literal
+from routing.conditions import Condition, literal
 from routing.inputs import FieldValue
-
-if TYPE_CHECKING:
-    from routing.facts import Facts, Value
+from routing.rules import Rule
 
 # One status byte per rule, recorded on the hot path.
 NOT_REACHED, HIT, MISS, SKIPPED, DISABLED = 0, 1, 2, 3, 4
@@ -26,58 +25,11 @@ OUTCOMES = {
     SKIPPED: "skipped",
     DISABLED: "disabled",
 }
-# Values quoted in reasons are cut to this many characters.
-EVIDENCE_CHARS = 80
-_AROUND = 30
 
-
-def _short(text: str, limit: int = EVIDENCE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _window(text: str, start: int, end: int) -> str:
-    left, right = max(0, start - _AROUND), min(len(text), end + _AROUND)
-    snippet = ("…" if left else "") + text[left:right] + ("…" if right < len(text) else "")
-    return literal(_short(snippet, EVIDENCE_CHARS + 2))
-
-
-def _show(value: Value) -> str:
-    if value is None:
-        return "nothing (absent)"
-    if isinstance(value, tuple):
-        shown = literal([_short(v) for v in value[:5]])
-        return shown[:-1] + (", …]" if len(value) > 5 else "]")
-    if isinstance(value, str):
-        return literal(_short(value))
-    return literal(value)
-
-
-def evidence(test: Check, facts: Facts, held: bool, shown_values: dict[str, str]) -> str:
-    """The value a test read, cut short, around the match when there is one.
-
-    `shown_values` keeps each field's short form for the whole explanation:
-    a thousand rules on the same field show the same value.
-    """
-    value = facts.get(test.field)
-    shown = f"{test.field} = "
-    if held and isinstance(value, str) and len(value) > EVIDENCE_CHARS:
-        if test.op == "matches" and isinstance(test.operand, str):
-            from routing.regex import compile_regex
-
-            found = compile_regex(test.operand).search(value)
-            if found is not None:
-                return shown + _window(value, found.start(), found.end())
-        elif test.op == "contains" and isinstance(test.operand, str):
-            lowered = facts.lower(test.field)
-            # Positions hold only when lowercasing kept the length (it nearly always does).
-            if isinstance(lowered, str) and len(lowered) == len(value):
-                at = lowered.find(test.operand.lower())
-                if at >= 0:
-                    return shown + _window(value, at, at + len(test.operand))
-    text = shown_values.get(test.field)
-    if text is None:
-        text = shown_values[test.field] = shown + _show(value)
-    return text
+# Whether a rule's condition held on this decision's input, and the reasons. The
+# engine binds it to the input's facts, so explaining needs neither of them here;
+# the dict keeps each field's quoted value for the whole explanation.
+Explainer = Callable[[Condition, dict[str, str]], tuple[bool, list[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +72,8 @@ class Decision:
     matched: tuple[str, ...]  # names of the rules that hit, in order
     stopped_by: str | None
     trace: bytes = field(repr=False)  # one status per rule
-    facts: Facts = field(repr=False, compare=False)
+    rules: tuple[Rule, ...] = field(repr=False, compare=False)  # what `trace` is about
+    explainer: Explainer = field(repr=False, compare=False)
 
     @cached_property
     def rule_results(self) -> tuple[RuleResult, ...]:
@@ -133,18 +86,16 @@ class Decision:
         return self._results(hits_only=True)
 
     def _results(self, *, hits_only: bool) -> tuple[RuleResult, ...]:
-        facts = self.facts
-        engine = facts.engine
         results = []
         shown_values: dict[str, str] = {}
-        for rule, status in zip(engine.rules.rules, self.trace, strict=True):
+        for rule, status in zip(self.rules, self.trace, strict=True):
             if hits_only and status != HIT:
                 continue
             if status in (HIT, MISS):
                 if rule.when is None:
                     reason = "no conditions: applies to every input"
                 else:
-                    _, reasons = engine.explain(rule.when, facts, shown_values)
+                    _, reasons = self.explainer(rule.when, shown_values)
                     reason = "; ".join(reasons)
             elif status == SKIPPED:
                 reason = (

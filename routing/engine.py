@@ -3,29 +3,29 @@
 Like a Mailman chain, it is a short loop over data. The hot path records one
 status byte per rule; the reasons (which condition held or failed, on what
 value) are worked out only when the decision is explained or serialised.
+
+A `RuleSet` is compiled once (`compile_rules`) and the compiled form is kept
+while the rule set lives, found again by identity: hashing a thousand frozen
+rules by value on every message would cost more than deciding.
 """
 
 from __future__ import annotations
 
+import weakref
+from functools import partial
 from typing import Any
 
 from routing.classify import Classifier
 from routing.conditions import AllOf, AnyOf, Check, Condition, NotOf, describe
-from routing.decision import (
-    DISABLED,
-    HIT,
-    MISS,
-    SKIPPED,
-    Decision,
-    evidence,
-)
+from routing.decision import DISABLED, HIT, MISS, SKIPPED, Decision
+from routing.evidence import evidence
 from routing.facts import Facts
 from routing.fields import SCANNED_FIELDS
 from routing.inputs import FieldValue, RoutingInput
 from routing.language import LanguageDetector, default_detector
 from routing.operators import Pred, compile_test
 from routing.regex import LiteralSet
-from routing.rules import Actions, RuleSet
+from routing.rules import Actions, Rule, RuleSet
 
 _SCALARS = (
     "queue", "priority", "type", "category", "component",
@@ -38,12 +38,17 @@ def _assignments(then: Actions) -> tuple[tuple[str, Any], ...]:
 
 
 class Engine:
-    """A `RuleSet` compiled: predicates, literal sets, lists and the classifier."""
+    """A `RuleSet` compiled: predicates, literal sets, lists and the classifier.
+
+    It keeps the rule set's parts, never the `RuleSet` itself, so the cache in
+    `compile_rules` lets a replaced rule set (and its compiled form) go.
+    """
 
     def __init__(self, rules: RuleSet) -> None:
-        self.rules = rules
-        settings = rules.settings
+        self.rules: tuple[Rule, ...] = rules.rules
+        settings = self.settings = rules.settings
         self.max_chars = settings.max_text_chars
+        self.business_hours = settings.business_hours
         self.classifier = Classifier(settings, rules.components, rules.classifier)
         # Cue patterns come first in every text field's set, so their indexes
         # are the same in each and one scan per field serves cues and rules.
@@ -110,7 +115,7 @@ class Engine:
             return lambda f: a(f) or b(f)
         return lambda f: any(p(f) for p in parts)
 
-    # --- used by Facts -------------------------------------------------------
+    # --- used by Facts (its `Compiled` protocol) -----------------------------
 
     def scan(self, field: str, data: bytes) -> frozenset[int]:
         return self._sets[field].match(data)
@@ -130,9 +135,11 @@ class Engine:
     # --- explaining ----------------------------------------------------------
 
     def explain(
-        self, cond: Condition, facts: Facts, shown: dict[str, str]
+        self, facts: Facts, cond: Condition, shown: dict[str, str]
     ) -> tuple[bool, list[str]]:
-        """Evaluate again, slowly, keeping the tests that decided the outcome."""
+        """Evaluate again, slowly, keeping the tests that decided the outcome.
+
+        Bound to one input's facts, this is that decision's `Explainer`."""
         if isinstance(cond, Check):
             held = self.leaf(cond)(facts)
             said = self._described.get(cond)
@@ -141,11 +148,11 @@ class Engine:
             verdict = "held" if held else "failed"
             return held, [f"{said} {verdict} on {evidence(cond, facts, held, shown)}"]
         if isinstance(cond, NotOf):
-            held, reasons = self.explain(cond.item, facts, shown)
+            held, reasons = self.explain(facts, cond.item, shown)
             return not held, [f"not: {r}" for r in reasons]
         gathered: list[str] = []
         for item in cond.items:
-            held, reasons = self.explain(item, facts, shown)
+            held, reasons = self.explain(facts, item, shown)
             if isinstance(cond, AllOf) and not held:
                 return False, reasons  # the first failure is the reason
             if isinstance(cond, AnyOf) and held:
@@ -154,12 +161,35 @@ class Engine:
         return isinstance(cond, AllOf), gathered
 
 
+# id(rule set) -> (a weak reference to it, its compiled form). The weak
+# reference tells a live entry from one whose id was reused, and its callback
+# drops the entry when the rule set goes.
+_compiled: dict[int, tuple[weakref.ref[RuleSet], Engine]] = {}
+
+
+def _forget(key: int, ref: weakref.ref[RuleSet]) -> None:
+    entry = _compiled.get(key)
+    if entry is not None and entry[0] is ref:
+        del _compiled[key]
+
+
+def compile_rules(rules: RuleSet) -> Engine:
+    """The compiled form of `rules`: built on first use, then found by identity."""
+    key = id(rules)
+    entry = _compiled.get(key)
+    if entry is not None and entry[0]() is rules:
+        return entry[1]
+    engine = Engine(rules)
+    _compiled[key] = (weakref.ref(rules, partial(_forget, key)), engine)
+    return engine
+
+
 def decide(
     rules: RuleSet, item: RoutingInput, *, detector: LanguageDetector | None = None
 ) -> Decision:
     """Classify `item`, run the rules in order and say what to do, and why."""
-    engine = rules.engine
-    settings = rules.settings
+    engine = compile_rules(rules)
+    settings = engine.settings
     facts = Facts(item, engine)
     sample = f"{item.subject}\n{item.new_text or item.text}"[: settings.language_sample_chars]
     classification = engine.classifier.classify(
@@ -173,7 +203,7 @@ def decide(
 
     reply = item.is_reply
     status = bytearray(engine.template[reply])
-    preds, assignments, all_rules = engine.preds, engine.assignments, rules.rules
+    preds, assignments, all_rules = engine.preds, engine.assignments, engine.rules
     values: dict[str, Any] = {}
     set_by: dict[str, str] = {}
     tags: dict[str, None] = {}
@@ -199,11 +229,11 @@ def decide(
             stopped_by = rule.name
             break
 
-    return _finish(rules, facts, bytes(status), values, set_by, tags, fields, stopped_by)
+    return _finish(engine, facts, bytes(status), values, set_by, tags, fields, stopped_by)
 
 
 def _finish(
-    rules: RuleSet,
+    engine: Engine,
     facts: Facts,
     status: bytes,
     values: dict[str, Any],
@@ -212,7 +242,7 @@ def _finish(
     fields: dict[str, FieldValue],
     stopped_by: str | None,
 ) -> Decision:
-    settings = rules.settings
+    settings = engine.settings
     cls = facts.classification
     assert cls is not None
     reply = facts.item.is_reply
@@ -229,7 +259,7 @@ def _finish(
     component = pick("component", cls.component.value, cls.component.source)
     # A rule's queue wins; else the owning queue of the component; else the
     # queue the source names (a form's); else the default.
-    owner = rules.engine.component_queue.get(component) if component else None
+    owner = engine.component_queue.get(component) if component else None
     if "queue" in values:
         queue = values["queue"]
     elif owner:
@@ -267,8 +297,9 @@ def _finish(
         escalation=int(values.get("escalation", 0)),
         sources=tuple(sorted(sources.items())),
         applies=applies,
-        matched=tuple(r.name for r, s in zip(rules.rules, status, strict=True) if s == HIT),
+        matched=tuple(r.name for r, s in zip(engine.rules, status, strict=True) if s == HIT),
         stopped_by=stopped_by,
         trace=status,
-        facts=facts,
+        rules=engine.rules,
+        explainer=partial(engine.explain, facts),
     )

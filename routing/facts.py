@@ -6,17 +6,37 @@ truncated, lowercased and encoded once per input, however many rules read it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from routing.hours import within
 from routing.inputs import RoutingInput
 
 if TYPE_CHECKING:
     from routing.classify import Classification, Guess
-    from routing.engine import Engine
+    from routing.rules import BusinessHours
 
 # What a field holds for one input: None when the input has no such value.
 Value = str | tuple[str, ...] | bool | int | float | None
+
+
+class Compiled(Protocol):
+    """What facts read of the compiled rules (a `routing.engine.Engine`)."""
+
+    @property
+    def max_chars(self) -> int:
+        """Text fields are cut to this many characters before matching."""
+        ...
+
+    @property
+    def business_hours(self) -> BusinessHours | None: ...
+
+    def scan(self, field: str, data: bytes) -> frozenset[int]:
+        """Indexes of the field's literal set that occur in `data`."""
+        ...
+
+    def lists_for(self, address: str) -> tuple[str, ...]:
+        """Names of the reference lists the address is on."""
+        ...
 
 
 def _address(raw: str) -> str:
@@ -26,7 +46,7 @@ def _address(raw: str) -> str:
 class Facts:
     __slots__ = (
         "item",
-        "engine",
+        "compiled",
         "classification",
         "_values",
         "_lower",
@@ -35,9 +55,9 @@ class Facts:
         "_headers",
     )
 
-    def __init__(self, item: RoutingInput, engine: Engine) -> None:
+    def __init__(self, item: RoutingInput, compiled: Compiled) -> None:
         self.item = item
-        self.engine = engine
+        self.compiled = compiled
         self.classification: Classification | None = None
         self._values: dict[str, Value] = {}
         self._lower: dict[str, Value] = {}
@@ -55,7 +75,7 @@ class Facts:
             return value
 
     def _cut(self, text: str) -> str:
-        return text[: self.engine.max_chars]
+        return text[: self.compiled.max_chars]
 
     def _compute(self, field: str) -> Value:
         item = self.item
@@ -91,10 +111,10 @@ class Facts:
         if field == "attachment_type":
             return tuple(a.content_type.partition(";")[0].strip().lower() for a in item.attachments)
         if field == "business_hours":
-            hours = self.engine.rules.settings.business_hours
+            hours = self.compiled.business_hours
             return None if hours is None else within(hours, item.received_at)
         if field == "on_list":
-            return self.engine.lists_for(_address(item.sender))
+            return self.compiled.lists_for(_address(item.sender))
         if field == "is_reply":
             return item.is_reply
         if field == "language":
@@ -158,5 +178,5 @@ class Facts:
         """Indexes of the field's literal set found in it: one scan per field."""
         found = self._hits.get(field)
         if found is None:
-            found = self._hits[field] = self.engine.scan(field, self.encoded(field))
+            found = self._hits[field] = self.compiled.scan(field, self.encoded(field))
         return found

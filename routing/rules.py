@@ -2,20 +2,16 @@
 
 Everything here is a frozen dataclass that compares by value, so a config read,
 written out with `dump_rules` and read again compares equal to the original.
-The compiled form (regexes, sets) hangs off `RuleSet.engine`, built once.
+Nothing here imports the rest of routing: the compiled form (regexes, sets) is
+made from a `RuleSet` by `routing.engine.compile_rules`, which keeps it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING
 
 from routing.conditions import Condition
 from routing.inputs import FieldValue
-
-if TYPE_CHECKING:
-    from routing.engine import Engine
 
 APPLIES_TO = ("new", "replies", "all")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -107,17 +103,11 @@ class Settings:
     business_hours: BusinessHours | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+# weakref_slot: the compiled form is cached by identity while the rule set lives.
+@dataclass(frozen=True, slots=True, kw_only=True, weakref_slot=True)
 class RuleSet:
     rules: tuple[Rule, ...] = ()
     components: tuple[Component, ...] = ()
     classifier: tuple[CueOverride, ...] = ()
     settings: Settings = field(default_factory=Settings)
     source: str = field(default="<config>", compare=False)
-
-    @cached_property
-    def engine(self) -> Engine:
-        """The compiled form, built on first use and kept with the rules."""
-        from routing.engine import Engine
-
-        return Engine(self)

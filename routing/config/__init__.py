@@ -1,25 +1,34 @@
 """Reading and checking the routing part of the config file.
 
-Only the keys routing owns are read: `[routing]`, `[[component]]`,
-`[[classifier]]` and `[[rule]]`; the gateway owns the rest. Every problem is
-reported, not just the first, each with the file, the line, the rule's name and
-what is wrong, so `intake check-config` can list them all at once.
+Only the tables routing owns are read: `[routing]`, `[[component]]`,
+`[[classifier]]` and `[[rule]]`; the gateway's loader owns the file and the
+rest. Every problem is reported, not just the first, each with the file, the
+line, the rule's name and what is wrong, so `intake check-config` can list
+them all at once. Line numbers come from the text, values from the parsed
+document: `read_routing` takes both, so the file is parsed once.
 """
 
 from __future__ import annotations
 
 import tomllib
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from domain.errors import ConfigError
 from routing.config.lines import toml_error_line
 from routing.config.reader import ConfigIssue, Reader
 from routing.config.rule_tables import read_rules
 from routing.config.sections import read_classifier, read_components, read_settings
+from routing.engine import compile_rules
 from routing.rules import RuleSet
 
-__all__ = ["ConfigIssue", "InvalidRulesError", "check_config", "load_rules"]
-
+__all__ = [
+    "ConfigIssue",
+    "InvalidRulesError",
+    "check_config",
+    "load_rules",
+    "read_routing",
+]
 
 class InvalidRulesError(ConfigError):
     """The routing config has errors; `issues` lists all of them."""
@@ -38,7 +47,7 @@ def load_rules(text: str, path: str = "<config>", queues: Collection[str] | None
     rules, issues = _read(text, path, queues)
     if issues or rules is None:
         raise InvalidRulesError(issues)
-    _ = rules.engine  # compile now, not on the first message
+    compile_rules(rules)  # now, not on the first message
     return rules
 
 
@@ -62,6 +71,14 @@ def _read(
             for q in doc["queue"]
             if isinstance(q, Mapping) and isinstance(q.get("name"), str)
         ]
+    return read_routing(doc, text, path, queues)
+
+
+def read_routing(
+    doc: Mapping[str, Any], text: str, path: str, queues: Collection[str] | None
+) -> tuple[RuleSet | None, list[ConfigIssue]]:
+    """The rules of a parsed config (`text` is its source, for line numbers), or
+    every problem with them. `queues` are the known queue names (None: unchecked)."""
     r = Reader(text, path, queues)
     settings = read_settings(r, doc.get("routing", {}))
     components = read_components(r, doc)

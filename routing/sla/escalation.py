@@ -41,6 +41,10 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 class EscalationConfigError(ConfigError):
     """Every problem of the `[[escalation]]` tables, one `key: what` per line."""
 
+    def __init__(self, issues: list[str]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(issues))
+
 
 @dataclass(frozen=True, slots=True)
 class Escalation:
@@ -85,14 +89,18 @@ def _names(value: Any) -> tuple[str, ...] | None:
 
 
 def load_escalations(data: Mapping[str, Any],
-                     queues: Collection[str]) -> tuple[Escalation, ...]:
+                     queues: Collection[str] | None) -> tuple[Escalation, ...]:
+    """The `[[escalation]]` rules of parsed TOML data; raises `EscalationConfigError`.
+
+    `queues` are the known queue names (None: not checked).
+    """
     tables = data.get("escalation", [])
     if isinstance(tables, Mapping):
         tables = [tables]
     problems: list[str] = []
     rules: list[Escalation] = []
     if not isinstance(tables, list):
-        raise EscalationConfigError("escalation: must be an array of tables")
+        raise EscalationConfigError(["escalation: must be an array of tables"])
     for index, table in enumerate(tables):
         where = f"escalation[{index}]"
         found = _read(table, where, queues, problems) if isinstance(table, Mapping) else None
@@ -106,11 +114,11 @@ def load_escalations(data: Mapping[str, Any],
     problems += [f"escalation: duplicate name {n!r}" for n in sorted(set(names))
                  if names.count(n) > 1]
     if problems:
-        raise EscalationConfigError("\n".join(problems))
+        raise EscalationConfigError(problems)
     return tuple(rules)
 
 
-def _read(table: Mapping[str, Any], where: str, queues: Collection[str],
+def _read(table: Mapping[str, Any], where: str, queues: Collection[str] | None,
           problems: list[str]) -> Escalation | None:
     before = len(problems)
     name = table.get("name", where)
@@ -156,7 +164,7 @@ def _read(table: Mapping[str, Any], where: str, queues: Collection[str],
     return Escalation(**fields) if len(problems) == before else None
 
 
-def _read_then(then: Mapping[str, Any], where: str, queues: Collection[str],
+def _read_then(then: Mapping[str, Any], where: str, queues: Collection[str] | None,
                problems: list[str], fields: dict[str, Any]) -> None:
     if not then:
         problems.append(f"{where}.then: must set at least one of queue, priority, "
@@ -164,7 +172,7 @@ def _read_then(then: Mapping[str, Any], where: str, queues: Collection[str],
     for key in sorted(set(then) - {"queue", "priority", "escalation", "notify"}):
         problems.append(f"{where}.then.{key}: unknown key")
     if "queue" in then:
-        if then["queue"] not in queues:
+        if queues is not None and then["queue"] not in queues:
             problems.append(f"{where}.then.queue: unknown queue {then['queue']!r}")
         fields["queue"] = then["queue"]
     if "priority" in then:

@@ -23,13 +23,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.config.webhooks import Subscription, parse_subscriptions
 from gateway.delivery.webhooks import (
     DeliveryResult,
-    Subscription,
     canonical_json,
     deliver,
     make_session,
-    parse_subscriptions,
     refusal,
     verify,
 )

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from domain.errors import ConfigError
-from gateway.config import DEFAULT_DATABASE_URL, build_config, load_config
+from gateway.config import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_FORM,
+    InvalidConfigError,
+    build_config,
+    load_config,
+)
+from gateway.rules_in_force import RulesHolder
 
 
 def test_config__embedded_default() -> None:
@@ -65,3 +73,133 @@ def test_config__public_url() -> None:
     assert build_config({}, "t", {}).public_url == "http://127.0.0.1:8080"
     config = build_config({"http": {"public_url": "https://desk.example/"}}, "t", {})
     assert config.public_url == "https://desk.example"
+
+
+EVERYTHING_WRONG = """\
+[http]
+listen = "8080"
+
+[[queue]]
+name = "general"
+
+[[rule]]
+name = "bad regex"
+when = { subject.matches = "(unclosed" }
+then = { queue = "general" }
+
+[[form]]
+id = "help"
+field = [{ name = "a", kind = "radio" }, { name = "_form_token" }]
+
+[[webhook]]
+name = "pager"
+url = "ftp://hooks.example/"
+events = ["*"]
+secret = "s"
+
+[[sla]]
+name = "standard"
+first_response = "soon"
+"""
+
+
+def test_config__every_problem_of_every_section_at_once(tmp_path: Path) -> None:
+    file = tmp_path / "intake.toml"
+    file.write_text(EVERYTHING_WRONG)
+    with pytest.raises(InvalidConfigError) as info:
+        load_config(file, env={})
+    problems = info.value.problems
+    assert str(info.value).splitlines() == list(problems)  # one problem a line
+    expected = [
+        f"{file}: key http.listen: ",
+        f"{file}:9: bad regex: bad regular expression",
+        f"{file}: key form[0].field[0].kind: must be one of",
+        f"{file}: key form[0].field[1].name: '_form_token'",
+        f"{file}: key webhook[0].url: must be http or https",
+        f"{file}: key sla[0].first_response: 'soon'",
+    ]
+    for start in expected:
+        assert any(p.startswith(start) for p in problems), (start, problems)
+    assert len(problems) == len(expected)
+
+
+def test_config__unknown_sections_all_named() -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        build_config({"databse": {}, "rules": [], "http": {"listen": "x"}}, "t", {})
+    assert info.value.problems[:2] == ("t: key databse: unknown section",
+                                       "t: key rules: unknown section")
+    assert info.value.problems[2].startswith("t: key http.listen")
+
+
+def test_config__holds_what_each_reader_made() -> None:
+    config = build_config({
+        "queue": [{"name": "general"}, {"name": "billing"}],
+        "rule": [{"name": "bills", "when": {"subject": {"contains": "invoice"}},
+                  "then": {"queue": "billing"}}],
+        "sla": [{"name": "standard", "first_response": "8h"}],
+        "escalation": [{"name": "late", "when": {"breached": "first_response"},
+                        "then": {"queue": "billing"}}],
+        "form": [DEFAULT_FORM],
+        "webhook": [{"name": "pager", "url": "https://hooks.example/", "events": ["*"],
+                     "secret_env": "PAGER_KEY"}],
+    }, "t", {"PAGER_KEY": "k"})
+    assert [r.name for r in config.rules.rules] == ["bills"]
+    assert config.sla is not None and [p.name for p in config.sla.policies] == ["standard"]
+    assert [e.name for e in config.escalations] == ["late"]
+    assert list(config.forms) == ["support"]
+    assert [(w.name, w.secret) for w in config.webhooks] == [("pager", "k")]
+    # Dumps hold the gateway's tables only, and read back to the same sections.
+    data = json.loads(config.model_dump_json(exclude={"source"}))
+    assert set(data) == {"intake", "database", "smtp", "http", "pipeline", "threading",
+                         "outbound", "broker", "queue"}
+    assert build_config(data, "t", {}).queue == config.queue
+
+
+def test_config__broken_queues_are_not_checked_against() -> None:
+    with pytest.raises(InvalidConfigError) as info:
+        build_config({"queue": [], "form": [{"id": "f", "queue": "x",
+                                              "field": [{"name": "a"}]}]}, "t", {})
+    assert info.value.problems == ("t: key queue: Value error, at least one [[queue]] is needed",)
+
+
+RULES = """\
+[[queue]]
+name = "general"
+
+[[queue]]
+name = "ops"
+
+[[rule]]
+name = "printers"
+when = { subject.contains = "printer" }
+then = { queue = "ops" }
+"""
+
+
+def test_rules_holder__reload_with_errors_keeps_the_old_rules(tmp_path: Path) -> None:
+    file = tmp_path / "intake.toml"
+    file.write_text(RULES)
+    holder = RulesHolder.load(load_config(file, env={}))
+    rules, queues = holder.rules, holder.queues
+    assert holder.status()["last_reload"] is None
+
+    file.write_text(RULES.replace('"ops" }', '"nowhere" }') + '[http]\nlisten = "x"\n'
+                    '[[sla]]\nname = "s"\nresolution = "never"\n')
+    result = holder.reload()
+    assert not result.ok and not result.changed
+    assert len(result.errors) == 3
+    assert any(e.startswith(f"{file}:10: printers: unknown queue 'nowhere'")
+               for e in result.errors)
+    assert any(e.startswith(f"{file}: key http.listen") for e in result.errors)
+    assert any(e.startswith(f"{file}: key sla[0].resolution") for e in result.errors)
+    assert holder.rules is rules and holder.queues == queues
+    status = holder.status()
+    assert status["rules"] == 1 and status["last_reload"] == {
+        "at": result.at, "ok": False, "errors": list(result.errors), "changed": False}
+
+    file.write_text(RULES.replace('name = "ops"', 'name = "printing"')
+                    .replace('"ops" }', '"printing" }'))
+    result = holder.reload()
+    assert result.ok and result.changed
+    assert holder.queues == ["general", "printing"]
+    assert holder.rules.rules[0].then.queue == "printing"

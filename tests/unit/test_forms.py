@@ -72,6 +72,25 @@ def test_forms__duplicate_ids_and_a_bad_form_stop_start_up() -> None:
                      "<t>", {})
 
 
+def test_forms__every_problem_of_every_form_is_reported() -> None:
+    bad = {"id": "Has Space", "colour": "red", "max_files": 1.5,
+           "field": [{"name": "a", "kind": "radio"}, {"name": "b", "required": "yes"}]}
+    with pytest.raises(ValueError) as caught:
+        parse_forms([bad, BASE | {"honeypot": "email"}, BASE])
+    assert str(caught.value).splitlines() == [
+        "form[0].colour: unknown key",
+        "form[0].id: 'Has Space' must be 1 to 40 of a-z, 0-9, - and _",
+        "form[0].field[0].kind: must be one of text, email, textarea, select, checkbox, file",
+        "form[0].field[1].required: must be true or false",
+        "form[0].max_files: must be an integer",
+        "form[1].honeypot: 'email' must be a free field name",
+    ]
+    with pytest.raises(ConfigError) as both:
+        build_config({"form": [bad]}, "<t>", {})
+    assert len(str(both.value).splitlines()) == 5
+    assert all(line.startswith("<t>: key form[0].") for line in str(both.value).splitlines())
+
+
 def test_forms__the_embedded_default_has_a_support_form() -> None:
     config = build_config({"form": [DEFAULT_FORM]}, "<embedded default>", {})
     spec = config.forms["support"]

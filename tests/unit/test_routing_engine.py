@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-from routing.api import Decision, RoutingInput, decide, load_rules
+from routing.api import Decision, RoutingInput, compile_rules, decide, load_rules
+from routing.engine import _compiled
 
 QUEUES = ("general", "billing", "ops", "network", "review", "vip")
 WHEN = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -312,3 +314,17 @@ def test_input__naive_time_is_refused() -> None:
         assert "aware" in str(exc)
     else:
         raise AssertionError("naive datetime accepted")
+
+
+def test_compile_rules__once_per_rule_set_found_by_identity() -> None:
+    rules = load_rules(CHAIN, "t.toml", QUEUES)
+    twin = load_rules(CHAIN, "t.toml", QUEUES)
+    assert twin == rules and twin is not rules
+    engine = compile_rules(rules)
+    assert compile_rules(rules) is engine  # load_rules compiled it: the same one
+    assert compile_rules(twin) is not engine  # equal is not enough: no hashing by value
+    keys = {id(rules), id(twin)}
+    assert keys <= _compiled.keys()
+    del rules, twin
+    gc.collect()
+    assert keys.isdisjoint(_compiled)  # a rule set gone takes its compiled form along

@@ -1,30 +1,13 @@
-"""Configuration: one TOML file, validated at start-up, with environment overrides.
-
-With no file at all the gateway runs on the embedded default: a SQLite file in
-the working directory, SMTP on 127.0.0.1:2525, HTTP on 127.0.0.1:8080, one
-`general` queue and `support@localhost` as the accepted address.
+"""The gateway's own tables, checked by pydantic: `[intake]`, `[database]`,
+`[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]` and
+`[[queue]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Mapping
-from functools import cached_property
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-)
-
-from domain.errors import ConfigError
-from parsers.forms import FormSpec, parse_forms
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///intake.db"
 
@@ -34,7 +17,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _parse_listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected host:port, got {value!r}")
@@ -42,7 +25,7 @@ def _parse_listen(value: str) -> tuple[str, int]:
 
 
 def _check_listen(value: str) -> str:
-    _parse_listen(value)
+    parse_listen(value)
     return value
 
 
@@ -178,10 +161,12 @@ class QueueSection(_Section):
     sla: dict[str, str] = Field(default_factory=dict)
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
+class Sections(BaseModel):
+    """Every table of the file that pydantic checks; the loader gives the others
+    to their own readers."""
 
-    source: str = "<embedded default>"
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     intake: IntakeSection = Field(default_factory=IntakeSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     smtp: SmtpSection = Field(default_factory=SmtpSection)
@@ -202,147 +187,3 @@ class Config(BaseModel):
         if duplicates:
             raise ValueError(f"duplicate queue name(s): {', '.join(duplicates)}")
         return value
-
-    @property
-    def smtp_address(self) -> tuple[str, int]:
-        return _parse_listen(self.smtp.listen)
-
-    @property
-    def lmtp_address(self) -> tuple[str, int] | None:
-        return _parse_listen(self.smtp.lmtp_listen) if self.smtp.lmtp_listen else None
-
-    @property
-    def http_address(self) -> tuple[str, int]:
-        return _parse_listen(self.http.listen)
-
-    @property
-    def public_url(self) -> str:
-        if self.http.public_url:
-            return self.http.public_url.rstrip("/")
-        host, port = self.http_address
-        return f"http://{host}:{port}"
-
-    @property
-    def broker_url(self) -> str | None:
-        return self.broker.url or (os.environ.get(self.broker.url_env)
-                                   if self.broker.url_env else None)
-
-    @cached_property
-    def forms(self) -> dict[str, FormSpec]:
-        """The `[[form]]` web forms by id, validated (ConfigError names the key)."""
-        tables = (self.model_extra or {}).get("form", [])
-        try:
-            return parse_forms(tables, {q.name for q in self.queue})
-        except ValueError as exc:
-            raise ConfigError(f"{self.source}: key {exc}") from None
-
-    def webhooks(self) -> list[Any]:
-        """The `[[webhook]]` subscriptions, validated (ConfigError names the key)."""
-        from gateway.delivery.webhooks import parse_subscriptions
-
-        tables = (self.model_extra or {}).get("webhook", [])
-        try:
-            return parse_subscriptions(tables if isinstance(tables, list) else [tables])
-        except ValueError as exc:
-            raise ConfigError(f"{self.source}: {exc}") from None
-
-    @property
-    def relay_address(self) -> tuple[str, int] | None:
-        return _parse_listen(self.outbound.relay) if self.outbound.relay else None
-
-    @property
-    def message_id_domain(self) -> str:
-        return self.threading.message_id_domain or self.smtp.hostname
-
-    @property
-    def default_queue(self) -> str:
-        return self.queue[0].name
-
-    def accepts(self, address: str) -> bool:
-        """Whether mail to this address is ours (configured address or domain)."""
-        address = address.lower()
-        if address in self.intake.addresses:
-            return True
-        _, _, domain = address.rpartition("@")
-        return bool(domain) and domain in self.intake.domains
-
-
-# Known top-level tables owned by later parts (routing rules, catalogue,
-# escalation); they are validated by their own loaders, not here.
-_PASS_THROUGH = {"rule", "component", "routing", "escalation", "sla", "calendar", "classifier",
-                 "form", "webhook"}
-
-_ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
-    ("INTAKE_DATABASE_URL", ("database", "url")),
-    ("INTAKE_SMTP_LISTEN", ("smtp", "listen")),
-    ("INTAKE_LMTP_LISTEN", ("smtp", "lmtp_listen")),
-    ("INTAKE_HTTP_LISTEN", ("http", "listen")),
-    ("INTAKE_PUBLIC_URL", ("http", "public_url")),
-    ("INTAKE_SMTP_RELAY", ("outbound", "relay")),
-    ("INTAKE_FORM_SECRET", ("http", "form_secret")),
-)
-
-# With no config file: one support form, so a new install can be tried in a browser.
-DEFAULT_FORM: dict[str, Any] = {
-    "id": "support", "title": "Contact support",
-    "intro": "Tell us what you need. We answer by email and give you a reference.",
-    "field": [
-        {"name": "name", "label": "Your name", "max_length": 200},
-        {"name": "email", "label": "Your email address", "kind": "email", "required": True,
-         "max_length": 320},
-        {"name": "subject", "label": "Subject", "required": True, "max_length": 200},
-        {"name": "message", "label": "How can we help?", "kind": "textarea",
-         "required": True},
-        {"name": "attachments", "label": "Attachments", "kind": "file",
-         "hint": "Up to 3 files: images, PDF or plain text, 10 MB each."},
-    ],
-}
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        else:
-            parts.append(item)
-    return ".".join(parts) or "(top level)"
-
-
-def build_config(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
-    """Validate config data (as read from TOML) with environment overrides applied."""
-    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for variable, (section, key) in _ENV_OVERRIDES:
-        if env.get(variable):
-            table = merged.setdefault(section, {})
-            if not isinstance(table, dict):
-                raise ConfigError(f"{source}: key {section}: must be a table")
-            table[key] = env[variable]
-    unknown = sorted(k for k in merged if k not in Config.model_fields and k not in _PASS_THROUGH)
-    if unknown:
-        raise ConfigError(f"{source}: key {unknown[0]}: unknown section")
-    try:
-        config = Config(source=source, **merged)
-    except ValidationError as exc:
-        raise ConfigError("\n".join(f"{source}: key {_location(e['loc'])}: {e['msg']}"
-                                     for e in exc.errors())) from None
-    config.forms  # noqa: B018 - validated now, so a wrong form stops start-up
-    return config
-
-
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read the config named by `path` or INTAKE_CONFIG; none means the embedded default."""
-    env = os.environ if env is None else env
-    chosen = path or env.get("INTAKE_CONFIG")
-    if not chosen:
-        return build_config({"form": [DEFAULT_FORM]}, "<embedded default>", env)
-    file = Path(chosen)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
-    return build_config(data, str(file), env)

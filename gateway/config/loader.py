@@ -1,0 +1,179 @@
+"""The one way a configuration file becomes a `Config`.
+
+The file is read and parsed (tomllib) once. Every top-level table is given to
+the reader that checks it (`TABLES`); a table no reader knows is an unknown
+section. Every problem of every table is collected and reported together, one
+a line: `FILE: key SECTION.KEY: what` for keys, `FILE:LINE: rule: what` for
+routing rules. Start-up, `intake check-config` and reloading all come here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from domain.errors import ConfigError
+from gateway.config.model import Config
+from gateway.config.sections import Sections
+from gateway.config.webhooks import read_webhooks
+from parsers.forms import read_forms
+from routing.api import compile_rules, read_routing
+from routing.sla import SlaConfig, SlaConfigError, load_sla_config
+from routing.sla.escalation import Escalation, EscalationConfigError, load_escalations
+
+# Every top-level table, by the reader that checks it; any other is an unknown section.
+_ROUTING = ("routing", "component", "classifier", "rule")  # routing.api.read_routing
+_SERVICE_LEVELS = ("calendar", "sla")  # routing.sla.load_sla_config
+TABLES = frozenset((
+    *Sections.model_fields,  # pydantic: gateway.config.sections
+    *_ROUTING,
+    *_SERVICE_LEVELS,
+    "escalation",  # routing.sla.escalation.load_escalations
+    "form",  # parsers.forms.read_forms
+    "webhook",  # gateway.config.webhooks.read_webhooks
+))
+
+ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
+    ("INTAKE_DATABASE_URL", ("database", "url")),
+    ("INTAKE_SMTP_LISTEN", ("smtp", "listen")),
+    ("INTAKE_LMTP_LISTEN", ("smtp", "lmtp_listen")),
+    ("INTAKE_HTTP_LISTEN", ("http", "listen")),
+    ("INTAKE_PUBLIC_URL", ("http", "public_url")),
+    ("INTAKE_SMTP_RELAY", ("outbound", "relay")),
+    ("INTAKE_FORM_SECRET", ("http", "form_secret")),
+)
+
+# With no config file: one support form, so a new install can be tried in a browser.
+DEFAULT_FORM: dict[str, Any] = {
+    "id": "support", "title": "Contact support",
+    "intro": "Tell us what you need. We answer by email and give you a reference.",
+    "field": [
+        {"name": "name", "label": "Your name", "max_length": 200},
+        {"name": "email", "label": "Your email address", "kind": "email", "required": True,
+         "max_length": 320},
+        {"name": "subject", "label": "Subject", "required": True, "max_length": 200},
+        {"name": "message", "label": "How can we help?", "kind": "textarea",
+         "required": True},
+        {"name": "attachments", "label": "Attachments", "kind": "file",
+         "hint": "Up to 3 files: images, PDF or plain text, 10 MB each."},
+    ],
+}
+
+
+class InvalidConfigError(ConfigError):
+    """The configuration has problems; `problems` lists every one, one a line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the config named by `path` or INTAKE_CONFIG; none means the embedded default."""
+    env = os.environ if env is None else env
+    chosen = path or env.get("INTAKE_CONFIG")
+    if not chosen:
+        return build_config({"form": [DEFAULT_FORM]}, "<embedded default>", env)
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    return config_from_text(text, str(file), env)
+
+
+def config_from_text(text: str, source: str, env: Mapping[str, str]) -> Config:
+    """A config file's text, parsed once and checked whole; `InvalidConfigError`
+    lists every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfigError([f"{source}: invalid TOML: {exc}"]) from None
+    return build_config(data, source, env, text=text)
+
+
+def build_config(data: Mapping[str, Any], source: str, env: Mapping[str, str], *,
+                 text: str = "") -> Config:
+    """Check parsed config data, with environment overrides applied. `text` is what it
+    was parsed from: rule problems name its lines (line 0 without it)."""
+    problems: list[str] = []
+    merged = _with_overrides(data, env)
+    problems += [f"{source}: key {name}: unknown section" for name in merged
+                 if name not in TABLES]
+    sections, queues = _sections(merged, source, problems)
+    rules, issues = read_routing(merged, text, source, queues)
+    problems += [str(issue) for issue in issues]
+    sla, escalations = _service_levels(merged, source, queues, problems)
+    forms, form_problems = read_forms(merged.get("form", []),
+                                      None if queues is None else set(queues))
+    webhooks, webhook_problems = read_webhooks(merged.get("webhook", []), env)
+    problems += [f"{source}: key {p}" for p in (*form_problems, *webhook_problems)]
+    if problems or sections is None or rules is None:
+        raise InvalidConfigError(problems)
+    compile_rules(rules)  # now, so the first message does not wait for it
+    return Config(**dict(sections), source=source,
+                  digest=hashlib.sha256(text.encode()).hexdigest(), rules=rules, sla=sla,
+                  escalations=escalations, forms=forms, webhooks=webhooks)
+
+
+def _with_overrides(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for variable, (section, key) in ENV_OVERRIDES:
+        if env.get(variable):
+            table = merged.setdefault(section, {})
+            if isinstance(table, dict):  # else pydantic says the section must be a table
+                table[key] = env[variable]
+    return merged
+
+
+def _sections(merged: Mapping[str, Any], source: str,
+              problems: list[str]) -> tuple[Sections | None, list[str] | None]:
+    """The gateway's sections, and the queue names the other readers check
+    against (None when the queues themselves are wrong: nothing to check)."""
+    given = {name: merged[name] for name in Sections.model_fields if name in merged}
+    try:
+        sections = Sections.model_validate(given)
+    except ValidationError as exc:
+        errors = exc.errors()
+        problems += [f"{source}: key {_location(e['loc'])}: {e['msg']}" for e in errors]
+        if any(e["loc"][:1] == ("queue",) for e in errors):
+            return None, None
+        queues = given.get("queue")
+        if queues is None:
+            return None, [q.name for q in Sections().queue]
+        return None, [q["name"] for q in queues]
+    return sections, [q.name for q in sections.queue]
+
+
+def _service_levels(merged: Mapping[str, Any], source: str, queues: list[str] | None,
+                    problems: list[str]) -> tuple[SlaConfig | None, tuple[Escalation, ...]]:
+    """`[[calendar]]` and `[[sla]]` (None without `[[sla]]`), and `[[escalation]]`."""
+    sla: SlaConfig | None = None
+    if any(name in merged for name in _SERVICE_LEVELS):  # calendars are checked even unused
+        try:
+            checked = load_sla_config(merged)
+            sla = checked if merged.get("sla") else None
+        except SlaConfigError as exc:
+            problems += [f"{source}: key {issue}" for issue in exc.issues]
+    escalations: tuple[Escalation, ...] = ()
+    try:
+        escalations = load_escalations(merged, queues)
+    except EscalationConfigError as exc:
+        problems += [f"{source}: key {issue}" for issue in exc.issues]
+    return sla, escalations
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(item)
+    return ".".join(parts) or "(top level)"
