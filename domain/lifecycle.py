@@ -1,13 +1,16 @@
 """A request's life: its statuses, the events on its timeline, the outcomes of
 an action on it, and the rules that follow from a change of status.
 
-Pure: no I/O and no clock (the caller passes `now`). Storage and the gateway
-ask it and store what it says, so each rule lives here once.
+Pure: no I/O and no clock (the caller passes what it read). Storage and the
+gateway ask it and store what it says, so each rule lives here once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -25,7 +28,7 @@ class Status(StrEnum):
     MERGED = "merged"
 
 
-# What an agent may set by hand.
+# What an agent may set by hand (from any status: nothing else is refused).
 SETTABLE = (Status.NEW, Status.OPEN, Status.WAITING, Status.RESOLVED, Status.CLOSED,
             Status.REOPENED)
 # Waiting for an agent: listed in a queue, claimable, announced to waiting agents.
@@ -34,6 +37,11 @@ WORKABLE = (Status.NEW, Status.OPEN, Status.REOPENED)
 OPEN = (Status.NEW, Status.OPEN, Status.WAITING, Status.REOPENED, Status.QUARANTINED)
 # Finished: the service-level scheduler no longer looks at it.
 DONE = (Status.RESOLVED, Status.CLOSED, Status.MERGED)
+# Setting one of these meets the resolution target; leaving one for open work reopens.
+RESOLVING = (Status.RESOLVED, Status.CLOSED)
+# A new request starting in one of these gets service-level deadlines (automatic
+# mail, closed at once, gets none).
+TIMED = (Status.NEW, Status.QUARANTINED)
 
 
 class EventKind(StrEnum):
@@ -65,6 +73,16 @@ class EventKind(StrEnum):
     SLA_BREACHED = "sla_breached"
 
 
+class PublicEvent(StrEnum):
+    """What webhook subscribers and the broker are told happened to a request."""
+
+    CREATED = "created"
+    ROUTED = "routed"
+    STATUS_CHANGED = "status_changed"
+    REPLIED = "replied"
+    ESCALATED = "escalated"
+
+
 class Actor(StrEnum):
     """Who did something, when it was not an agent's token (`token:ID`)."""
 
@@ -82,3 +100,175 @@ class Outcome(StrEnum):
     STALE = "stale"  # changed since the caller read it (If-Match)
     SAME = "same"  # merging a request into itself
     MERGED = "merged"  # merged already
+
+
+class ItemState(StrEnum):
+    """Where an inbox item is on its way to becoming (part of) a request."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"  # claimed by a worker, under a lease
+    DONE = "done"
+    DEAD = "dead"  # failed every attempt: kept, replayable
+
+
+class DeliveryState(StrEnum):
+    """Where an outbox row (a mail, a webhook call, an event to fan out) is."""
+
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker, under a lease
+    DONE = "done"
+    DEAD = "dead"  # failed every attempt: kept, retryable
+    DISCARDED = "discarded"  # dead, and an operator let it go
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """An entry for a request's timeline; it happens when it is stored."""
+
+    kind: EventKind
+    # An Actor, or an agent's token (`token:ID`).
+    actor: str = Actor.SYSTEM
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Changes of status --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """What follows from a change of status for the service-level clock."""
+
+    old: Status
+    new: Status
+    pause_starts: bool = False  # waiting on the customer from now
+    pause_ends: bool = False  # the pause that began when it started waiting ends now
+    resolves: bool = False  # the resolution target is met now
+    reopens: bool = False  # resolution undone, and counted as a reopening
+
+
+def transition(old: Status, new: Status, *, paused: bool) -> Transition | None:
+    """The change from `old` to `new` (None when it is no change); `paused` says
+    whether the clock is paused now."""
+    if old == new:
+        return None
+    waiting = new == Status.WAITING
+    return Transition(
+        old=old, new=new,
+        pause_starts=waiting and not paused,
+        pause_ends=not waiting and paused,
+        resolves=new in RESOLVING,
+        reopens=new == Status.REOPENED or (old in RESOLVING
+                                           and new in (Status.OPEN, Status.NEW)),
+    )
+
+
+def status_after_reply(status: Status, *, automatic: bool) -> Status | None:
+    """The status a request takes when the customer writes again, or None for
+    no change: an answer to our question puts it back in the queue. Automatic
+    mail (auto-replies, bounces) changes nothing; nor does a reply to a
+    resolved request (an agent decides whether to reopen)."""
+    if automatic or status != Status.WAITING:
+        return None
+    return Status.OPEN
+
+
+def announces_work(status: Status) -> bool:
+    """Whether agents waiting on a queue are told about a request in `status`."""
+    return status in WORKABLE
+
+
+def initial_status(*, quarantined: bool, automatic: bool) -> Status:
+    """A new request's status: held by a rule, closed at once when nobody wrote
+    it (kept and shown, not open work), else new."""
+    if quarantined:
+        return Status.QUARANTINED
+    return Status.CLOSED if automatic else Status.NEW
+
+
+def gets_deadlines(status: Status) -> bool:
+    return status in TIMED
+
+
+# --- Acknowledgements ---------------------------------------------------------
+
+# Local parts of addresses that do not take replies.
+NO_REPLY = ("mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "donotreply",
+            "do-not-reply", "bounce", "bounces")
+# The window of the per-address limit on acknowledgements.
+ACKNOWLEDGEMENT_WINDOW = timedelta(hours=1)
+PERSON = "new request from a person"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailTraits:
+    """What decides whether an email gets an automatic answer."""
+
+    sender: str  # the From address, lower case; "" when there is none
+    has_sender: bool  # a From header with an address in it
+    own_outbound: bool  # our own mail came back
+    ours: bool  # sent from one of the addresses we receive for
+    bounce: bool  # a delivery report
+    auto_reply: bool  # RFC 3834
+    list_mail: bool
+    list_id: str | None = None
+
+    @property
+    def automatic(self) -> bool:
+        """Nobody wrote it: it never reopens, notifies or becomes open work."""
+        return self.own_outbound or self.auto_reply or self.bounce
+
+
+def acknowledgement_veto(mail: MailTraits) -> str | None:
+    """Why an email must not be answered automatically, or None if a person
+    wrote it. Answering machines would answer each other for ever."""
+    if mail.own_outbound:
+        return "our own mail came back"
+    if mail.ours:
+        return "sent from one of our own addresses"
+    local = mail.sender.partition("@")[0]
+    if any(local == word or local.startswith(word + "+") or local.startswith(word + "-")
+           for word in NO_REPLY):
+        return f"{mail.sender} does not take replies"
+    if mail.bounce:
+        return "delivery report"
+    if mail.auto_reply:
+        return "automatic reply (RFC 3834)"
+    if mail.list_mail:
+        return f"mailing-list mail ({mail.list_id or 'List-Id'})"
+    if not mail.has_sender:
+        return "no sender address"
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Acknowledgement:
+    """Whether a new request is acknowledged, why, and with which template."""
+
+    send: bool
+    reason: str
+    template: str | None = None
+
+    def data(self) -> dict[str, Any]:
+        """As its timeline event shows it."""
+        return {"send": self.send, "reason": self.reason, "template": self.template}
+
+
+def acknowledgement(*, wanted: bool, quarantined: bool, veto: str | None,
+                    template: str | None) -> Acknowledgement:
+    """`wanted`: the rules ask for one; `veto`: why the input must not get one."""
+    if veto is not None:
+        return Acknowledgement(send=False, reason=veto)
+    if quarantined:
+        return Acknowledgement(send=False, reason="quarantined")
+    if not wanted:
+        return Acknowledgement(send=False, reason="a rule turned it off")
+    return Acknowledgement(send=True, reason=PERSON, template=template)
+
+
+def acknowledgement_limited(*, address: str, sent: int, per_hour: int | None) -> str | None:
+    """Why no acknowledgement goes to `address` now that `sent` went there in
+    the window, or None. The limit stops a loop with another auto-responder
+    that answers each of ours."""
+    if per_hour is None or sent < per_hour:
+        return None
+    return f"{sent} sent to {address} in the last hour (limit {per_hour})"

@@ -10,17 +10,23 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from domain.lifecycle import (
+    OPEN,
+    EventKind,
+    Outcome,
+    PublicEvent,
+    Status,
+    announces_work,
+)
 from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.notify import notify
 from storage.outbox import emit, enqueue, message_payload
 from storage.records import NewMessage
-from storage.sla_store import sla_columns, status_changed
-
-OPEN_STATUSES = ("new", "open", "waiting", "reopened", "quarantined")
+from storage.sla_store import clock, status_columns
 
 
-async def list_by_status(engine: AsyncEngine, status: str,
+async def list_by_status(engine: AsyncEngine, status: Status,
                          queues: list[str] | None = None) -> list[dict[str, Any]]:
     query = (select(requests.c.reference, requests.c.queue, requests.c.subject,
                     requests.c.requester_email, requests.c.created_at)
@@ -39,14 +45,14 @@ async def release(engine: AsyncEngine, reference: str, actor: str) -> str | None
     async with transaction(engine) as conn:
         row = (await conn.execute(
             update(requests)
-            .where(requests.c.reference == reference, requests.c.status == "quarantined")
-            .values(status="new", updated_at=now, version=requests.c.version + 1)
+            .where(requests.c.reference == reference, requests.c.status == Status.QUARANTINED)
+            .values(status=Status.NEW, updated_at=now, version=requests.c.version + 1)
             .returning(requests.c.id, requests.c.queue))).first()
         if row is None:
             return None
         await conn.execute(insert(events), {
-            "request_id": row.id, "kind": "released", "actor": actor, "at": now,
-            "data": {"from": "quarantined", "queue": row.queue}})
+            "request_id": row.id, "kind": EventKind.RELEASED, "actor": actor, "at": now,
+            "data": {"from": Status.QUARANTINED, "queue": row.queue}})
         await notify(conn, [row.queue])
     return str(row.queue)
 
@@ -60,7 +66,7 @@ async def open_requests(engine: AsyncEngine, references: list[str] | None = None
                     inbox_items.c.id.label("item_id"), inbox_items.c.channel,
                     inbox_items.c.raw, inbox_items.c.meta, inbox_items.c.received_at)
              .join(inbox_items, inbox_items.c.id == requests.c.inbox_item_id)
-             .where(requests.c.status.in_(OPEN_STATUSES)).order_by(requests.c.id))
+             .where(requests.c.status.in_(OPEN)).order_by(requests.c.id))
     if references is not None:
         query = query.where(requests.c.reference.in_(references))
     if queue is not None:
@@ -79,7 +85,7 @@ async def reroute(engine: AsyncEngine, request_id: int, changes: dict[str, Any],
                            .values({**changes, "updated_at": now,
                                     "version": requests.c.version + 1}))
         await conn.execute(insert(events), {
-            "request_id": request_id, "kind": "rerouted", "actor": actor, "at": now,
+            "request_id": request_id, "kind": EventKind.REROUTED, "actor": actor, "at": now,
             "data": {"by": "intake reroute", "changes": changes, "decision": decision}})
 
 
@@ -87,12 +93,11 @@ async def reroute(engine: AsyncEngine, request_id: int, changes: dict[str, Any],
 AGENT_FIELDS = frozenset({"status", "queue", "priority", "type", "category", "component",
                           "tags", "custom_fields"})
 ADMIN_FIELDS = AGENT_FIELDS | {"escalation_level"}
-SETTABLE_STATUSES = ("new", "open", "waiting", "resolved", "closed", "reopened")
 
 
 @dataclass(frozen=True, slots=True)
 class Updated:
-    outcome: str  # "ok", "stale", "missing"
+    outcome: Outcome  # OK, STALE or MISSING
     version: int | None = None
 
 
@@ -103,68 +108,69 @@ async def _request_id(conn: AsyncConnection, reference: str) -> tuple[int, int] 
 
 
 async def update_fields(engine: AsyncEngine, reference: str, expected_version: int | None,
-                        changes: dict[str, Any], actor: str, *, kind: str = "updated",
+                        changes: dict[str, Any], actor: str, *,
+                        kind: EventKind = EventKind.UPDATED,
                         note: dict[str, Any] | None = None) -> Updated:
     """Change fields if the version still matches (optimistic concurrency)."""
     now = utcnow()
     async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
         if found is None:
-            return Updated("missing")
+            return Updated(Outcome.MISSING)
         request_id, version = found
         if expected_version is not None and expected_version != version:
-            return Updated("stale", version)
+            return Updated(Outcome.STALE, version)
         follow: dict[str, Any] = {}
         if "status" in changes:
-            current = await sla_columns(conn, request_id)
-            if current is not None and current[0] != changes["status"]:
-                follow = status_changed(current[0], changes["status"], current[1],
-                                        current[2], now)
+            current = await clock(conn, request_id)
+            if current is not None:
+                follow = status_columns(current, Status(changes["status"]), now)
         row = (await conn.execute(
             update(requests).where(requests.c.id == request_id, requests.c.version == version)
             .values({**follow, **changes, "updated_at": now, "version": version + 1})
             .returning(requests.c.version, requests.c.queue, requests.c.status))).first()
         if row is None:  # changed between our read and write
-            return Updated("stale")
+            return Updated(Outcome.STALE)
         await conn.execute(insert(events), {
             "request_id": request_id, "kind": kind, "actor": actor, "at": now,
             "data": {"changes": _jsonable(changes)} | (note or {})})
-        if "queue" in changes or changes.get("status") in ("new", "open", "reopened"):
+        if "queue" in changes or ("status" in changes
+                                  and announces_work(Status(changes["status"]))):
             await notify(conn, [row.queue])
         if "status" in changes:
-            await emit(conn, "status_changed", request_id, reference,
+            await emit(conn, PublicEvent.STATUS_CHANGED, request_id, reference,
                        {"status": changes["status"], "actor": actor})
-        if kind == "escalated":
-            await emit(conn, "escalated", request_id, reference,
+        if kind == EventKind.ESCALATED:
+            await emit(conn, PublicEvent.ESCALATED, request_id, reference,
                        {"changes": _jsonable(changes), "actor": actor} | (note or {}))
-    return Updated("ok", row.version)
+    return Updated(Outcome.OK, row.version)
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()}
 
 
-async def add_event(engine: AsyncEngine, reference: str, kind: str, actor: str,
+async def add_event(engine: AsyncEngine, reference: str, kind: EventKind, actor: str,
                     data: dict[str, Any]) -> Updated:
     """Record something on the timeline (a note) without changing fields."""
     now = utcnow()
     async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
         if found is None:
-            return Updated("missing")
+            return Updated(Outcome.MISSING)
         await conn.execute(insert(events), {"request_id": found[0], "kind": kind,
                                             "actor": actor, "at": now, "data": data})
-    return Updated("ok", found[1])
+    return Updated(Outcome.OK, found[1])
 
 
 async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, actor: str,
-                    *, status: str | None) -> Updated:
+                    *, status: Status | None) -> Updated:
     """An agent's answer to the requester: an outbound message on the request."""
     now = utcnow()
     async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
         if found is None:
-            return Updated("missing")
+            return Updated(Outcome.MISSING)
         request_id, version = found
         await conn.execute(insert(messages), {
             "request_id": request_id, "inbox_item_id": None, "direction": "out",
@@ -178,26 +184,26 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
             "updated_at": now, "version": version + 1, "next_check_at": now,
             "first_response_at": func.coalesce(requests.c.first_response_at, now)}
         if status:
-            current = await sla_columns(conn, request_id)
-            if current is not None and current[0] != status:
-                values |= status_changed(current[0], status, current[1], current[2], now)
+            current = await clock(conn, request_id)
+            if current is not None:
+                values |= status_columns(current, Status(status), now)
             values["status"] = status
         await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
         await conn.execute(insert(events), {
-            "request_id": request_id, "kind": "replied", "actor": actor, "at": now,
+            "request_id": request_id, "kind": EventKind.REPLIED, "actor": actor, "at": now,
             "data": {"message_id": message.message_id, "to": message.to,
                      "status": status}})
         if message.to:
             await enqueue(conn, "email", {"message": message_payload(message),
                                           "purpose": "reply"},
                           request_id=request_id, dedupe_key=f"reply:{message.message_id}")
-        await emit(conn, "replied", request_id, reference,
+        await emit(conn, PublicEvent.REPLIED, request_id, reference,
                    {"message_id": message.message_id, "actor": actor, "status": status})
-    return Updated("ok", version + 1)
+    return Updated(Outcome.OK, version + 1)
 
 
-async def merge(engine: AsyncEngine, reference: str, into: str, actor: str) -> str:
-    """Merge a duplicate into another request: "ok", "missing", "same" or "merged"."""
+async def merge(engine: AsyncEngine, reference: str, into: str, actor: str) -> Outcome:
+    """Merge a duplicate into another request: OK, MISSING, SAME or MERGED (already)."""
     now = utcnow()
     async with transaction(engine) as conn:
         source = (await conn.execute(select(requests.c.id, requests.c.status)
@@ -205,22 +211,22 @@ async def merge(engine: AsyncEngine, reference: str, into: str, actor: str) -> s
         target = (await conn.execute(select(requests.c.id)
                                      .where(requests.c.reference == into))).first()
         if source is None or target is None:
-            return "missing"
+            return Outcome.MISSING
         if source.id == target.id:
-            return "same"
-        if source.status == "merged":
-            return "merged"
+            return Outcome.SAME
+        if source.status == Status.MERGED:
+            return Outcome.MERGED
         await conn.execute(update(requests).where(requests.c.id == source.id).values(
-            status="merged", merged_into_id=target.id, claimed_by=None, claim_until=None,
+            status=Status.MERGED, merged_into_id=target.id, claimed_by=None, claim_until=None,
             updated_at=now, version=requests.c.version + 1))
         await conn.execute(update(requests).where(requests.c.id == target.id).values(
             updated_at=now, version=requests.c.version + 1))
         await conn.execute(insert(events), [
-            {"request_id": source.id, "kind": "merged", "actor": actor, "at": now,
+            {"request_id": source.id, "kind": EventKind.MERGED, "actor": actor, "at": now,
              "data": {"into": into}},
-            {"request_id": target.id, "kind": "merged_from", "actor": actor, "at": now,
+            {"request_id": target.id, "kind": EventKind.MERGED_FROM, "actor": actor, "at": now,
              "data": {"from": reference}}])
-    return "ok"
+    return Outcome.OK
 
 
 async def attachment(engine: AsyncEngine, reference: str,

@@ -30,11 +30,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.lifecycle import WORKABLE, EventKind
 from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import events, requests
 
-# States in which a request is work waiting for, or held by, an agent.
-WORKABLE = ("new", "open", "reopened")
 FAR_FUTURE = datetime(9999, 1, 1)  # naive: compared as stored, on both backends
 _PRIORITY = func.coalesce(requests.c.priority, literal("P9"))
 _DUE = func.coalesce(requests.c.due_at, literal(FAR_FUTURE, requests.c.due_at.type))
@@ -79,7 +78,8 @@ _CLAIMED = _CLAIM.cte("claimed")
 _CLAIM_AND_LOG = select(_CLAIMED).add_cte(
     insert(events).from_select(
         ["request_id", "kind", "actor", "at", "data"],
-        select(_CLAIMED.c.id, literal("claimed"), bindparam("b_agent"),
+        select(_CLAIMED.c.id, literal(EventKind.CLAIMED, events.c.kind.type),
+               bindparam("b_agent"),
                bindparam("b_now", type_=events.c.at.type),
                bindparam("event_data", type_=events.c.data.type)),
     ).cte("logged"))
@@ -99,7 +99,7 @@ async def claim(engine: AsyncEngine, queue: str, agent: str, *, limit: int,
             rows = (await conn.execute(_CLAIM, params)).all()
             if rows:
                 await conn.execute(events.insert(), [
-                    {"request_id": r.id, "kind": "claimed", "actor": agent, "at": now,
+                    {"request_id": r.id, "kind": EventKind.CLAIMED, "actor": agent, "at": now,
                      "data": params["event_data"]} for r in rows])
     # RETURNING has no order: give them back in the order they are to be worked.
     rows = sorted(rows, key=lambda r: (r.priority or "P9",
@@ -132,7 +132,8 @@ async def release(engine: AsyncEngine, reference: str, agent: str) -> bool:
             .values(claimed_by=None, claim_until=None, version=requests.c.version + 1)
             .returning(requests.c.id))).first()
         if row is not None:
-            await conn.execute(events.insert(), {"request_id": row.id, "kind": "released_claim",
+            await conn.execute(events.insert(), {"request_id": row.id,
+                                                 "kind": EventKind.RELEASED_CLAIM,
                                                  "actor": agent, "at": now, "data": {}})
     return row is not None
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from domain.lifecycle import DeliveryState, PublicEvent
 from storage.engine import as_utc, connection, insert_new, transaction, utcnow
 from storage.models import outbox, requests
 from storage.records import NewMessage
@@ -43,7 +44,7 @@ async def enqueue(conn: AsyncConnection, kind: str, payload: dict[str, Any], *,
     """Add a row in the caller's transaction; a row with the same key is kept once."""
     now = utcnow()
     values = {"kind": kind, "request_id": request_id, "payload": payload,
-              "dedupe_key": dedupe_key, "state": "pending", "attempts": 0,
+              "dedupe_key": dedupe_key, "state": DeliveryState.PENDING, "attempts": 0,
               "next_attempt_at": now, "created_at": now}
     await conn.execute(insert_new(conn, outbox).values(values))
 
@@ -52,8 +53,8 @@ async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
                     kinds: tuple[str, ...] | None = None) -> list[OutboxItem]:
     now = utcnow()
     ready = or_(
-        and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now),
-        and_(outbox.c.state == "sending", outbox.c.lease_until < now),
+        and_(outbox.c.state == DeliveryState.PENDING, outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == DeliveryState.SENDING, outbox.c.lease_until < now),
     )
     if kinds:
         ready = and_(ready, outbox.c.kind.in_(kinds))
@@ -63,7 +64,7 @@ async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
     async with transaction(engine) as conn:
         rows = (await conn.execute(
             update(outbox).where(outbox.c.id.in_(candidates.scalar_subquery()))
-            .values(state="sending", attempts=outbox.c.attempts + 1,
+            .values(state=DeliveryState.SENDING, attempts=outbox.c.attempts + 1,
                     lease_until=now + timedelta(seconds=lease_seconds))
             .returning(outbox.c.id, outbox.c.kind, outbox.c.request_id, outbox.c.payload,
                        outbox.c.attempts, outbox.c.created_at))).all()
@@ -74,15 +75,16 @@ async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
 async def mark_done(engine: AsyncEngine, item_id: int) -> None:
     async with transaction(engine) as conn:
         await conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-            state="done", delivered_at=utcnow(), lease_until=None, last_error=None))
+            state=DeliveryState.DONE, delivered_at=utcnow(), lease_until=None,
+            last_error=None))
 
 
 async def mark_failed(engine: AsyncEngine, item_id: int, error: str, *,
                       retry_at: datetime | None) -> None:
     """Back to pending until `retry_at`, or dead-lettered when `retry_at` is None."""
     values: dict[str, Any] = {"last_error": error[:4000], "lease_until": None}
-    values |= ({"state": "dead"} if retry_at is None
-               else {"state": "pending", "next_attempt_at": retry_at})
+    values |= ({"state": DeliveryState.DEAD} if retry_at is None
+               else {"state": DeliveryState.PENDING, "next_attempt_at": retry_at})
     async with transaction(engine) as conn:
         await conn.execute(update(outbox).where(outbox.c.id == item_id).values(values))
 
@@ -93,26 +95,27 @@ async def dead_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
             select(outbox.c.id, outbox.c.kind, outbox.c.attempts, outbox.c.last_error,
                    outbox.c.created_at, requests.c.reference)
             .join(requests, requests.c.id == outbox.c.request_id, isouter=True)
-            .where(outbox.c.state == "dead").order_by(outbox.c.id))).all()
+            .where(outbox.c.state == DeliveryState.DEAD).order_by(outbox.c.id))).all()
     return [{"id": r.id, "kind": r.kind, "attempts": r.attempts, "last_error": r.last_error,
              "created_at": as_utc(r.created_at), "reference": r.reference} for r in rows]
 
 
 async def retry_dead(engine: AsyncEngine, ids: list[int] | None = None) -> int:
-    condition = outbox.c.state == "dead"
+    condition = outbox.c.state == DeliveryState.DEAD
     if ids is not None:
         condition = and_(condition, outbox.c.id.in_(ids))
     async with transaction(engine) as conn:
         result = await conn.execute(update(outbox).where(condition).values(
-            state="pending", attempts=0, next_attempt_at=utcnow(), lease_until=None))
+            state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow(),
+            lease_until=None))
     return result.rowcount
 
 
 async def discard_dead(engine: AsyncEngine, ids: list[int]) -> int:
     async with transaction(engine) as conn:
         result = await conn.execute(
-            update(outbox).where(outbox.c.state == "dead", outbox.c.id.in_(ids))
-            .values(state="discarded", lease_until=None))
+            update(outbox).where(outbox.c.state == DeliveryState.DEAD, outbox.c.id.in_(ids))
+            .values(state=DeliveryState.DISCARDED, lease_until=None))
     return result.rowcount
 
 
@@ -125,7 +128,7 @@ async def rows_for(engine: AsyncEngine, request_id: int | None = None) -> list[d
         return [dict(r._mapping) for r in (await conn.execute(query)).all()]
 
 
-async def emit(conn: AsyncConnection, event: str, request_id: int, reference: str,
+async def emit(conn: AsyncConnection, event: PublicEvent, request_id: int, reference: str,
                data: dict[str, Any]) -> None:
     """Record that something happened to a request, for webhooks and brokers.
 
@@ -147,4 +150,4 @@ async def fan_out(engine: AsyncEngine, item_id: int,
             await enqueue(conn, kind, payload, request_id=row.request_id if row else None,
                           dedupe_key=f"{item_id}:{kind}:{payload.get('target', '')}")
         await conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-            state="done", delivered_at=utcnow(), lease_until=None))
+            state=DeliveryState.DONE, delivered_at=utcnow(), lease_until=None))

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.lifecycle import ItemState
 from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import inbox_items
 from storage.reference import reference_for
@@ -38,9 +39,9 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
                       now: datetime | None = None) -> list[ClaimedItem]:
     now = now or utcnow()
     ready = or_(
-        and_(inbox_items.c.state == "pending", inbox_items.c.next_attempt_at <= now),
+        and_(inbox_items.c.state == ItemState.PENDING, inbox_items.c.next_attempt_at <= now),
         # A lease that ran out means its process died mid-item: take it over.
-        and_(inbox_items.c.state == "processing", inbox_items.c.lease_until < now),
+        and_(inbox_items.c.state == ItemState.PROCESSING, inbox_items.c.lease_until < now),
     )
     candidates = (
         select(inbox_items.c.id).where(ready).order_by(inbox_items.c.id).limit(limit)
@@ -49,7 +50,7 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
     statement = (
         update(inbox_items)
         .where(inbox_items.c.id.in_(candidates.scalar_subquery()))
-        .values(state="processing", attempts=inbox_items.c.attempts + 1,
+        .values(state=ItemState.PROCESSING, attempts=inbox_items.c.attempts + 1,
                 lease_until=now + timedelta(seconds=lease_seconds))
         .returning(inbox_items.c.id, inbox_items.c.channel, inbox_items.c.raw,
                    inbox_items.c.meta, inbox_items.c.attempts, inbox_items.c.received_at)
@@ -68,21 +69,21 @@ async def fail_item(engine: AsyncEngine, item_id: int, error: str, *, dead: bool
     """Record a failed attempt: back to pending for later, or dead-lettered."""
     values: dict[str, Any] = {"last_error": error[:4000], "lease_until": None}
     if dead:
-        values["state"] = "dead"
+        values["state"] = ItemState.DEAD
     else:
-        values |= {"state": "pending", "next_attempt_at": retry_at or utcnow()}
+        values |= {"state": ItemState.PENDING, "next_attempt_at": retry_at or utcnow()}
     async with transaction(engine) as conn:
         await conn.execute(update(inbox_items).where(inbox_items.c.id == item_id).values(values))
 
 
 async def requeue_dead(engine: AsyncEngine, item_ids: list[int] | None = None) -> int:
     """Put dead-lettered items (all, or the given ones) back for processing."""
-    condition = inbox_items.c.state == "dead"
+    condition = inbox_items.c.state == ItemState.DEAD
     if item_ids is not None:
         condition = and_(condition, inbox_items.c.id.in_(item_ids))
     async with transaction(engine) as conn:
         result = await conn.execute(update(inbox_items).where(condition).values(
-            state="pending", attempts=0, next_attempt_at=utcnow(), lease_until=None))
+            state=ItemState.PENDING, attempts=0, next_attempt_at=utcnow(), lease_until=None))
     return result.rowcount
 
 
@@ -91,7 +92,7 @@ async def dead_items(engine: AsyncEngine) -> list[dict[str, Any]]:
         rows = (await conn.execute(
             select(inbox_items.c.id, inbox_items.c.channel, inbox_items.c.received_at,
                    inbox_items.c.attempts, inbox_items.c.last_error)
-            .where(inbox_items.c.state == "dead").order_by(inbox_items.c.id))).all()
+            .where(inbox_items.c.state == ItemState.DEAD).order_by(inbox_items.c.id))).all()
     return [{"id": r.id, "reference": reference_for(r.id), "channel": r.channel,
              "received_at": as_utc(r.received_at), "attempts": r.attempts,
              "last_error": r.last_error} for r in rows]
@@ -104,6 +105,6 @@ async def release_claims(engine: AsyncEngine) -> int:
     """
     async with transaction(engine) as conn:
         result = await conn.execute(
-            update(inbox_items).where(inbox_items.c.state == "processing")
-            .values(state="pending", lease_until=None))
+            update(inbox_items).where(inbox_items.c.state == ItemState.PROCESSING)
+            .values(state=ItemState.PENDING, lease_until=None))
     return result.rowcount

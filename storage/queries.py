@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.lifecycle import ItemState, Status
 from storage.engine import as_utc, connection
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.reference import id_for, reference_for
@@ -55,9 +56,10 @@ async def get_request(engine: AsyncEngine, reference: str, *,
                 .where(inbox_items.c.id == item_id))).first()
             if item is None:
                 return None
-            return {"reference": canonical, "status": "received", "processing": item.state,
-                    "channel": item.channel, "received_at": as_utc(item.received_at),
-                    "last_error": item.last_error if item.state == "dead" else None}
+            return {"reference": canonical, "status": Status.RECEIVED,
+                    "processing": item.state, "channel": item.channel,
+                    "received_at": as_utc(item.received_at),
+                    "last_error": item.last_error if item.state == ItemState.DEAD else None}
         result = _request_dict(row)
         if not whole:
             return result

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
+
+from domain.lifecycle import Event, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +48,11 @@ class NewRequest:
     requester_email: str | None
     requester_name: str | None
     custom_fields: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    status: str = "new"
+    # The timeline: `received` first (on a new request `threaded` follows it,
+    # when the item was threaded), then `events` (parsed, classified, ...).
+    received: Event | None = None
+    events: tuple[Event, ...] = ()
+    status: Status = Status.NEW
     tags: list[str] = field(default_factory=list)
     priority: str | None = None
     type: str | None = None
@@ -99,11 +105,20 @@ class TaggedRequest:
     participants: frozenset[str]
 
 
+class Placed(StrEnum):
+    """Where an inbox item landed."""
+
+    NEW = "new"  # a new request
+    THREAD = "thread"  # a message on an existing request
+    DUPLICATE = "duplicate"  # the same message again: stored once
+    STORED_BEFORE = "stored before"  # the item itself was stored already (a retry, a race)
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Where an inbound email goes, and why (recorded on the timeline)."""
 
-    kind: Literal["new", "thread", "duplicate"]
+    kind: Placed  # NEW, THREAD or DUPLICATE
     reason: str
     request_id: int | None = None
 

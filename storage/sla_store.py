@@ -8,18 +8,28 @@ primary key makes the first process to insert it the only one to act on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from domain.lifecycle import (
+    DONE,
+    Actor,
+    EventKind,
+    PublicEvent,
+    Status,
+    Transition,
+    transition,
+)
 from storage.engine import as_utc, insert_new, transaction, utcnow
 from storage.models import events, requests, sla_marks
 from storage.notify import notify
 from storage.outbox import emit
 
-DONE = ("resolved", "closed", "merged")
 _COLUMNS = (requests.c.id, requests.c.reference, requests.c.queue, requests.c.priority,
             requests.c.type, requests.c.status, requests.c.created_at, requests.c.claimed_by,
             requests.c.sla_policy, requests.c.first_response_at, requests.c.resolved_at,
@@ -51,7 +61,7 @@ async def claim_checks(engine: AsyncEngine, *, limit: int, hold_seconds: float,
 
 
 async def take_step(engine: AsyncEngine, request_id: int, reference: str, mark: str, *,
-                    kind: str, changes: dict[str, Any], data: dict[str, Any],
+                    kind: EventKind, changes: dict[str, Any], data: dict[str, Any],
                     notify_event: bool) -> bool:
     """Do one step once: False if some process took it already."""
     now = utcnow()
@@ -69,11 +79,11 @@ async def take_step(engine: AsyncEngine, request_id: int, reference: str, mark: 
             if row is not None and "queue" in changes:
                 await notify(conn, [row.queue])
         await conn.execute(insert(events), {"request_id": request_id, "kind": kind,
-                                            "actor": "scheduler", "at": now,
+                                            "actor": Actor.SCHEDULER, "at": now,
                                             "data": data | {"mark": mark,
                                                             "changes": changes}})
         if notify_event:
-            await emit(conn, "escalated", request_id, reference,
+            await emit(conn, PublicEvent.ESCALATED, request_id, reference,
                        data | {"mark": mark, "changes": changes})
     return True
 
@@ -83,27 +93,51 @@ async def set_deadlines(engine: AsyncEngine, request_id: int, values: dict[str, 
         await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
 
 
-def status_changed(old: str, new: str, paused_at: datetime | None,
-                   pauses: list[Any] | None, now: datetime) -> dict[str, Any]:
-    """Columns that follow a status change: the clock pauses while waiting on the
-    customer, resolution stops it, reopening counts. The scheduler looks again now."""
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A request's status and the state of its service-level clock, as stored."""
+
+    status: Status
+    paused_at: datetime | None
+    pauses: list[Any] | None
+
+
+def status_columns(clock: Clock, new: Status, now: datetime) -> dict[str, Any]:
+    """The columns that follow from a change of status, besides `status` itself
+    ({} when it is no change): see domain.lifecycle.transition."""
+    change = transition(clock.status, new, paused=clock.paused_at is not None)
+    return {} if change is None else _columns(change, clock, now)
+
+
+def _columns(change: Transition, clock: Clock, now: datetime) -> dict[str, Any]:
+    # The scheduler looks again now: a deadline may have moved.
     values: dict[str, Any] = {"next_check_at": now}
-    if new == "waiting" and paused_at is None:
+    if change.pause_starts:
         values["sla_paused_at"] = now
-    elif new != "waiting" and paused_at is not None:
-        values["sla_pauses"] = [*(pauses or []), [paused_at.isoformat(), now.isoformat()]]
+    elif change.pause_ends and clock.paused_at is not None:
+        values["sla_pauses"] = [*(clock.pauses or []),
+                                [clock.paused_at.isoformat(), now.isoformat()]]
         values["sla_paused_at"] = None
-    if new in ("resolved", "closed"):
+    if change.resolves:
         values["resolved_at"] = now
-    if new == "reopened" or (old in ("resolved", "closed") and new in ("open", "new")):
+    if change.reopens:
         values["resolved_at"] = None
         values["reopened_count"] = requests.c.reopened_count + 1
     return values
 
 
-async def sla_columns(conn: AsyncConnection, request_id: int) -> tuple[str, datetime | None,
-                                                                      list[Any] | None] | None:
-    row = (await conn.execute(
-        select(requests.c.status, requests.c.sla_paused_at, requests.c.sla_pauses)
-        .where(requests.c.id == request_id))).first()
-    return None if row is None else (row.status, as_utc(row.sla_paused_at), row.sla_pauses)
+async def clocks(conn: AsyncConnection, request_ids: Iterable[int]) -> dict[int, Clock]:
+    """The clocks of the given requests, in one query (unknown ids are left out)."""
+    wanted = set(request_ids)
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        select(requests.c.id, requests.c.status, requests.c.sla_paused_at,
+               requests.c.sla_pauses)
+        .where(requests.c.id.in_(wanted)))
+    return {row.id: Clock(Status(row.status), as_utc(row.sla_paused_at), row.sla_pauses)
+            for row in rows}
+
+
+async def clock(conn: AsyncConnection, request_id: int) -> Clock | None:
+    return (await clocks(conn, [request_id])).get(request_id)

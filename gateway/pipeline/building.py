@@ -9,9 +9,12 @@ never acknowledged; on its own it does not become open work.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from domain import lifecycle
+from domain.lifecycle import Actor, Event, EventKind, Status
 from gateway.config import Config
 from gateway.delivery.outbound import Templates, acknowledgement
 from gateway.pipeline.service_levels import deadlines
@@ -70,28 +73,46 @@ def form_input(parsed: FormSubmission, item: ClaimedItem, queue: str | None = No
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Routed:
+    """What a routing decision makes of a new request, with its timeline entries
+    (classified, routed, acknowledgement) and whether it is acknowledged."""
+
+    queue: str
+    priority: str | None
+    type: str | None
+    category: str | None
+    component: str | None
+    escalation_level: int
+    status: Status
+    tags: list[str]
+    custom_fields: dict[str, Any]
+    events: tuple[Event, ...]
+    acknowledgement: lifecycle.Acknowledgement
+
+
 def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
-            ack_veto: str | None) -> dict[str, Any]:
-    """NewRequest fields and timeline events from a routing decision."""
+            ack_veto: str | None) -> Routed:
     explained = decision.to_dict(every_rule=False)
-    send = decision.acknowledge and ack_veto is None and not decision.quarantine
-    why = (ack_veto or ("quarantined" if decision.quarantine else None)
-           or ("by rule" if decision.acknowledge else "a rule turned it off"))
-    status = "quarantined" if decision.quarantine else ("closed" if automatic else "new")
+    ack = lifecycle.acknowledgement(wanted=decision.acknowledge,
+                                    quarantined=decision.quarantine, veto=ack_veto,
+                                    template=decision.template)
     tags = list(decision.tags) + (["automatic"] if automatic else [])
-    return {
-        "queue": decision.queue, "priority": decision.priority, "type": decision.type,
-        "category": decision.category, "component": decision.component,
-        "escalation_level": decision.escalation, "status": status,
-        "tags": list(dict.fromkeys(tags)), "custom_fields": custom | dict(decision.fields),
-        "events": [
-            ("classified", "system", {"classification": explained.pop("classification")}),
-            ("routed", "rule" if decision.matched else "system", explained),
-            ("acknowledgement", "system",
-             {"send": send, "reason": why if not send else "new request from a person",
-              "template": decision.template if send else None}),
-        ],
-    }
+    return Routed(
+        queue=decision.queue, priority=decision.priority, type=decision.type,
+        category=decision.category, component=decision.component,
+        escalation_level=decision.escalation,
+        status=lifecycle.initial_status(quarantined=decision.quarantine, automatic=automatic),
+        tags=list(dict.fromkeys(tags)), custom_fields=custom | dict(decision.fields),
+        events=(
+            Event(kind=EventKind.CLASSIFIED,
+                  data={"classification": explained.pop("classification")}),
+            Event(kind=EventKind.ROUTED, actor=Actor.RULE if decision.matched else Actor.SYSTEM,
+                  data=explained),
+            Event(kind=EventKind.ACKNOWLEDGEMENT, data=ack.data()),
+        ),
+        acknowledgement=ack,
+    )
 
 
 @lru_cache(maxsize=8)
@@ -99,25 +120,35 @@ def _templates(folder: str | None) -> Templates:
     return Templates(folder)
 
 
-def _with_ack(new: dict[str, Any], events: list[tuple[str, str, dict[str, Any]]],
-              item: ClaimedItem, config: Config, *, to_name: str | None,
-              to_address: str | None, subject: str, message_id: str | None,
-              references: list[str], sla: SlaConfig | None = None) -> dict[str, Any]:
-    """Add the status token, the service-level deadlines and, when the decision
-    says so, the acknowledgement."""
+def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, routed: Routed, *,
+                 message: NewMessage, received: Event, parsed: Event | None = None,
+                 to_name: str | None, to_address: str | None, hints: ThreadHints | None = None,
+                 reply_changes: dict[str, Any] | None = None,
+                 reply_decision: dict[str, Any] | None = None) -> NewRequest:
+    """The request with its timeline, the status token, the service-level
+    deadlines and, when the decision says so, the acknowledgement to `to_address`."""
     token = secrets.token_urlsafe(24)
-    if new["status"] in ("new", "quarantined"):
-        new = new | {"sla": deadlines(sla, queue=new["queue"], priority=new["priority"],
-                                      type=new["type"], created_at=item.received_at)}
-    ack_event = next(e for e in events if e[0] == "acknowledgement")[2]
+    timed = (deadlines(sla, queue=routed.queue, priority=routed.priority, type=routed.type,
+                       created_at=item.received_at)
+             if lifecycle.gets_deadlines(routed.status) else {})
     ack = None
-    if ack_event["send"] and to_address:
+    if routed.acknowledgement.send and to_address:
         ack = acknowledgement(config, _templates(config.outbound.templates),
-                              reference=item.reference, queue=new["queue"], status_token=token,
-                              template=ack_event.get("template"), to_name=to_name,
-                              to_address=to_address, subject=subject,
-                              customer_message_id=message_id, references=references)
-    return new | {"status_token": token, "acknowledgement": ack}
+                              reference=item.reference, queue=routed.queue, status_token=token,
+                              template=routed.acknowledgement.template, to_name=to_name,
+                              to_address=to_address, subject=message.subject,
+                              customer_message_id=message.message_id,
+                              references=list(message.references))
+    return NewRequest(
+        queue=routed.queue, message=message, requester_email=message.from_address,
+        requester_name=message.from_name, custom_fields=routed.custom_fields,
+        received=received,
+        events=(*([parsed] if parsed is not None else []), *routed.events),
+        status=routed.status, tags=routed.tags, priority=routed.priority, type=routed.type,
+        category=routed.category, component=routed.component,
+        escalation_level=routed.escalation_level, status_token=token, acknowledgement=ack,
+        sla=timed, hints=hints, reply_changes=reply_changes or {},
+        reply_decision=reply_decision)
 
 
 def _reply_rules(rules: RuleSet) -> bool:
@@ -131,36 +162,20 @@ def _parents(parsed: ParsedEmail) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ordered))
 
 
-_NO_REPLY = ("mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "donotreply",
-             "do-not-reply", "bounce", "bounces")
-
-
-def _acknowledgement(parsed: ParsedEmail, own: bool, config: Config) -> tuple[bool, str]:
-    if own:
-        return False, "our own mail came back"
+def _traits(parsed: ParsedEmail, own: bool, config: Config) -> lifecycle.MailTraits:
     sender = parsed.from_.address.lower() if parsed.from_ else ""
-    local = sender.partition("@")[0]
-    if sender and config.accepts(sender):
-        return False, "sent from one of our own addresses"
-    if any(local == word or local.startswith(word + "+") or local.startswith(word + "-")
-           for word in _NO_REPLY):
-        return False, f"{sender} does not take replies"
-    if parsed.bounce is not None:
-        return False, "delivery report"
-    if parsed.auto_reply:
-        return False, "automatic reply (RFC 3834)"
-    if parsed.list_mail:
-        return False, f"mailing-list mail ({parsed.list_id or 'List-Id'})"
-    if parsed.from_ is None:
-        return False, "no sender address"
-    return True, "new request from a person"
+    return lifecycle.MailTraits(
+        sender=sender, has_sender=parsed.from_ is not None, own_outbound=own,
+        ours=bool(sender) and config.accepts(sender), bounce=parsed.bounce is not None,
+        auto_reply=parsed.auto_reply, list_mail=parsed.list_mail, list_id=parsed.list_id)
 
 
 def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
                   sla: SlaConfig | None = None) -> NewRequest:
     parsed = parse_email(item.raw)
     own = is_own_outbound(parsed, config.message_id_domain)
-    automatic = own or parsed.auto_reply or parsed.bounce is not None
+    traits = _traits(parsed, own, config)
+    automatic = traits.automatic
     sender = parsed.from_.address.lower() if parsed.from_ else None
     flags: dict[str, Any] = {
         "auto_reply": parsed.auto_reply,
@@ -185,9 +200,8 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         tags=find_reference_tags(parsed.subject, config.threading.subject_tag),
         sender=sender, automatic=automatic,
     )
-    send, why = _acknowledgement(parsed, own, config)
     routed = _routed(decide(rules, email_input(parsed, item)), automatic=automatic, custom={},
-                     ack_veto=None if send else why)
+                     ack_veto=lifecycle.acknowledgement_veto(traits))
     # Whether it is a reply is known only when it is stored; a reply rule's
     # changes are worked out now, in case, when the mail looks like a reply.
     reply_changes: dict[str, Any] = {}
@@ -198,25 +212,18 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
                          if f in REPLY_COLUMNS}
         reply_decision = reply.to_dict(every_rule=False) if reply_changes else None
     envelope = {k: item.meta.get(k) for k in ("mail_from", "rcpt_tos", "peer")}
-    events = [
-        ("received", "system", {"channel": item.channel, "envelope": envelope,
-                                "received_at": item.received_at.isoformat()}),
-        ("parsed", "system", {"parser": "full", "defects": flags["defects"],
-                              "auto_reply": parsed.auto_reply,
-                              "bounce": parsed.bounce is not None,
-                              "list": parsed.list_mail, "own_outbound": own}),
-        *routed.pop("events"),
-    ]
+    received = Event(kind=EventKind.RECEIVED, data={
+        "channel": item.channel, "envelope": envelope,
+        "received_at": item.received_at.isoformat()})
+    parsed_event = Event(kind=EventKind.PARSED, data={
+        "parser": "full", "defects": flags["defects"], "auto_reply": parsed.auto_reply,
+        "bounce": parsed.bounce is not None, "list": parsed.list_mail, "own_outbound": own})
     reply_to = parsed.reply_to[0] if parsed.reply_to else parsed.from_
-    routed = _with_ack(routed, events, item, config, to_name=reply_to.name if reply_to else None,
-                       to_address=reply_to.address if reply_to else None,
-                       subject=parsed.subject, message_id=parsed.message_id,
-                       references=list(parsed.references), sla=sla)
-    return NewRequest(
-        message=message, requester_email=sender, requester_name=message.from_name,
-        hints=hints, events=events, reply_changes=reply_changes,
-        reply_decision=reply_decision, **routed,
-    )
+    return _new_request(
+        item, config, sla, routed, message=message, received=received, parsed=parsed_event,
+        to_name=reply_to.name if reply_to else None,
+        to_address=reply_to.address if reply_to else None,
+        hints=hints, reply_changes=reply_changes, reply_decision=reply_decision)
 
 
 def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
@@ -235,20 +242,13 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
 
 
 def _from_person(item: ClaimedItem, config: Config, sla: SlaConfig | None,
-                 message: NewMessage, routed: dict[str, Any],
-                 received: dict[str, Any]) -> NewRequest:
-    """The request a person's own words make (a JSON body, a web form): the
-    timeline, the deadlines and the acknowledgement to the address they gave."""
-    events = [
-        ("received", "system", {"channel": item.channel, **received,
-                                "received_at": item.received_at.isoformat()}),
-        *routed.pop("events"),
-    ]
-    routed = _with_ack(routed, events, item, config, to_name=message.from_name,
-                       to_address=message.from_address, subject=message.subject,
-                       message_id=None, references=[], sla=sla)
-    return NewRequest(message=message, requester_email=message.from_address,
-                      requester_name=message.from_name, events=events, **routed)
+                 message: NewMessage, routed: Routed, received: dict[str, Any]) -> NewRequest:
+    """The request a person's own words make (a JSON body, a web form),
+    acknowledged to the address they gave."""
+    event = Event(kind=EventKind.RECEIVED, data={
+        "channel": item.channel, **received, "received_at": item.received_at.isoformat()})
+    return _new_request(item, config, sla, routed, message=message, received=event,
+                        to_name=message.from_name, to_address=message.from_address)
 
 
 def form_request(item: ClaimedItem, config: Config, rules: RuleSet,

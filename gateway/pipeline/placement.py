@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from storage.records import KnownMessage, Placement, TaggedRequest, ThreadHints
+from storage.records import KnownMessage, Placed, Placement, TaggedRequest, ThreadHints
 
 
 def place(hints: ThreadHints, known: Mapping[str, KnownMessage],
@@ -25,27 +25,27 @@ def place(hints: ThreadHints, known: Mapping[str, KnownMessage],
         seen = known.get(hints.message_id)
         if seen is not None and seen.direction == "in" and (
                 (seen.from_address or "").lower() == sender):
-            return Placement("duplicate", f"Message-ID {hints.message_id} is stored already",
+            return Placement(Placed.DUPLICATE, f"Message-ID {hints.message_id} is stored already",
                              seen.request_id)
     if hints.bounce_of:
         ours = known.get(hints.bounce_of)
         if ours is not None:
-            return Placement("thread", f"delivery report for message {hints.bounce_of}",
+            return Placement(Placed.THREAD, f"delivery report for message {hints.bounce_of}",
                              ours.request_id)
     for parent in hints.parent_ids:
         match = known.get(parent)
         if match is not None:
-            return Placement("thread", f"replies to message {parent}", match.request_id)
+            return Placement(Placed.THREAD, f"replies to message {parent}", match.request_id)
     refused: list[str] = []
     for tag in hints.tags:
         request = tagged.get(tag)
         if request is None:
             continue
         if sender and sender in request.participants:
-            return Placement("thread", f"subject tag {request.reference} from a participant",
+            return Placement(Placed.THREAD, f"subject tag {request.reference} from a participant",
                              request.request_id)
         refused.append(request.reference)
     if refused:
-        return Placement("new", f"subject tag {', '.join(refused)} ignored: "
+        return Placement(Placed.NEW, f"subject tag {', '.join(refused)} ignored: "
                                 f"{sender or 'the sender'} takes no part in it")
-    return Placement("new", "no stored message or tag matched")
+    return Placement(Placed.NEW, "no stored message or tag matched")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from domain.lifecycle import EventKind, Status
 from routing.sla import Policy, SlaConfig, TargetState, sla_state
 from routing.sla.escalation import Escalation, steps_for
 
@@ -30,13 +31,17 @@ def deadlines(sla: SlaConfig | None, *, queue: str, priority: str | None, type: 
             "next_check_at": min(warns) if warns else None}
 
 
+# The timeline event of a target reaching its warning time or its deadline.
+_SLA_EVENTS = {"warning": EventKind.SLA_WARNING, "breached": EventKind.SLA_BREACHED}
+
+
 @dataclass(frozen=True, slots=True)
 class Review:
     """What the scheduler found for one request."""
 
     columns: dict[str, Any]
     # (mark, event kind, rules to apply, facts for the timeline)
-    steps: list[tuple[str, str, tuple[Escalation, ...], dict[str, Any]]]
+    steps: list[tuple[str, EventKind, tuple[Escalation, ...], dict[str, Any]]]
 
 
 def _pause_events(row: dict[str, Any]) -> list[tuple[datetime, str]]:
@@ -54,7 +59,7 @@ def review(row: dict[str, Any], sla: SlaConfig | None, rules: tuple[Escalation, 
     policy: Policy | None = None
     if sla is not None and row.get("sla_policy"):
         policy = next((p for p in sla.policies if p.name == row["sla_policy"]), None)
-    steps: list[tuple[str, str, tuple[Escalation, ...], dict[str, Any]]] = []
+    steps: list[tuple[str, EventKind, tuple[Escalation, ...], dict[str, Any]]] = []
     columns: dict[str, Any] = {}
     upcoming: list[datetime] = []
     facts = {"queue": row["queue"], "priority": row["priority"], "type": row["type"]}
@@ -77,7 +82,7 @@ def review(row: dict[str, Any], sla: SlaConfig | None, rules: tuple[Escalation, 
                 if target.status == status or (status == "warning"
                                                and target.status == "breached"):
                     fired = steps_for(rules, trigger=status, target=name, **facts)
-                    steps.append((f"{name}:{status}", f"sla_{status}", fired,
+                    steps.append((f"{name}:{status}", _SLA_EVENTS[status], fired,
                                   {"target": name, "due_at": target.due_at.isoformat(),
                                    "policy": policy.name}))
             if target.status == "ok":
@@ -88,16 +93,16 @@ def review(row: dict[str, Any], sla: SlaConfig | None, rules: tuple[Escalation, 
         if rule.trigger == "unclaimed" and rule.unclaimed_for is not None and rule.applies(
                 **facts):
             due = row["created_at"] + rule.unclaimed_for
-            if row["status"] == "new" and row["claimed_by"] is None:
+            if row["status"] == Status.NEW and row["claimed_by"] is None:
                 if now >= due:
-                    steps.append((f"unclaimed:{rule.name}", "escalated", (rule,),
+                    steps.append((f"unclaimed:{rule.name}", EventKind.ESCALATED, (rule,),
                                   {"unclaimed_since": row["created_at"].isoformat()}))
                 else:
                     upcoming.append(due)
         if rule.trigger == "reopened" and rule.reopened is not None and rule.applies(**facts) \
                 and row["reopened_count"] >= rule.reopened:
-            steps.append((f"reopened:{rule.name}:{row['reopened_count']}", "escalated", (rule,),
-                          {"reopened": row["reopened_count"]}))
+            steps.append((f"reopened:{rule.name}:{row['reopened_count']}", EventKind.ESCALATED,
+                          (rule,), {"reopened": row["reopened_count"]}))
     # Look again at the next moment something can change, at least once a while
     # (a pause may end, a rule may be added).
     columns["next_check_at"] = min([*upcoming, now + timedelta(seconds=check_seconds * 60)])

@@ -1,0 +1,86 @@
+"""Rows of a stored request and its messages, as the tables take them.
+
+Everything text passes `scrub` on the way in: PostgreSQL text and JSON cannot
+hold a NUL, and mail carries them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.models import attachments
+from storage.processing import ClaimedItem
+from storage.records import NewAttachment, NewMessage, NewRequest
+from storage.uploads import insert_blobs
+
+
+def scrub(value: Any) -> Any:
+    """NUL characters, which PostgreSQL text and JSON cannot hold, as U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, Any]:
+    return scrub({
+        "reference": item.reference, "inbox_item_id": item.id, "status": new.status,
+        "queue": new.queue, "channel": item.channel, "priority": new.priority,
+        "type": new.type, "category": new.category, "component": new.component,
+        "requester_email": new.requester_email, "requester_name": new.requester_name,
+        "subject": new.message.subject, "custom_fields": new.custom_fields,
+        "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
+        "updated_at": now, "version": 1,
+        "status_token": new.status_token or secrets.token_urlsafe(24),
+        **new.sla,
+    })
+
+
+def message_row(request_id: int, item_id: int, m: NewMessage,
+                now: datetime) -> dict[str, Any]:
+    return scrub({
+        "request_id": request_id, "inbox_item_id": item_id, "direction": "in",
+        "message_id": m.message_id, "in_reply_to": m.in_reply_to,
+        "references": m.references, "from_address": m.from_address,
+        "from_name": m.from_name, "to": m.to, "cc": m.cc, "subject": m.subject,
+        "new_text": m.new_text, "text": m.text, "html": m.html, "flags": m.flags,
+        "created_at": now,
+    })
+
+
+def outbound_row(request_id: int, m: NewMessage, now: datetime) -> dict[str, Any]:
+    """A message we send: no inbox item behind it."""
+    return message_row(request_id, 0, m, now) | {"inbox_item_id": None, "direction": "out"}
+
+
+async def insert_returning(conn: AsyncConnection, table: Any,
+                           rows: list[dict[str, Any]]) -> list[int]:
+    """Insert in one statement; the new ids in the order of `rows`."""
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return [row[0] for row in await conn.execute(statement, rows)]
+
+
+async def insert_attachments(conn: AsyncConnection,
+                             found: list[tuple[int, NewAttachment]]) -> None:
+    """Attachments by message id; contents go to the blob store once each."""
+    if not found:
+        return
+    hashed = [(message_id, a, a.stored_sha256 or hashlib.sha256(a.content).hexdigest())
+              for message_id, a in found]
+    await insert_blobs(conn, {sha: a.content for _, a, sha in hashed
+                              if a.stored_sha256 is None})
+    await conn.execute(insert(attachments), [{
+        "message_id": message_id, "sha256": sha, "filename": scrub(a.filename),
+        "content_type": a.content_type,
+        "size": a.stored_size if a.stored_sha256 else len(a.content),
+        "content_id": a.content_id, "inline": a.inline,
+    } for message_id, a, sha in hashed])
