@@ -12,8 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from gateway.http.shared import problem
+from gateway.http.problems import Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _MAX_BUCKETS = 50_000
@@ -39,7 +40,7 @@ class Buckets:
         return (1 - tokens) / self.rate
 
 
-def rate_limit_middleware(per_token: Buckets, per_address: Buckets) -> Callable[..., object]:
+def rate_limit_middleware(per_token: Buckets, per_address: Buckets) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/v1/"):
@@ -49,8 +50,8 @@ def rate_limit_middleware(per_token: Buckets, per_address: Buckets) -> Callable[
         wait = per_token.take(f"t:{key[-16:]}") if key else 0.0
         wait = max(wait, per_address.take(f"a:{request.remote}"))
         if wait > 0:
-            return problem(429, "Too Many Requests", "slow down and retry later",
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            raise Problem(429, "slow down and retry later",
+                          headers={"Retry-After": str(max(1, math.ceil(wait)))})
         return await handler(request)
 
     return middleware

@@ -8,36 +8,48 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.http.openapi import INT, OPT_STR, STR, Schema, _header, _obj, _ok, _op, _path, _ref
+from domain.lifecycle import Status
+from gateway.http.openapi_schema import (
+    INT,
+    OPT_STR,
+    STR,
+    Schema,
+    header,
+    obj,
+    ok,
+    operation,
+    path_param,
+    ref,
+)
 
 HTML: Schema = {"type": "string", "description": "an HTML page"}
 
 
 def form_schemas() -> dict[str, Schema]:
     return {
-        "FormField": _obj({
+        "FormField": obj({
             "name": STR, "label": STR,
             "kind": {"enum": ["text", "email", "textarea", "select", "checkbox", "file"]},
             "required": {"type": "boolean"}, "max_length": INT, "hint": STR,
             "options": {"type": "array", "items": STR},
         }),
-        "FormDescription": _obj({
+        "FormDescription": obj({
             "id": STR, "title": STR, "intro": STR,
-            "fields": {"type": "array", "items": _ref("FormField")},
-            "limits": _obj({"max_files": INT, "max_file_bytes": INT,
-                            "file_types": {"type": "array", "items": STR},
-                            "max_body_bytes": INT, "min_fill_seconds": {"type": "number"}}),
+            "fields": {"type": "array", "items": ref("FormField")},
+            "limits": obj({"max_files": INT, "max_file_bytes": INT,
+                           "file_types": {"type": "array", "items": STR},
+                           "max_body_bytes": INT, "min_fill_seconds": {"type": "number"}}),
             "token_field": {"const": "_form_token"},
             "token": {"type": "string", "description": "send it back in `token_field`; "
                       "it must be at least `min_fill_seconds` old"},
             "honeypot": {"type": "string", "description": "a field name to leave empty"},
         }),
-        "FormReceived": _obj({
+        "FormReceived": obj({
             "reference": STR,
-            "status": {"const": "received",
+            "status": {"const": Status.RECEIVED.value,
                        "description": "stored, files included; processing follows"},
         }),
-        "FormCounts": _obj({"items": {"type": "array", "items": _obj({
+        "FormCounts": obj({"items": {"type": "array", "items": obj({
             "id": STR, "title": STR, "queue": OPT_STR,
             "accepted": INT,
             "refused": {"type": "object", "additionalProperties": INT,
@@ -51,7 +63,7 @@ def form_schemas() -> dict[str, Schema]:
 def _either(description: str, retry_after: bool = False) -> Schema:
     """A refused post: the form page again for a browser, a problem for JSON."""
     response: Schema = {"description": description, "content": {
-        "application/problem+json": {"schema": _ref("Problem")},
+        "application/problem+json": {"schema": ref("Problem")},
         "text/html": {"schema": HTML}}}
     if retry_after:
         response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
@@ -63,18 +75,18 @@ def _page(description: str) -> Schema:
 
 
 def form_paths(form_ids: Sequence[str]) -> dict[str, Schema]:
-    form = _path("form_id", "a configured form's id",
-                 {"type": "string", "enum": list(form_ids)} if form_ids else None)
-    cors = {"Access-Control-Allow-Origin": _header("the allowed origin that asked"),
-            "Vary": _header("`Origin`")}
+    form = path_param("form_id", "a configured form's id",
+                      {"type": "string", "enum": list(form_ids)} if form_ids else None)
+    cors = {"Access-Control-Allow-Origin": header("the allowed origin that asked"),
+            "Vary": header("`Origin`")}
     multipart: Schema = {"type": "object", "additionalProperties": {
         "oneOf": [STR, {"type": "string", "contentMediaType": "application/octet-stream"}]}}
-    post = _op(
+    post = operation(
         "submitForm", "Post a web form (urlencoded, or multipart with files)", "forms",
-        {"201": _ok("stored durably, files included (JSON clients)", _ref("FormReceived")),
+        {"201": ok("stored durably, files included (JSON clients)", ref("FormReceived")),
          "303": {"description": "stored durably; a browser goes on to the success page "
                                 "with `?reference=`, or a refused post to `failure_url`",
-                 "headers": {"Location": _header("the success or failure page")}},
+                 "headers": {"Location": header("the success or failure page")}},
          "400": _either("the multipart body is broken"),
          "403": _either("a cross-site post from an origin the form does not allow"),
          "404": {"$ref": "#/components/responses/NotFound"},
@@ -96,34 +108,37 @@ def form_paths(form_ids: Sequence[str]) -> dict[str, Schema]:
     return {
         "/forms/{form_id}": {
             "parameters": [form],
-            "get": _op("formPage", "The form as an accessible HTML page (no script needed)",
-                       "forms", {"200": _page("the form, with a fresh fill-time token"),
-                                 "404": _page("no such form")}, (), public=True),
+            "get": operation("formPage", "The form as an accessible HTML page (no script "
+                             "needed)", "forms",
+                             {"200": _page("the form, with a fresh fill-time token"),
+                              "404": _page("no such form")}, (), public=True),
         },
         "/forms/{form_id}/thanks": {
             "parameters": [form],
-            "get": _op("formThanks", "The default success page, showing the reference",
-                       "forms", {"200": _page("thanks, and the reference when given"),
-                                 "404": _page("no such form")}, (400,), public=True,
-                       params=[{"name": "reference", "in": "query", "required": False,
-                                "description": "the reference the post was given",
-                                "schema": STR}]),
+            "get": operation("formThanks", "The default success page, showing the reference",
+                             "forms", {"200": _page("thanks, and the reference when given"),
+                                       "404": _page("no such form")}, (400,), public=True,
+                             params=[{"name": "reference", "in": "query", "required": False,
+                                      "description": "the reference the post was given",
+                                      "schema": STR}]),
         },
         "/v1/forms/{form_id}": {
             "parameters": [form],
-            "get": _op("describeForm", "A form's fields, limits and a fresh token (for "
-                       "fetch clients)", "forms",
-                       {"200": _ok("the form", _ref("FormDescription"),
-                                   headers={"Cache-Control": _header("`no-store`")})},
-                       (404, 429), public=True),
+            "get": operation("describeForm", "A form's fields, limits and a fresh token (for "
+                             "fetch clients)", "forms",
+                             {"200": ok("the form", ref("FormDescription"),
+                                        headers={"Cache-Control": header("`no-store`")})},
+                             (404, 429), public=True),
             "post": post,
-            "options": _op("formPreflight", "CORS preflight, for the form's allowed origins",
-                           "forms", {"204": {"description": "allowed", "headers": cors}},
-                           (403, 404, 429), public=True),
+            "options": operation("formPreflight", "CORS preflight, for the form's allowed "
+                                 "origins", "forms",
+                                 {"204": {"description": "allowed", "headers": cors}},
+                                 (403, 404, 429), public=True),
         },
         "/v1/admin/forms": {
-            "get": _op("formCounts", "Posts accepted and refused per form and reason",
-                       "admin", {"200": _ok("since this process started", _ref("FormCounts"))},
-                       (401, 403, 429, 503)),
+            "get": operation("formCounts", "Posts accepted and refused per form and reason",
+                             "admin",
+                             {"200": ok("since this process started", ref("FormCounts"))},
+                             (401, 403, 429, 503)),
         },
     }

@@ -9,84 +9,85 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.http.shared import (
-    CONFIG,
-    ENGINE,
-    RULES,
-    WRITER,
-    authorised,
-    forbidden,
-    json_response,
+from domain.lifecycle import Status
+from gateway.http.auth import (
+    STAFF,
+    actor,
+    ensure_role,
     may_read,
-    problem,
-    request_url,
+    require_role,
+    require_token,
     token_of,
     unauthorised,
-    unavailable,
 )
+from gateway.http.problems import ParameterProblem, Problem, unavailable
+from gateway.http.shared import CONFIG, ENGINE, RULES, WRITER, json_response, request_url
 from gateway.pipeline.service_levels import describe
 from parsers.api_request import parse_api_request
 from storage import actions, queries
 from storage.engine import utcnow
 from storage.errors import IdempotencyConflict
 from storage.inbox import Accepted, NewItem
+from storage.tokens import TokenInfo
 
 MAX_IDEMPOTENCY_KEY = 200
+
+
+def _not_found() -> Problem:
+    # Out of scope looks exactly like unknown: no leak of what exists.
+    return Problem(404, "no request with this reference")
 
 
 async def create_request(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     token = await token_of(request)
     if token is None and not config.http.open_intake:
-        return unauthorised()
+        raise unauthorised()
     if request.content_length is not None and request.content_length > config.http.max_body_bytes:
-        return problem(413, "Content Too Large",
-                       f"the body must be at most {config.http.max_body_bytes} bytes")
+        raise Problem(413, f"the body must be at most {config.http.max_body_bytes} bytes")
     body = await request.read()  # aiohttp enforces client_max_size while reading
     parsed = parse_api_request(body)
     if isinstance(parsed, list):
-        return problem(422, "Unprocessable Content", "the request body has invalid fields",
-                       errors=[{"pointer": p.pointer, "detail": p.detail} for p in parsed])
-    meta = {
+        raise Problem(422, "the request body has invalid fields", errors=parsed)
+    item = NewItem("api", body, {
         "content_type": request.content_type,
         "remote": request.remote,
         "token_id": token.id if token else None,
         "user_agent": request.headers.get("User-Agent"),
-    }
-    item = NewItem("api", body, meta)
+    })
     key = request.headers.get("Idempotency-Key")
-    writer = request.app[WRITER]
-    headers: dict[str, str] = {}
-    if key is not None:
-        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
-            return problem(400, "Bad Request",
-                           f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        scope = f"{token.id if token else 'open'}:{key}"
-        try:
-            accepted: Accepted = await writer.submit_idempotent(item, scope)
-        except IdempotencyConflict:
-            return problem(422, "Unprocessable Content",
-                           "this Idempotency-Key was used with a different body")
-        if accepted.replayed:
-            headers["Idempotent-Replayed"] = "true"
-    else:
-        accepted = await writer.submit(item)
+    accepted = await (_submit(request, item) if key is None
+                      else _submit_once(request, item, token, key))
     url = request_url(request, accepted.reference)
-    headers["Location"] = url
-    return json_response({"reference": accepted.reference, "url": url, "status": "received"},
-                         status=201, headers=headers)
+    headers = {"Location": url} | ({"Idempotent-Replayed": "true"} if accepted.replayed else {})
+    return json_response({"reference": accepted.reference, "url": url,
+                          "status": Status.RECEIVED}, status=201, headers=headers)
+
+
+async def _submit(request: web.Request, item: NewItem) -> Accepted:
+    return await request.app[WRITER].submit(item)
+
+
+async def _submit_once(request: web.Request, item: NewItem, token: TokenInfo | None,
+                       key: str) -> Accepted:
+    """Submit under an Idempotency-Key: the same key and body get the first answer."""
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise Problem(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    scope = f"{token.id if token else 'open'}:{key}"
+    try:
+        return await request.app[WRITER].submit_idempotent(item, scope)
+    except IdempotencyConflict:
+        # Mapped here, not in the middleware: the answer is about this header.
+        raise Problem(422, "this Idempotency-Key was used with a different body") from None
 
 
 async def get_request(request: web.Request) -> web.Response:
-    token = await token_of(request)
-    if token is None:
-        return unauthorised()
+    token = await require_token(request)
     found = await queries.get_request(request.app[ENGINE], request.match_info["reference"])
-    # Out of scope looks exactly like unknown: no leak of what exists.
     if found is None or not may_read(token, found.get("queue")):
-        return problem(404, "Not Found", "no request with this reference")
+        raise _not_found()
     found["url"] = request_url(request, found["reference"])
-    if found.get("status") != "received":
+    if found.get("status") != Status.RECEIVED:
         found["sla"] = describe(found, request.app[RULES].sla, utcnow())
         for key in ("sla_pauses", "sla_paused_at"):
             found.pop(key, None)
@@ -98,13 +99,11 @@ async def get_request(request: web.Request) -> web.Response:
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    token = await token_of(request)
-    if token is None:
-        return unauthorised()
+    token = await require_token(request)
     message_id = request.query.get("message_id")
     if not message_id:
-        return problem(400, "Bad Request", "query parameter message_id is required",
-                       errors=[{"parameter": "message_id", "detail": "is required"}])
+        raise Problem(400, "query parameter message_id is required",
+                      errors=[ParameterProblem("message_id", "is required")])
     rows = await queries.find_by_message_id(request.app[ENGINE], message_id)
     visible = [r for r in rows if may_read(token, r["queue"])]
     for row in visible:
@@ -113,30 +112,26 @@ async def list_requests(request: web.Request) -> web.Response:
 
 
 async def list_quarantined(request: web.Request) -> web.Response:
-    token = await authorised(request, ("admin", "agent"))
-    if isinstance(token, web.Response):
-        return token
+    token = await require_role(request, STAFF)
     scope = list(token.queues) if token.role == "agent" and token.queues else None
-    items = await actions.list_by_status(request.app[ENGINE], "quarantined", scope)
+    items = await actions.list_by_status(request.app[ENGINE], Status.QUARANTINED, scope)
     for row in items:
         row["url"] = request_url(request, row["reference"])
     return json_response({"items": items})
 
 
 async def release_quarantined(request: web.Request) -> web.Response:
-    token = await token_of(request)
-    if token is None:
-        return unauthorised()
+    token = await require_token(request)
     engine = request.app[ENGINE]
     found = await queries.get_request(engine, request.match_info["reference"], whole=False)
     if found is None or not may_read(token, found.get("queue")):
-        return problem(404, "Not Found", "no request with this reference")
-    if token.role not in ("admin", "agent"):
-        return forbidden()
-    queue = await actions.release(engine, found["reference"], f"token:{token.id}")
+        raise _not_found()
+    ensure_role(token, STAFF)
+    queue = await actions.release(engine, found["reference"], actor(token))
     if queue is None:
-        return problem(409, "Conflict", f"request is {found['status']}, not quarantined")
-    return json_response({"reference": found["reference"], "status": "new", "queue": queue})
+        raise Problem(409, f"request is {found['status']}, not {Status.QUARANTINED}")
+    return json_response({"reference": found["reference"], "status": Status.NEW,
+                          "queue": queue})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -147,5 +142,5 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await queries.ping(request.app[ENGINE])
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        return unavailable(f"database unreachable: {type(exc).__name__}")
+        raise unavailable(f"database unreachable: {type(exc).__name__}") from None
     return json_response({"status": "ready"})

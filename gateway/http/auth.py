@@ -1,0 +1,98 @@
+"""Bearer tokens and what their roles and queue scopes allow.
+
+Each check returns the caller's token or raises the problem to answer (401
+without a valid token, 403 for a role that may not do this).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.http.problems import Problem
+from storage.tokens import TokenInfo, hash_secret, lookup_token
+
+ADMINS = ("admin",)
+STAFF = ("admin", "agent")  # who may read and work requests
+
+
+class TokenCache:
+    """Token lookups cached briefly: a revoked token stops working within `ttl`."""
+
+    def __init__(self, engine: AsyncEngine, ttl: float = 5.0) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, TokenInfo | None]] = {}
+
+    def forget(self) -> None:
+        """Drop cached lookups (after a revoke in this process)."""
+        self._entries.clear()
+
+    async def get(self, secret: str) -> TokenInfo | None:
+        key = hash_secret(secret)
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        info = await lookup_token(self._engine, secret)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (now + self._ttl, info)
+        return info
+
+
+TOKENS = web.AppKey("tokens", TokenCache)
+
+
+async def token_of(request: web.Request) -> TokenInfo | None:
+    """The caller's token, or None without a valid one (open intake allows that)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return await request.app[TOKENS].get(secret.strip())
+
+
+def unauthorised() -> Problem:
+    return Problem(401, "a valid bearer token is required",
+                   headers={"WWW-Authenticate": 'Bearer realm="intake"'})
+
+
+def forbidden() -> Problem:
+    return Problem(403, "this token's role may not do this")
+
+
+async def require_token(request: web.Request) -> TokenInfo:
+    token = await token_of(request)
+    if token is None:
+        raise unauthorised()
+    return token
+
+
+def ensure_role(token: TokenInfo, roles: Collection[str]) -> TokenInfo:
+    """The token, if its role is one of `roles`."""
+    if token.role not in roles:
+        raise forbidden()
+    return token
+
+
+async def require_role(request: web.Request, roles: Collection[str]) -> TokenInfo:
+    """The caller's token, if its role is one of `roles`."""
+    return ensure_role(await require_token(request), roles)
+
+
+def may_read(token: TokenInfo, queue: str | None) -> bool:
+    """Admins read all; agents their queues (all if unscoped); intake clients none."""
+    if token.role == "admin":
+        return True
+    if token.role != "agent":
+        return False
+    return not token.queues or (queue is not None and queue in token.queues)
+
+
+def actor(token: TokenInfo) -> str:
+    """How a token's actions are recorded on a request's timeline."""
+    return f"token:{token.id}"

@@ -1,0 +1,244 @@
+"""The OpenAPI document's paths: every route `gateway.http.app` serves, with the
+status codes each handler can answer (the web forms' are in openapi_forms.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.http.openapi_schema import (
+    AUTH,
+    HEADERS,
+    STR,
+    V1,
+    Schema,
+    header,
+    listing,
+    ok,
+    operation,
+    path_param,
+    query_param,
+    ref,
+)
+from gateway.http.queues import MAX_PAGE
+from gateway.http.requests import MAX_IDEMPOTENCY_KEY
+
+REFERENCE = path_param("reference", "the request's reference, e.g. `7PY9-9T9S` (case and "
+                       "hyphen are forgiven)")
+DEAD_LETTER = [path_param("kind", "where it failed", {"enum": ["inbox", "outbox"]}),
+               path_param("item_id", "its id in `intake dead-letters list`",
+                          {"type": "integer", "minimum": 0})]
+
+
+def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
+    queue = path_param("queue", "a configured queue's name",
+                       {"type": "string", "enum": list(queues)} if queues else None)
+    etag = {"ETag": {"$ref": "#/components/headers/ETag"}}
+    optional_etag = {"ETag": {**HEADERS["ETag"], "required": False,
+                              "description": "`\"v<version>\"`, when it is a request already"}}
+    return {
+        "/v1/requests": {
+            "post": operation(
+                "createRequest", "Submit a request", "intake",
+                {"201": ok("stored durably; processing follows", ref("Accepted"), headers={
+                    "Location": {"$ref": "#/components/headers/Location"},
+                    "Idempotent-Replayed": header(
+                        "`true` when this is the first answer to the same key and body",
+                        {"const": "true"}, required=False)})},
+                (400, 413, 422, *AUTH),
+                params=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                         "description": "the same key and body return the first answer; "
+                                        "the same key with another body gets 422",
+                         "schema": {"type": "string", "minLength": 1,
+                                    "maxLength": MAX_IDEMPOTENCY_KEY}}],
+                body=ref("NewRequest"),
+                description="Any token role may submit; without a token only when "
+                            "`http.open_intake` is set. 400 for a bad Idempotency-Key."),
+            "get": operation(
+                "findRequestsByMessageId", "Find requests by an email's Message-ID",
+                "requests", {"200": ok("requests holding that email (readable ones only)",
+                                       listing(ref("MessageMatch")))},
+                (400, *AUTH),
+                params=[query_param("message_id", "Message-ID, angle brackets optional",
+                                    {"type": "string", "minLength": 1}, required=True)]),
+        },
+        "/v1/requests/{reference}": {
+            "parameters": [REFERENCE],
+            "get": operation(
+                "getRequest", "Read a request with its messages and timeline", "requests",
+                {"200": ok("the request, or its intake state while not yet processed",
+                           {"oneOf": [ref("Request"), ref("ReceivedRequest")]},
+                           headers=optional_etag)},
+                (404, *AUTH)),
+            "patch": operation(
+                "updateRequest", "Change fields of a request", "agents",
+                {"200": ok("changed; the new version", ref("Versioned"), headers=etag)},
+                (400, 403, 404, 409, 412, 413, 422, 428, *AUTH),
+                params=[{"name": "If-Match", "in": "header", "required": True,
+                         "description": "the ETag of the version being changed",
+                         "schema": {"type": "string", "minLength": 1}}],
+                body=ref("RequestChanges"),
+                description="Agents may set status, queue, priority, type, category, "
+                            "component, tags and custom_fields; admins also "
+                            "escalation_level. Any other field is rejected with 422."),
+        },
+        "/v1/requests/{reference}/lease": {
+            "parameters": [REFERENCE],
+            "put": operation(
+                "renewLease", "Extend the caller's lease on a request", "agents",
+                {"200": ok("the new end of the lease", ref("Lease"))},
+                (400, 404, 409, 413, 422, *AUTH),
+                body=ref("LeaseRequest"), body_required=False),
+            "delete": operation(
+                "releaseLease", "Give a claimed request back to its queue", "agents",
+                {"204": ok("released", None)}, (404, 409, *AUTH)),
+        },
+        "/v1/requests/{reference}/notes": {
+            "parameters": [REFERENCE],
+            "post": operation(
+                "addNote", "Add an internal note to the timeline", "agents",
+                {"201": ok("noted", ref("NoteAdded"))},
+                (400, 403, 404, 409, 413, 422, *AUTH), body=ref("NewNote")),
+        },
+        "/v1/requests/{reference}/replies": {
+            "parameters": [REFERENCE],
+            "post": operation(
+                "addReply", "Reply to the requester (queued for delivery)", "agents",
+                {"201": ok("reply stored, delivery pending", ref("ReplyQueued"),
+                           headers=etag)},
+                (400, 403, 404, 409, 413, 422, *AUTH), body=ref("NewReply")),
+        },
+        "/v1/requests/{reference}/escalate": {
+            "parameters": [REFERENCE],
+            "post": operation(
+                "escalateRequest", "Raise the escalation level by one", "agents",
+                {"200": ok("escalated; the new version", ref("Versioned"), headers=etag)},
+                (400, 403, 404, 409, 412, 413, 422, *AUTH),
+                params=[{"name": "If-Match", "in": "header", "required": False,
+                         "description": "when sent, the change applies only to this version",
+                         "schema": STR}],
+                body=ref("Escalation"), body_required=False),
+        },
+        "/v1/requests/{reference}/merge": {
+            "parameters": [REFERENCE],
+            "post": operation(
+                "mergeRequest", "Merge a duplicate into another request", "agents",
+                {"200": ok("merged", ref("Merged"))},
+                (400, 403, 404, 409, 413, 422, *AUTH), body=ref("MergeRequest")),
+        },
+        "/v1/requests/{reference}/attachments/{attachment_id}": {
+            "parameters": [REFERENCE, path_param("attachment_id", "the attachment's `id`",
+                                                 {"type": "integer", "minimum": 0})],
+            "get": operation(
+                "downloadAttachment", "Download an attachment", "requests",
+                {"200": ok("the content, always as a download (Content-Disposition: "
+                           "attachment), with its own media type",
+                           {"type": "string", "contentMediaType": "application/octet-stream"},
+                           media="*/*", headers={
+                               "Content-Disposition": header("`attachment; filename=...`")})},
+                (404, *AUTH)),
+        },
+        "/v1/admin/rules": {
+            "get": operation("getRulesStatus", "The routing rules in force and the last "
+                             "reload", "admin", {"200": ok("rules status", ref("RulesStatus"))},
+                             (403, *AUTH)),
+        },
+        "/v1/admin/tokens": {
+            "post": operation("createToken", "Create an API token (its secret is shown "
+                              "once)", "admin", {"201": ok("created", ref("CreatedToken"))},
+                              (400, 403, 413, 422, *AUTH), body=ref("NewToken")),
+            "get": operation("listTokens", "List API tokens, revoked ones included", "admin",
+                             {"200": ok("all tokens", listing(ref("TokenInfo")))},
+                             (403, *AUTH)),
+        },
+        "/v1/admin/tokens/{token_id}": {
+            "parameters": [path_param("token_id", "the token's `id`",
+                                      {"type": "integer", "minimum": 0})],
+            "delete": operation("revokeToken", "Revoke an API token", "admin",
+                                {"204": ok("revoked; refused everywhere within seconds", None)},
+                                (403, 404, *AUTH)),
+        },
+        "/v1/admin/dead-letters": {
+            "get": operation("listDeadLetters", "Inbox items and outbox rows that failed "
+                             "every attempt", "admin",
+                             {"200": ok("dead letters", ref("DeadLetters"))}, (403, *AUTH)),
+        },
+        "/v1/admin/dead-letters/{kind}/{item_id}/retry": {
+            "parameters": DEAD_LETTER,
+            "post": operation("retryDeadLetter", "Queue a dead letter again", "admin",
+                              {"200": ok("queued again", ref("DeadLetterRetried"))},
+                              (403, 404, *AUTH)),
+        },
+        "/v1/admin/dead-letters/{kind}/{item_id}": {
+            "parameters": DEAD_LETTER,
+            "delete": operation("discardDeadLetter", "Discard a dead outbox row (inbox items "
+                                "are kept)", "admin", {"204": ok("discarded", None)},
+                                (403, 404, 409, *AUTH)),
+        },
+        "/v1/quarantine": {
+            "get": operation("listQuarantined", "Requests held by a quarantine rule", "agents",
+                             {"200": ok("held requests in the token's queues",
+                                        listing(ref("Quarantined")))}, (403, *AUTH)),
+        },
+        "/v1/quarantine/{reference}/release": {
+            "parameters": [REFERENCE],
+            "post": operation("releaseQuarantined", "Let a held request in", "agents",
+                              {"200": ok("released into its queue", ref("Released"))},
+                              (403, 404, 409, *AUTH)),
+        },
+        "/v1/queues": {
+            "get": operation("listQueues", "Queue overview: depth, unclaimed, oldest, past "
+                             "due", "agents", {"200": ok("the queues this token can see",
+                                                         listing(ref("QueueOverview")))},
+                             (403, *AUTH)),
+        },
+        "/v1/queues/{queue}/requests": {
+            "parameters": [queue],
+            "get": operation(
+                "listQueueRequests", "A page of a queue, in priority then due order",
+                "agents", {"200": ok("one page", ref("QueuePage"))}, (400, 404, *AUTH),
+                params=[
+                    query_param("status", "only this status (default: new, open, reopened)"),
+                    query_param("priority", "only this priority"),
+                    query_param("type", "only this type"),
+                    query_param("component", "only this component"),
+                    query_param("tag", "only requests with this tag"),
+                    query_param("requester", "only this requester's email"),
+                    query_param("text", "subject contains this (any case)"),
+                    query_param("limit", "page size", {"type": "integer", "minimum": 1,
+                                                       "maximum": MAX_PAGE, "default": 50}),
+                    query_param("cursor", "`next_cursor` of the previous page"),
+                ]),
+        },
+        "/v1/queues/{queue}/claim": {
+            "parameters": [queue],
+            "post": operation(
+                "claimRequests", "Take work from a queue with a lease", "agents",
+                {"200": ok("what was claimed (maybe nothing)", listing(ref("Claimed")))},
+                (400, 404, 413, 422, *AUTH), body=ref("ClaimRequest"), body_required=False,
+                description="Claims up to `limit` free requests for `lease_seconds`; with "
+                            "`wait`, waits up to that many seconds for work to arrive."),
+        },
+        "/v1/status/{token}": {
+            "parameters": [path_param("token", "the status link's key, from the "
+                                      "acknowledgement")],
+            "get": operation("getStatusPage", "The customer's view of their request", "public",
+                             {"200": ok("status and public messages", ref("StatusPage"),
+                                        headers={"Cache-Control": header(
+                                            "`no-store`", {"const": "no-store"})})},
+                             (404, *V1), public=True),
+        },
+        "/v1/openapi.json": {
+            "get": operation("getOpenApi", "This document", "public",
+                             {"200": ok("OpenAPI 3.1 document", {"type": "object"})},
+                             (429,), public=True),
+        },
+        "/healthz": {
+            "get": operation("healthz", "The process is up", "operations",
+                             {"200": ok("up", ref("Health"))}, (), public=True),
+        },
+        "/readyz": {
+            "get": operation("readyz", "The database takes writes now", "operations",
+                             {"200": ok("ready", ref("Ready"))}, (503,), public=True),
+        },
+    }
