@@ -99,9 +99,12 @@ async def main_async(args: argparse.Namespace, dsn: str, smtp_port: int,
         "webhook": [{"name": "sink", "url": f"http://127.0.0.1:{http_port}/v1/requests",
                      "events": ["*"], "secret": "bench", "allow_private": True}],
     }, "<benchmark>", {})
-    mail_rate = await drain(OutboxWorker(engine, config), engine, "email", args.rows)
-    hook_rate = await drain(OutboxWorker(engine, config), engine, "webhook", args.rows)
-    delays = sorted(await paced(OutboxWorker(engine, config), engine, args.paced, args.rate))
+    mail_rate = await drain(OutboxWorker(engine=engine, config=config), engine, "email",
+                            args.rows)
+    hook_rate = await drain(OutboxWorker(engine=engine, config=config), engine, "webhook",
+                            args.rows)
+    delays = sorted(await paced(OutboxWorker(engine=engine, config=config), engine,
+                                args.paced, args.rate))
     await engine.dispose()
     p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
     print(f"Outbox delivery on PostgreSQL, {WORKERS} worker tasks in one process")

@@ -100,7 +100,7 @@ class IntakeLMTP(_IntakeSession, LMTP):
 class IntakeHandler:
     """aiosmtpd hooks for one listener (SMTP or LMTP)."""
 
-    def __init__(self, config: Config, submit: Submit, *, channel: str) -> None:
+    def __init__(self, *, config: Config, submit: Submit, channel: str) -> None:
         self._config = config
         self._submit = submit
         self._channel = channel
@@ -145,9 +145,10 @@ class IntakeHandler:
 class SmtpListener:
     """One listening socket and the sessions it has open."""
 
-    def __init__(self, config: Config, submit: Submit, *, lmtp: bool = False) -> None:
+    def __init__(self, *, config: Config, submit: Submit, lmtp: bool = False) -> None:
         self.config = config
-        self.handler = IntakeHandler(config, submit, channel="lmtp" if lmtp else "smtp")
+        self.handler = IntakeHandler(config=config, submit=submit,
+                                     channel="lmtp" if lmtp else "smtp")
         self._cls = IntakeLMTP if lmtp else IntakeSMTP
         self._sessions: set[SMTP] = set()
         self._server: asyncio.base_events.Server | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -88,8 +88,9 @@ _INSERT = insert(inbox_items).returning(inbox_items.c.id, sort_by_parameter_orde
 class InboxWriter:
     """Group-committing writer of inbox items; start with `run()` as tasks."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 256, timeout: float = 10.0,
-                 on_commit: Any = None) -> None:
+    def __init__(self, *, engine: AsyncEngine, max_batch: int = 256, timeout: float = 10.0,
+                 on_commit: Callable[[], None] | None = None) -> None:
+        """`on_commit` is told after each commit, so a waiting pipeline starts at once."""
         self._engine = engine
         self._max_batch = max_batch
         self._timeout = timeout

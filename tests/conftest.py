@@ -1,9 +1,16 @@
-"""Shared fixtures: a database per backend, a running gateway, tokens.
+"""Shared fixtures: a database per backend, the HTTP app alone or a running
+gateway, tokens.
 
 Every storage and pipeline test runs on SQLite and on PostgreSQL. Each test
 run creates its own PostgreSQL database and drops it at the end; tests within
-the run empty its tables between them. Outside CI a missing PostgreSQL skips
-those tests with the reason shown; in CI (CI=true) it fails them.
+the run empty its tables between them. Each SQLite test gets a copy of one
+database migrated once per run. Outside CI a missing PostgreSQL skips those
+tests with the reason shown; in CI (CI=true) it fails them.
+
+Tests of the HTTP API that need nothing else use `app_client` (the app factory
+under pytest-aiohttp, no listeners or workers) and `await pipeline.drain()` to
+have what they posted processed; tests of SMTP, processes, shutdown, faults or
+delivery use `gateway`.
 """
 
 from __future__ import annotations
@@ -11,21 +18,26 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway, start, stop
 from gateway.config import Config
+from gateway.http.app import init_app
+from gateway.http.shared import RULES, SIGNALS
+from gateway.pipeline.worker import Pipeline
 from storage.engine import create_engine
 from storage.migrate import upgrade
 from storage.models import Base
 from storage.tokens import create_token
-from tests.helpers import make_config
+from tests.helpers import AppClient, make_config
 
 PG_SERVER = os.environ.get("INTAKE_TEST_PG", "postgres@127.0.0.1:5432")
 IN_CI = os.environ.get("CI") == "true"
@@ -67,38 +79,53 @@ def pg_database() -> Iterator[str]:
     asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _truncate(url: str) -> None:
+async def _empty(url: str) -> None:
+    """What TRUNCATE ... RESTART IDENTITY does, several times faster on the few
+    rows a test leaves: delete every row (dependants first), restart every id."""
     database = url.rsplit("/", 1)[1]
     conn = await asyncpg.connect(_pg_dsn(database), timeout=5)
     try:
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        statements = [f"DELETE FROM {t.name}" for t in reversed(Base.metadata.sorted_tables)]
+        sequences = await conn.fetch(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+        statements += [f'ALTER SEQUENCE "{row[0]}" RESTART' for row in sequences]
+        await conn.execute(";\n".join(statements))  # one round trip, one transaction
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database migrated once for the run (each test copies it)."""
+    path = tmp_path_factory.mktemp("template") / "intake.db"
+
+    async def migrate() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(migrate())
+    # Closed cleanly, everything is in the one file (no -wal or -journal beside it).
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    return path
 
 
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database on each backend."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}"
-
-        async def migrate() -> None:
-            engine = create_engine(url)
-            await upgrade(engine)
-            await engine.dispose()
-
-        asyncio.run(migrate())
-        return url
+        path = tmp_path / "intake.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
     url = request.getfixturevalue("pg_database")
-    asyncio.run(_truncate(url))
+    asyncio.run(_empty(url))
     return url
 
 
 @pytest.fixture
 def pg_url(pg_database: str) -> str:
     """The PostgreSQL test database, emptied: for tests that need several processes."""
-    asyncio.run(_truncate(pg_database))
+    asyncio.run(_empty(pg_database))
     return pg_database
 
 
@@ -112,6 +139,28 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def config(db_url: str) -> Config:
     return make_config(db_url)
+
+
+@pytest.fixture
+def app(config: Config) -> web.Application:
+    """The HTTP API alone: its own engine and inbox writer, no listeners or workers."""
+    return init_app(config)
+
+
+@pytest.fixture
+async def app_client(app: web.Application,
+                     aiohttp_client: Callable[[web.Application], Awaitable[AppClient]]
+                     ) -> AppClient:
+    """A client of `app` on a local test server (relative URLs, like `http`)."""
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def pipeline(app: web.Application, engine: AsyncEngine, config: Config) -> Pipeline:
+    """The pipeline for `app`'s inbox; `await pipeline.drain()` processes what was
+    accepted so far, in the test's own task, instead of waiting for a worker."""
+    return Pipeline(engine=engine, config=config, rules=app[RULES],
+                    on_new_work=app[SIGNALS].signal)
 
 
 @pytest.fixture

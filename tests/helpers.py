@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config, build_config
+
+# pytest-aiohttp's client of the HTTP app alone (the `app_client` fixture).
+AppClient = TestClient[web.Request, web.Application]
 
 
 def make_config(db_url: str, **sections: dict[str, Any] | list[dict[str, Any]]) -> Config:
@@ -22,8 +27,10 @@ def make_config(db_url: str, **sections: dict[str, Any] | list[dict[str, Any]]) 
         "database": {"url": db_url, "timeout_seconds": 3.0},
         "smtp": {"listen": "127.0.0.1:0", "lmtp_listen": "127.0.0.1:0"},
         "http": {"listen": "127.0.0.1:0", "max_body_bytes": 100_000, "shutdown_seconds": 3.0},
-        "pipeline": {"workers": 1, "poll_seconds": 0.2, "backoff_initial_seconds": 0.01,
-                     "backoff_max_seconds": 0.05, "max_attempts": 3},
+        # A short linger: a test waits for one request at a time, not for batches.
+        "pipeline": {"workers": 1, "poll_seconds": 0.2, "linger_seconds": 0.01,
+                     "backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05,
+                     "max_attempts": 3},
         "queue": [{"name": "general"}, {"name": "billing"}],
     }
     for name, values in sections.items():

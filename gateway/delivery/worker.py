@@ -34,10 +34,10 @@ Deliver = Callable[[OutboxItem], Awaitable[SendResult]]
 class OutboxWorker:
     """Delivers mail (when a relay is set), webhooks and broker messages."""
 
-    def __init__(self, engine: AsyncEngine, config: Config) -> None:
+    def __init__(self, *, engine: AsyncEngine, config: Config) -> None:
         self._engine = engine
         self._config = config
-        self._webhooks = {sub.name: sub for sub in config.webhooks()}
+        self._webhooks = {sub.name: sub for sub in config.webhooks}
         broker_url = config.broker_url
         self._publisher = Publisher(broker_url, config.broker.exchange) if broker_url else None
         self._session: aiohttp.ClientSession | None = None

@@ -1,41 +1,79 @@
-"""The HTTP app factory: middleware, shared state and every route."""
+"""The HTTP app factory: middleware, shared state and every route.
+
+`init_app(config)` alone is a working HTTP API (tests run it with pytest-aiohttp's
+`aiohttp_client`): whatever collaborator is not passed in, the app makes and
+disposes of itself in `app.cleanup_ctx`. The composition root (gateway/app.py)
+passes all of them, since it owns them and stops them in its own order.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
 from gateway.http import admin, agents, forms, openapi, requests
+from gateway.http.auth import TOKENS, TokenCache
 from gateway.http.limits import Buckets, rate_limit_middleware
-from gateway.http.shared import (
-    CONFIG,
-    ENGINE,
-    RULES,
-    SIGNALS,
-    TOKENS,
-    WRITER,
-    TokenCache,
-    problems_middleware,
-)
+from gateway.http.problems import problems_middleware
+from gateway.http.shared import CONFIG, ENGINE, RULES, SIGNALS, WRITER
 from gateway.rules_in_force import RulesHolder
 from gateway.signals import WorkSignals
+from storage.engine import create_engine
 from storage.inbox import InboxWriter
 
 
-def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter,
-              rules: RulesHolder, signals: WorkSignals | None = None) -> web.Application:
+def init_app(config: Config, *, engine: AsyncEngine | None = None,
+             writer: InboxWriter | None = None, rules: RulesHolder | None = None,
+             signals: WorkSignals | None = None) -> web.Application:
+    """The HTTP API; what is not passed in, it makes for itself (see above)."""
     per_token = Buckets(config.http.rate_limit_per_token, config.http.rate_limit_burst)
     per_address = Buckets(config.http.rate_limit_per_address, config.http.rate_limit_burst)
     app = web.Application(
         middlewares=[problems_middleware, rate_limit_middleware(per_token, per_address)],
         client_max_size=config.http.max_body_bytes)
     app[CONFIG] = config
-    app[ENGINE] = engine
-    app[WRITER] = writer
-    app[TOKENS] = TokenCache(engine)
-    app[RULES] = rules
+    app[RULES] = rules or RulesHolder.load(config)
     app[SIGNALS] = signals or WorkSignals()
+    if engine is None:
+        app.cleanup_ctx.append(_own_engine)
+    else:
+        _set_engine(app, engine)
+    if writer is None:
+        app.cleanup_ctx.append(_own_writer)  # after the engine: it writes through it
+    else:
+        app[WRITER] = writer
+    _add_routes(app)
+    return app
+
+
+def _set_engine(app: web.Application, engine: AsyncEngine) -> None:
+    app[ENGINE] = engine
+    app[TOKENS] = TokenCache(engine)
+
+
+async def _own_engine(app: web.Application) -> AsyncIterator[None]:
+    database = app[CONFIG].database
+    engine = create_engine(database.url, pool_size=database.pool_size,
+                           timeout=database.timeout_seconds)
+    _set_engine(app, engine)
+    yield
+    await engine.dispose()
+
+
+async def _own_writer(app: web.Application) -> AsyncIterator[None]:
+    writer = InboxWriter(engine=app[ENGINE], timeout=app[CONFIG].database.timeout_seconds)
+    app[WRITER] = writer
+    task = asyncio.create_task(writer.run())
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/requests", requests.create_request)
     app.router.add_get("/v1/requests", requests.list_requests)
     app.router.add_get("/v1/requests/{reference}", requests.get_request)
@@ -53,4 +91,3 @@ def build_app(config: Config, engine: AsyncEngine, writer: InboxWriter,
     app.router.add_get("/healthz", requests.healthz)
     app.router.add_get("/readyz", requests.readyz)
     app.router.add_get("/v1/openapi.json", openapi.serve)
-    return app

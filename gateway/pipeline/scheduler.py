@@ -13,6 +13,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.lifecycle import EventKind
 from gateway.pipeline.service_levels import review
 from gateway.rules_in_force import RulesHolder
 from storage.engine import utcnow
@@ -22,7 +23,7 @@ log = logging.getLogger("intake.scheduler")
 
 
 class Scheduler:
-    def __init__(self, engine: AsyncEngine, rules: RulesHolder, *,
+    def __init__(self, *, engine: AsyncEngine, rules: RulesHolder,
                  interval: float = 5.0) -> None:
         self._engine = engine
         self._rules = rules
@@ -48,7 +49,7 @@ class Scheduler:
                 notify = any(rule.notify for rule in fired) or bool(changes)
                 data = facts | {"rules": [rule.name for rule in fired]}
                 if await take_step(self._engine, row["id"], row["reference"], mark,
-                                   kind=kind if not fired else "escalated",
+                                   kind=kind if not fired else EventKind.ESCALATED,
                                    changes=changes, data=data, notify_event=notify):
                     taken += 1
             await set_deadlines(self._engine, row["id"], found.columns)

@@ -44,15 +44,17 @@ def build_request(item: ClaimedItem, config: Config, rules: RuleSet,
 
 
 class Pipeline:
-    def __init__(self, engine: AsyncEngine, config: Config,
-                 rules: RulesHolder | None = None) -> None:
+    def __init__(self, *, engine: AsyncEngine, config: Config,
+                 rules: RulesHolder | None = None,
+                 on_new_work: Callable[[str], None] | None = None,
+                 on_stored: Callable[[], None] | None = None) -> None:
+        """`on_new_work` is told the queue of each new request waiting for an agent;
+        `on_stored` is told after each store (acknowledgements may wait in the outbox)."""
         self._engine = engine
         self._config = config
         self.rules = rules or RulesHolder.load(config)
-        # Told the queue of each new request waiting for an agent.
-        self.on_new_work: Callable[[str], None] | None = None
-        # Told after each store (acknowledgements may be waiting in the outbox).
-        self.on_stored: Callable[[], None] | None = None
+        self._on_new_work = on_new_work
+        self._on_stored = on_stored
         self._wake = asyncio.Event()
         self._stopping = False
         self.processed = 0
@@ -94,6 +96,21 @@ class Pipeline:
                     # Let a few more items arrive: a batch costs about the same
                     # whether it holds one item or thirty.
                     await asyncio.sleep(settings.linger_seconds)
+
+    async def drain(self) -> int:
+        """Process what is waiting now, inline, until nothing is left to claim.
+
+        For a caller that wants the requests at once instead of from a worker (a
+        test of the HTTP app alone). Items that fail are dead-lettered or deferred
+        as by a worker, so they are not claimed again here. Returns how many were
+        stored.
+        """
+        settings = self._config.pipeline
+        before = self.processed
+        while items := await claim_items(self._engine, limit=settings.batch_size,
+                                         lease_seconds=settings.lease_seconds):
+            await self.process_batch(items)
+        return self.processed - before
 
     async def process_batch(self, items: list[ClaimedItem]) -> None:
         """Store a claimed batch in one transaction; on any failure, item by item.
@@ -156,11 +173,11 @@ class Pipeline:
         self._announce([stored])
 
     def _announce(self, stored: list[Stored]) -> None:
-        if self.on_stored is not None:
-            self.on_stored()
+        if self._on_stored is not None:
+            self._on_stored()
         for result in stored:
-            if result.new_work is not None and self.on_new_work is not None:
-                self.on_new_work(result.new_work)
+            if result.new_work is not None and self._on_new_work is not None:
+                self._on_new_work(result.new_work)
 
     async def _defer(self, item: ClaimedItem, error: str) -> None:
         delay = timedelta(seconds=self._config.pipeline.backoff_max_seconds)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.app import Gateway, start, stop
+from gateway.app import Gateway
 from gateway.config import Config
+from gateway.http.app import init_app
 from storage import queries
 from storage.tokens import create_token
-from tests.helpers import auth, make_config, wait_for
+from tests.helpers import AppClient, auth, make_config, wait_for
 
 
 def inbound(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -303,28 +306,26 @@ async def test_agents__waiting_agent_woken_by_new_email(
     assert woken_at - sent_at < 1.0
 
 
-async def test_agents__rate_limit_answers_429(db_url: str, engine: AsyncEngine,
-                                              admin_token: str) -> None:
+async def test_agents__rate_limit_answers_429(
+        db_url: str, engine: AsyncEngine, admin_token: str,
+        aiohttp_client: Callable[[web.Application], Awaitable[AppClient]]) -> None:
     config: Config = make_config(db_url, http={"rate_limit_per_token": 1.0,
                                                "rate_limit_burst": 3.0})
-    gateway = await start(config)
-    try:
-        async with aiohttp.ClientSession(base_url=gateway.http_url) as http:
-            statuses = []
-            for _ in range(6):
-                async with http.get("/v1/queues", headers=auth(admin_token)) as resp:
-                    statuses.append(resp.status)
-                    if resp.status == 429:
-                        assert int(resp.headers["Retry-After"]) >= 1
-            assert statuses[:3] == [200, 200, 200] and 429 in statuses
-            async with http.get("/healthz") as resp:
-                assert resp.status == 200  # health checks are never limited
-    finally:
-        await stop(gateway, grace=3)
+    http = await aiohttp_client(init_app(config))  # the HTTP app alone
+    statuses = []
+    for _ in range(6):
+        async with http.get("/v1/queues", headers=auth(admin_token)) as resp:
+            statuses.append(resp.status)
+            if resp.status == 429:
+                assert int(resp.headers["Retry-After"]) >= 1
+    assert statuses[:3] == [200, 200, 200] and 429 in statuses
+    async with http.get("/healthz") as resp:
+        assert resp.status == 200  # health checks are never limited
 
 
-async def test_agents__token_administration(http: aiohttp.ClientSession,
+async def test_agents__token_administration(app_client: AppClient,
                                             tokens: dict[str, str]) -> None:
+    http = app_client  # the HTTP app alone
     admin = auth(tokens["admin"])
     async with http.post("/v1/admin/tokens", json={"role": "agent", "queues": ["billing"],
                                                    "name": "night shift"},

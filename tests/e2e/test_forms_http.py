@@ -1,7 +1,9 @@
 """Web forms over real HTTP, on both backends: posts, limits, spam defences, CORS.
 
 What a browser does is in test_form_browser.py; here the edge cases are sent
-byte for byte, including bodies no browser would send.
+byte for byte, including bodies no browser would send, to the HTTP app alone
+(no SMTP, LMTP or workers; its pipeline drained inline where a test needs the
+request processed).
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.app import Gateway
 from gateway.config import Config
+from gateway.pipeline.worker import Pipeline
 from parsers.forms import issue_token
 from storage.models import attachments, blob_chunks, blobs, inbox_items, outbox
-from tests.helpers import auth, count_rows, make_config, wait_for
+from tests.helpers import AppClient, auth, count_rows, make_config, wait_for
 
 SECRET = "form-secret-for-the-tests-0123456789"
 ORIGIN = "https://www.example.com"
@@ -69,6 +71,12 @@ def config(db_url: str) -> Config:
         "form_secret": SECRET})
 
 
+@pytest.fixture
+def http(app_client: AppClient) -> AppClient:
+    """Every test here talks to the HTTP app alone."""
+    return app_client
+
+
 async def _nothing_stored(engine: AsyncEngine) -> None:
     for table in (inbox_items, blobs, blob_chunks):
         assert await count_rows(engine, table) == 0, table.name
@@ -89,7 +97,7 @@ def _multipart(values: dict[str, str],
     return data
 
 
-async def _processed(http: aiohttp.ClientSession, token: str, ref: str) -> dict[str, Any]:
+async def _processed(http: AppClient, token: str, ref: str) -> dict[str, Any]:
     async def fetch() -> dict[str, Any] | None:
         async with http.get(f"/v1/requests/{ref}", headers=auth(token)) as resp:
             data = await resp.json()
@@ -111,7 +119,7 @@ def _pointers(problem: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_forms__multipart_with_files_is_stored_routed_and_acknowledged(
-        http: aiohttp.ClientSession, gateway: Gateway, admin_token: str) -> None:
+        http: AppClient, engine: AsyncEngine, admin_token: str, pipeline: Pipeline) -> None:
     photo, scan = os.urandom(600_000), b"%PDF-1.7\n" + os.urandom(40_000)
     body = _multipart(_text(), [("photo.png", photo, "image/png"),
                                 ("scan.pdf", scan, "application/pdf")])
@@ -119,6 +127,7 @@ async def test_forms__multipart_with_files_is_stored_routed_and_acknowledged(
         assert resp.status == 201, await resp.text()
         answer = await resp.json()
     assert answer["status"] == "received"
+    await pipeline.drain()
     request = await _processed(http, admin_token, answer["reference"])
     assert (request["channel"], request["queue"]) == ("form", "billing")
     assert request["requester"] == {"email": "ann@example.com", "name": "Ann"}
@@ -135,8 +144,8 @@ async def test_forms__multipart_with_files_is_stored_routed_and_acknowledged(
             assert await resp.read() == content
     # The big file is stored in 512 KiB pieces; the small one (within the 256 KiB
     # kept in memory) whole, in the same commit as the post.
-    assert await count_rows(gateway.engine, blob_chunks) == 2
-    async with gateway.engine.connect() as conn:
+    assert await count_rows(engine, blob_chunks) == 2
+    async with engine.connect() as conn:
         inline = (await conn.execute(select(func.count()).select_from(blobs)
                                      .where(blobs.c.content.is_not(None)))).scalar_one()
         acks = (await conn.execute(select(outbox.c.payload).where(outbox.c.kind == "email"))
@@ -149,7 +158,7 @@ async def test_forms__multipart_with_files_is_stored_routed_and_acknowledged(
 
 
 async def test_forms__browser_post_redirects_to_the_success_page(
-        http: aiohttp.ClientSession) -> None:
+        http: AppClient) -> None:
     async with http.post("/v1/forms/support", data=_text(), allow_redirects=False) as resp:
         assert resp.status == 303
         location = resp.headers["Location"]
@@ -162,7 +171,7 @@ async def test_forms__browser_post_redirects_to_the_success_page(
 
 
 async def test_forms__configured_success_and_failure_pages(
-        http: aiohttp.ClientSession, gateway: Gateway) -> None:
+        http: AppClient, engine: AsyncEngine) -> None:
     async with http.post("/v1/forms/external", data=_text(), allow_redirects=False) as resp:
         assert resp.status == 303
         location = resp.headers["Location"]
@@ -179,33 +188,35 @@ async def test_forms__configured_success_and_failure_pages(
     # A JSON client is answered in JSON whatever the pages are.
     async with http.post("/v1/forms/external", data=_text(email=""), headers=JSON) as resp:
         await _problem(resp, 422)
-    assert await count_rows(gateway.engine, inbox_items) == 1
+    assert await count_rows(engine, inbox_items) == 1
 
 
 async def test_forms__same_file_twice_is_stored_once(
-        http: aiohttp.ClientSession, gateway: Gateway, admin_token: str) -> None:
+        http: AppClient, engine: AsyncEngine, admin_token: str, pipeline: Pipeline) -> None:
     photo = os.urandom(100_000)
     for _ in range(2):
         body = _multipart(_text(), [("a.png", photo, "image/png")])
         async with http.post("/v1/forms/support", data=body, headers=JSON) as resp:
             assert resp.status == 201
             reference = (await resp.json())["reference"]
+    await pipeline.drain()
     await _processed(http, admin_token, reference)
-    assert await count_rows(gateway.engine, blobs) == 1
-    assert await count_rows(gateway.engine, attachments) == 2
+    assert await count_rows(engine, blobs) == 1
+    assert await count_rows(engine, attachments) == 2
 
 
 async def test_forms__a_form_without_email_is_not_acknowledged(
-        http: aiohttp.ClientSession, gateway: Gateway, admin_token: str) -> None:
+        http: AppClient, engine: AsyncEngine, admin_token: str, pipeline: Pipeline) -> None:
     async with http.post("/v1/forms/anonymous", data={"message": "Nice tool"},
                          headers=JSON) as resp:
         assert resp.status == 201
         reference = (await resp.json())["reference"]
+    await pipeline.drain()
     request = await _processed(http, admin_token, reference)
     assert request["queue"] == "general" and request["subject"] == "Feedback"
     ack = next(e for e in request["timeline"] if e["kind"] == "acknowledgement")
     assert ack["data"] == {"send": False, "reason": "the form has no email", "template": None}
-    async with gateway.engine.connect() as conn:
+    async with engine.connect() as conn:
         mails = (await conn.execute(select(func.count()).select_from(outbox)
                                     .where(outbox.c.kind == "email"))).scalar_one()
     assert mails == 0
@@ -215,43 +226,43 @@ async def test_forms__a_form_without_email_is_not_acknowledged(
 
 
 async def test_forms__file_over_the_limit_is_413_and_nothing_is_stored(
-        http: aiohttp.ClientSession, gateway: Gateway) -> None:
+        http: AppClient, engine: AsyncEngine) -> None:
     body = _multipart(_text(), [("big.png", os.urandom(1_000_001), "image/png")])
     async with http.post("/v1/forms/support", data=body, headers=JSON) as resp:
         problem = await _problem(resp, 413)
     assert "big.png" in _pointers(problem)["/attachments"]
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
 async def test_forms__whole_body_over_the_limit_is_413_before_reading(
-        http: aiohttp.ClientSession, gateway: Gateway) -> None:
+        http: AppClient, engine: AsyncEngine) -> None:
     body = b"message=" + b"x" * 3_000_001
     async with http.post("/v1/forms/support", data=body, headers=JSON | {
             "Content-Type": "application/x-www-form-urlencoded"}) as resp:
         problem = await _problem(resp, 413)
     assert problem["reason"] == "too_large"
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
 async def test_forms__disallowed_type_is_422_naming_the_field(
-        http: aiohttp.ClientSession, gateway: Gateway) -> None:
+        http: AppClient, engine: AsyncEngine) -> None:
     body = _multipart(_text(), [("tool.exe", b"MZ" + os.urandom(100),
                                  "application/x-msdownload")])
     async with http.post("/v1/forms/support", data=body, headers=JSON) as resp:
         problem = await _problem(resp, 422)
     detail = _pointers(problem)["/attachments"]
     assert "application/x-msdownload" in detail and "not accepted" in detail
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
-async def test_forms__too_many_files_is_422(http: aiohttp.ClientSession,
-                                            gateway: Gateway) -> None:
+async def test_forms__too_many_files_is_422(http: AppClient,
+                                            engine: AsyncEngine) -> None:
     files = [(f"{i}.png", os.urandom(1000), "image/png") for i in range(3)]
     async with http.post("/v1/forms/support", data=_multipart(_text(), files),
                          headers=JSON) as resp:
         problem = await _problem(resp, 422)
     assert _pointers(problem) == {"/attachments": "at most 2 files may be sent"}
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
 @pytest.mark.parametrize("body, content_type", [
@@ -263,17 +274,17 @@ async def test_forms__too_many_files_is_422(http: aiohttp.ClientSession,
     (b"--b\r\nContent-Type: text/plain\r\n\r\nnameless\r\n--b--\r\n",
      "multipart/form-data; boundary=b"),
 ], ids=["wrong boundary", "truncated", "no boundary parameter", "part without a name"])
-async def test_forms__broken_multipart_is_400(http: aiohttp.ClientSession, gateway: Gateway,
+async def test_forms__broken_multipart_is_400(http: AppClient, engine: AsyncEngine,
                                               body: bytes, content_type: str) -> None:
     async with http.post("/v1/forms/support", data=body,
                          headers=JSON | {"Content-Type": content_type}) as resp:
         problem = await _problem(resp, 400)
     assert problem["reason"] == "broken"
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
 async def test_forms__non_utf8_field_is_422_naming_the_field(
-        http: aiohttp.ClientSession, gateway: Gateway) -> None:
+        http: AppClient, engine: AsyncEngine) -> None:
     latin1 = "Café au lait".encode("latin-1")
     multipart = (b"--b\r\nContent-Disposition: form-data; name=\"subject\"\r\n\r\n" + latin1
                  + b"\r\n--b--\r\n")
@@ -286,16 +297,16 @@ async def test_forms__non_utf8_field_is_422_naming_the_field(
                          ) as resp:
         problem = await _problem(resp, 422)
     assert _pointers(problem) == {"/subject": "this field is not valid UTF-8 text"}
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
-async def test_forms__other_content_types_are_415(http: aiohttp.ClientSession) -> None:
+async def test_forms__other_content_types_are_415(http: AppClient) -> None:
     async with http.post("/v1/forms/support", json=_text(), headers=JSON) as resp:
         await _problem(resp, 415)
 
 
-async def test_forms__field_problems_are_listed_by_field(http: aiohttp.ClientSession,
-                                                          gateway: Gateway) -> None:
+async def test_forms__field_problems_are_listed_by_field(http: AppClient,
+                                                          engine: AsyncEngine) -> None:
     values = _text(email="not an address", subject="", product="Fax",
                    message="x" * 20_001)
     async with http.post("/v1/forms/support", data=values, headers=JSON) as resp:
@@ -304,11 +315,11 @@ async def test_forms__field_problems_are_listed_by_field(http: aiohttp.ClientSes
         "/email": "this is not an email address", "/subject": "this field is required",
         "/product": "choose one of the options",
         "/message": "this field must be at most 20000 characters"}
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
 async def test_forms__browser_errors_come_back_beside_their_fields(
-        http: aiohttp.ClientSession) -> None:
+        http: AppClient) -> None:
     async with http.post("/v1/forms/support", data=_text(email=""),
                          allow_redirects=False) as resp:
         assert resp.status == 422
@@ -326,19 +337,19 @@ async def test_forms__browser_errors_come_back_beside_their_fields(
 
 
 async def test_forms__honeypot_is_refused_and_counted(
-        http: aiohttp.ClientSession, gateway: Gateway, admin_token: str) -> None:
+        http: AppClient, engine: AsyncEngine, admin_token: str) -> None:
     async with http.post("/v1/forms/support", data=_text(website="http://spam.example"),
                          headers=JSON) as resp:
         problem = await _problem(resp, 422)
     assert problem["reason"] == "honeypot"
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
     async with http.get("/v1/admin/forms", headers=auth(admin_token)) as resp:
         counts = {f["id"]: f for f in (await resp.json())["items"]}
     assert counts["support"]["refused"] == {"honeypot": 1}
     assert counts["support"]["accepted"] == 0
 
 
-async def test_forms__fill_time_token(http: aiohttp.ClientSession, gateway: Gateway) -> None:
+async def test_forms__fill_time_token(http: AppClient, engine: AsyncEngine) -> None:
     secret = SECRET.encode()
     cases = [(None, "missing"), ("12.forged", "not valid"),
              (issue_token(secret, "support", time.time() - 60), "not valid"),  # other form
@@ -349,14 +360,14 @@ async def test_forms__fill_time_token(http: aiohttp.ClientSession, gateway: Gate
         async with http.post("/v1/forms/guarded", data=values, headers=JSON) as resp:
             problem = await _problem(resp, 422)
         assert problem["reason"] == "token" and why in problem["detail"], (token, problem)
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
     values = _text(_form_token=issue_token(secret, "guarded", time.time() - 6))
     async with http.post("/v1/forms/guarded", data=values, headers=JSON) as resp:
         assert resp.status == 201, await resp.text()
 
 
 async def test_forms__the_page_carries_a_token_that_works_once_old_enough(
-        http: aiohttp.ClientSession) -> None:
+        http: AppClient) -> None:
     async with http.get("/v1/forms/guarded") as resp:
         described = await resp.json()
     assert described["limits"]["min_fill_seconds"] == 5
@@ -368,7 +379,7 @@ async def test_forms__the_page_carries_a_token_that_works_once_old_enough(
     assert 'name="_form_token" value="' in page and 'name="website"' in page
 
 
-async def test_forms__rate_limit_per_address_is_429(http: aiohttp.ClientSession) -> None:
+async def test_forms__rate_limit_per_address_is_429(http: AppClient) -> None:
     statuses = []
     for _ in range(5):  # the form allows 3 a minute, a burst of 3
         async with http.post("/v1/forms/limited", data=_text(), headers=JSON) as resp:
@@ -385,28 +396,28 @@ async def test_forms__rate_limit_per_address_is_429(http: aiohttp.ClientSession)
 
 
 async def test_forms__post_from_a_disallowed_origin_is_403(
-        http: aiohttp.ClientSession, gateway: Gateway) -> None:
+        http: AppClient, engine: AsyncEngine) -> None:
     async with http.post("/v1/forms/support", data=_text(), headers=JSON | {
             "Origin": "https://evil.example"}) as resp:
         problem = await _problem(resp, 403)
         assert "Access-Control-Allow-Origin" not in resp.headers
     assert "https://evil.example" in problem["detail"]
-    await _nothing_stored(gateway.engine)
+    await _nothing_stored(engine)
 
 
-async def test_forms__allowed_and_own_origins_may_post(http: aiohttp.ClientSession,
-                                                      gateway: Gateway) -> None:
+async def test_forms__allowed_and_own_origins_may_post(http: AppClient,
+                                                      config: Config) -> None:
     async with http.post("/v1/forms/support", data=_text(), headers=JSON | {
             "Origin": ORIGIN}) as resp:
         assert resp.status == 201
         assert resp.headers["Access-Control-Allow-Origin"] == ORIGIN
     async with http.post("/v1/forms/support", data=_text(), headers=JSON | {
-            "Origin": gateway.config.public_url}) as resp:
+            "Origin": config.public_url}) as resp:
         assert resp.status == 201
         assert "Access-Control-Allow-Origin" not in resp.headers  # same origin: not needed
 
 
-async def test_forms__preflight_only_for_allowed_origins(http: aiohttp.ClientSession) -> None:
+async def test_forms__preflight_only_for_allowed_origins(http: AppClient) -> None:
     ask = {"Access-Control-Request-Method": "POST",
            "Access-Control-Request-Headers": "content-type, accept"}
     async with http.options("/v1/forms/support", headers=ask | {"Origin": ORIGIN}) as resp:
@@ -422,7 +433,7 @@ async def test_forms__preflight_only_for_allowed_origins(http: aiohttp.ClientSes
         assert resp.headers["Access-Control-Allow-Origin"] == ORIGIN
 
 
-async def test_forms__unknown_form_is_404(http: aiohttp.ClientSession) -> None:
+async def test_forms__unknown_form_is_404(http: AppClient) -> None:
     async with http.post("/v1/forms/nope", data=_text(), headers=JSON) as resp:
         await _problem(resp, 404)
     async with http.get("/forms/nope") as resp:
@@ -430,7 +441,7 @@ async def test_forms__unknown_form_is_404(http: aiohttp.ClientSession) -> None:
 
 
 async def test_forms__pages_may_be_framed_only_by_allowed_origins(
-        http: aiohttp.ClientSession) -> None:
+        http: AppClient) -> None:
     async with http.get("/forms/support") as resp:
         policy = resp.headers["Content-Security-Policy"]
         assert resp.headers["Cache-Control"] == "no-store"  # each page has a fresh token

@@ -1,4 +1,5 @@
-"""The HTTP API over real HTTP against the running gateway."""
+"""The HTTP API over real HTTP: the app alone (no SMTP, LMTP or workers), its
+pipeline drained inline where a test needs the request processed."""
 
 from __future__ import annotations
 
@@ -7,20 +8,26 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway
+from gateway.pipeline.worker import Pipeline
 from storage.models import inbox_items, requests
 from storage.tokens import create_token
-from tests.helpers import auth, count_rows, wait_for
+from tests.helpers import AppClient, auth, count_rows, wait_for
 
 BODY = {"requester": {"email": "Bob@Example.com", "name": "Bob"}, "subject": "VPN down",
         "body": "Cannot connect since 9am.", "custom_fields": {"order": "A-17"}}
 
 
-async def _get_processed(http: aiohttp.ClientSession, token: str, ref: str) -> dict[str, Any]:
+@pytest.fixture
+def http(app_client: AppClient) -> AppClient:
+    """Every test here talks to the HTTP app alone."""
+    return app_client
+
+
+async def _get_processed(http: AppClient, token: str, ref: str) -> dict[str, Any]:
     async def fetch() -> dict[str, Any] | None:
         async with http.get(f"/v1/requests/{ref}", headers=auth(token)) as resp:
             data = await resp.json()
@@ -28,12 +35,14 @@ async def _get_processed(http: aiohttp.ClientSession, token: str, ref: str) -> d
     return await wait_for(fetch)
 
 
-async def test_http__post_then_get(http: aiohttp.ClientSession, admin_token: str) -> None:
+async def test_http__post_then_get(http: AppClient, admin_token: str,
+                                   pipeline: Pipeline) -> None:
     async with http.post("/v1/requests", json=BODY, headers=auth(admin_token)) as resp:
         assert resp.status == 201
         created = await resp.json()
         assert resp.headers["Location"] == created["url"]
     assert created["url"].endswith(f"/v1/requests/{created['reference']}")
+    await pipeline.drain()
     request = await _get_processed(http, admin_token, created["reference"])
     assert request["subject"] == "VPN down"
     assert request["requester"] == {"email": "bob@example.com", "name": "Bob"}
@@ -43,9 +52,10 @@ async def test_http__post_then_get(http: aiohttp.ClientSession, admin_token: str
 
 
 async def test_http__reference_lookup_forgives_case(
-        http: aiohttp.ClientSession, admin_token: str) -> None:
+        http: AppClient, admin_token: str, pipeline: Pipeline) -> None:
     async with http.post("/v1/requests", json=BODY, headers=auth(admin_token)) as resp:
         ref = (await resp.json())["reference"]
+    await pipeline.drain()
     await _get_processed(http, admin_token, ref)
     async with http.get(f"/v1/requests/{ref.lower().replace('-', '')}",
                         headers=auth(admin_token)) as resp:
@@ -53,7 +63,7 @@ async def test_http__reference_lookup_forgives_case(
         assert (await resp.json())["reference"] == ref
 
 
-async def test_http__reads_need_a_token(http: aiohttp.ClientSession, admin_token: str) -> None:
+async def test_http__reads_need_a_token(http: AppClient, admin_token: str) -> None:
     async with http.post("/v1/requests", json=BODY, headers=auth(admin_token)) as resp:
         ref = (await resp.json())["reference"]
     for headers in ({}, auth("itk_wrong"), {"Authorization": "Basic abc"}):
@@ -63,14 +73,14 @@ async def test_http__reads_need_a_token(http: aiohttp.ClientSession, admin_token
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-async def test_http__post_needs_a_token(http: aiohttp.ClientSession, engine: AsyncEngine) -> None:
+async def test_http__post_needs_a_token(http: AppClient, engine: AsyncEngine) -> None:
     async with http.post("/v1/requests", json=BODY) as resp:
         assert resp.status == 401
     assert await count_rows(engine, inbox_items) == 0
 
 
 async def test_http__intake_token_may_post_not_read(
-        http: aiohttp.ClientSession, engine: AsyncEngine) -> None:
+        http: AppClient, engine: AsyncEngine) -> None:
     _, token = await create_token(engine, name="web", role="intake", queues=[])
     async with http.post("/v1/requests", json=BODY, headers=auth(token)) as resp:
         assert resp.status == 201
@@ -80,11 +90,13 @@ async def test_http__intake_token_may_post_not_read(
 
 
 async def test_http__queue_scope_hides_other_queues(
-        http: aiohttp.ClientSession, engine: AsyncEngine, admin_token: str) -> None:
+        http: AppClient, engine: AsyncEngine, admin_token: str,
+        pipeline: Pipeline) -> None:
     _, billing = await create_token(engine, name="b", role="agent", queues=["billing"])
     _, general = await create_token(engine, name="g", role="agent", queues=["general"])
     async with http.post("/v1/requests", json=BODY, headers=auth(admin_token)) as resp:
         ref = (await resp.json())["reference"]
+    await pipeline.drain()
     await _get_processed(http, admin_token, ref)
     async with http.get(f"/v1/requests/{ref}", headers=auth(billing)) as resp:
         assert resp.status == 404  # the same answer as for a reference that does not exist
@@ -102,7 +114,7 @@ async def test_http__queue_scope_hides_other_queues(
     ({"requester": {"email": "a@b.c"}, "subject": "x", "body": "y",
       "custom_fields": {"a/b": [1]}}, ["/custom_fields/a~1b"]),
 ])
-async def test_http__bad_fields_named(http: aiohttp.ClientSession, admin_token: str,
+async def test_http__bad_fields_named(http: AppClient, admin_token: str,
                                       engine: AsyncEngine, body: dict[str, Any],
                                       pointers: list[str]) -> None:
     async with http.post("/v1/requests", json=body, headers=auth(admin_token)) as resp:
@@ -114,7 +126,7 @@ async def test_http__bad_fields_named(http: aiohttp.ClientSession, admin_token: 
     assert await count_rows(engine, inbox_items) == 0
 
 
-async def test_http__malformed_json(http: aiohttp.ClientSession, admin_token: str) -> None:
+async def test_http__malformed_json(http: AppClient, admin_token: str) -> None:
     async with http.post("/v1/requests", data=b"{not json", headers=auth(admin_token)) as resp:
         assert resp.status == 422
         doc = await resp.json(content_type=None)
@@ -122,7 +134,7 @@ async def test_http__malformed_json(http: aiohttp.ClientSession, admin_token: st
     assert "not valid JSON" in doc["errors"][0]["detail"]
 
 
-async def test_http__oversized_body_413(http: aiohttp.ClientSession, admin_token: str,
+async def test_http__oversized_body_413(http: AppClient, admin_token: str,
                                         engine: AsyncEngine) -> None:
     big = dict(BODY, body="x" * 150_000)
     async with http.post("/v1/requests", json=big, headers=auth(admin_token)) as resp:
@@ -138,8 +150,8 @@ async def test_http__oversized_body_413(http: aiohttp.ClientSession, admin_token
     assert await count_rows(engine, inbox_items) == 0
 
 
-async def test_http__idempotency_key(http: aiohttp.ClientSession, admin_token: str,
-                                     engine: AsyncEngine) -> None:
+async def test_http__idempotency_key(http: AppClient, admin_token: str,
+                                     engine: AsyncEngine, pipeline: Pipeline) -> None:
     headers = auth(admin_token) | {"Idempotency-Key": "form-42"}
     async with http.post("/v1/requests", json=BODY, headers=headers) as resp:
         assert resp.status == 201
@@ -152,13 +164,14 @@ async def test_http__idempotency_key(http: aiohttp.ClientSession, admin_token: s
     async with http.post("/v1/requests", json=other, headers=headers) as resp:
         assert resp.status == 422
         assert "Idempotency-Key" in (await resp.json())["detail"]
+    await pipeline.drain()
     await _get_processed(http, admin_token, first["reference"])
     assert await count_rows(engine, inbox_items) == 1
     assert await count_rows(engine, requests) == 1
 
 
 async def test_http__idempotency_key_concurrent_twins(
-        http: aiohttp.ClientSession, admin_token: str, engine: AsyncEngine) -> None:
+        http: AppClient, admin_token: str, engine: AsyncEngine) -> None:
     headers = auth(admin_token) | {"Idempotency-Key": "twin"}
 
     async def post() -> str:
@@ -171,7 +184,7 @@ async def test_http__idempotency_key_concurrent_twins(
     assert await count_rows(engine, inbox_items) == 1
 
 
-async def test_http__find_by_message_id(gateway: Gateway, http: aiohttp.ClientSession,
+async def test_http__find_by_message_id(gateway: Gateway, http: AppClient,
                                         admin_token: str) -> None:
     import smtplib
 
@@ -202,14 +215,14 @@ async def test_http__find_by_message_id(gateway: Gateway, http: aiohttp.ClientSe
         assert resp.status == 400
 
 
-async def test_http__unknown_reference_404(http: aiohttp.ClientSession, admin_token: str) -> None:
+async def test_http__unknown_reference_404(http: AppClient, admin_token: str) -> None:
     for ref in ("ZZZZ-ZZZZ", "not-a-ref", "7PY9-9T9S"):
         async with http.get(f"/v1/requests/{ref}", headers=auth(admin_token)) as resp:
             assert resp.status == 404
             assert (await resp.json(content_type=None))["title"] == "Not Found"
 
 
-async def test_http__errors_are_problem_documents(http: aiohttp.ClientSession) -> None:
+async def test_http__errors_are_problem_documents(http: AppClient) -> None:
     async with http.get("/nowhere") as resp:
         assert resp.status == 404
         assert resp.content_type == "application/problem+json"
@@ -219,7 +232,7 @@ async def test_http__errors_are_problem_documents(http: aiohttp.ClientSession) -
         assert json.loads(await resp.text())["status"] == 405
 
 
-async def test_http__health_and_readiness(http: aiohttp.ClientSession) -> None:
+async def test_http__health_and_readiness(http: AppClient) -> None:
     async with http.get("/healthz") as resp:
         assert resp.status == 200
     async with http.get("/readyz") as resp:

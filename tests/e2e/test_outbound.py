@@ -191,7 +191,7 @@ async def test_outbound__refused_mail_is_dead_lettered_then_retried(
     assert "550" in row["last_error"]
     relay.refuse = None  # the address is fixed
     assert await retry_dead(engine, [row["id"]]) == 1
-    gateway_with_relay.outbox.wake()  # type: ignore[union-attr]
+    gateway_with_relay.outbox.wake()
     await received_count(relay, 1)
     assert (await mail_rows(engine))[0]["state"] == "done"
     assert await dead_rows(engine) == []
@@ -260,7 +260,7 @@ async def test_outbound__dead_letters_over_the_admin_api(
         async with http.post(f"/v1/admin/dead-letters/outbox/{row['id']}/retry",
                              headers=headers) as resp:
             assert resp.status == 200
-        gateway_with_relay.outbox.wake()  # type: ignore[union-attr]
+        gateway_with_relay.outbox.wake()
         await received_count(relay, 1)
         async with http.post(f"/v1/admin/dead-letters/outbox/{row['id']}/retry",
                              headers=headers) as resp:

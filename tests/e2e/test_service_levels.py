@@ -126,8 +126,9 @@ async def test_sla__breach_escalates_once_across_schedulers(
     request = await new_request(sla_gateway, admin_token, engine)
     ref = request["reference"]
     await age(engine, ref, timedelta(minutes=90))
-    holder = sla_gateway.pipeline.rules
-    a, b = Scheduler(engine, holder), Scheduler(engine, holder)  # two processes' worth
+    holder = sla_gateway.rules
+    # two processes' worth
+    a, b = Scheduler(engine=engine, rules=holder), Scheduler(engine=engine, rules=holder)
     await asyncio.gather(a.tick(), b.tick())
     for _ in range(3):
         async with engine.begin() as conn:
@@ -159,7 +160,7 @@ async def test_sla__first_reply_stops_first_response_clock(
                              headers={"Authorization": f"Bearer {admin_token}"}) as resp:
             assert resp.status == 201
     await age(engine, ref, timedelta(minutes=90))
-    await Scheduler(engine, sla_gateway.pipeline.rules).tick()
+    await Scheduler(engine=engine, rules=sla_gateway.rules).tick()
     shown = await api_request(sla_gateway, admin_token, ref)
     assert shown["sla"]["first_response"]["status"] == "met"
     assert shown["queue"] == "general"  # no breach, no escalation to duty
@@ -189,7 +190,7 @@ async def test_sla__waiting_on_customer_pauses_the_clock(
         async with http.patch(f"/v1/requests/{ref}", json={"status": "open"},
                               headers=headers | {"If-Match": etag}) as resp:
             assert resp.status == 200
-    await Scheduler(engine, sla_gateway.pipeline.rules).tick()
+    await Scheduler(engine=engine, rules=sla_gateway.rules).tick()
     shown = await api_request(sla_gateway, admin_token, ref)
     moved = datetime.fromisoformat(shown["sla"]["resolution"]["due_at"]) - \
         datetime.fromisoformat(before)

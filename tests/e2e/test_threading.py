@@ -6,15 +6,26 @@ import asyncio
 import smtplib
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway
+from gateway.config import Config
 from storage import queries
 from storage.models import inbox_items, messages, requests
 from storage.records import NewMessage
 from storage.store import record_outbound
-from tests.helpers import wait_for
+from tests.helpers import make_config, wait_for
+
+
+@pytest.fixture
+def config(db_url: str, request: pytest.FixtureRequest) -> Config:
+    if request.node.originalname == "test_threading__duplicates_in_one_batch_stored_once":
+        # The pipeline's own linger (0.2 s), not the tests' short one: the burst
+        # of duplicates must reach one batch, as it does in production.
+        return make_config(db_url, pipeline={"linger_seconds": 0.2})
+    return make_config(db_url)
 
 
 def inbound(request: dict[str, Any]) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ def mail_with_attachment(name: str, content: bytes) -> bytes:
 
 
 async def drain(engine: AsyncEngine, config: Config) -> Pipeline:
-    pipe = Pipeline(engine, config)
+    pipe = Pipeline(engine=engine, config=config)
     while items := await claim_items(engine, limit=50, lease_seconds=30):
         for item in items:
             await pipe.process(item)
@@ -53,7 +53,7 @@ async def test_writer__concurrent_submissions_share_commits(engine: AsyncEngine)
         nonlocal commits
         commits += 1
 
-    writer = InboxWriter(engine, on_commit=on_commit)
+    writer = InboxWriter(engine=engine, on_commit=on_commit)
     task = asyncio.create_task(writer.run())
     try:
         accepted = await asyncio.gather(*(writer.submit(NewItem("smtp", MAIL, {"n": i}))
@@ -198,11 +198,21 @@ async def test_pipeline__malformed_mail_still_stored(engine: AsyncEngine, config
     assert await dead_items(engine) == []
 
 
+async def test_pipeline__drain_processes_what_waits_then_stops(
+        engine: AsyncEngine, config: Config) -> None:
+    await accept_many(engine, [NewItem("smtp", MAIL.replace(b"p1@", f"d{i}@".encode()))
+                               for i in range(3)])
+    pipe = Pipeline(engine=engine, config=config)
+    assert await pipe.drain() == 3
+    assert await count_rows(engine, requests) == 3
+    assert await pipe.drain() == 0  # nothing left: returns at once
+
+
 async def test_pipeline__worker_wakes_on_commit(engine: AsyncEngine, config: Config) -> None:
     slow = config.model_copy(update={"pipeline": config.pipeline.model_copy(
         update={"poll_seconds": 30.0})})
-    pipe = Pipeline(engine, slow)
-    writer = InboxWriter(engine, on_commit=pipe.wake)
+    pipe = Pipeline(engine=engine, config=slow)
+    writer = InboxWriter(engine=engine, on_commit=pipe.wake)
     tasks = [asyncio.create_task(writer.run()), asyncio.create_task(pipe.run_worker())]
     try:
         await asyncio.sleep(0.2)  # the worker is idle, waiting
