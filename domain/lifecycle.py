@@ -7,6 +7,7 @@ gateway ask it and store what it says, so each rule lives here once.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -194,9 +195,17 @@ def gets_deadlines(status: Status) -> bool:
 # Local parts of addresses that do not take replies.
 NO_REPLY = ("mailer-daemon", "postmaster", "noreply", "no-reply", "no_reply", "donotreply",
             "do-not-reply", "bounce", "bounces")
-# The window of the per-address limit on acknowledgements.
+# The window of the limits per recipient and per recipient domain, and the one
+# of the limit on all acknowledgements together (a loop and mail-bomb guard).
 ACKNOWLEDGEMENT_WINDOW = timedelta(hours=1)
+ACKNOWLEDGEMENT_BURST_WINDOW = timedelta(minutes=1)
 PERSON = "new request from a person"
+NO_RECIPIENT = "no address to answer that mail may be sent to"
+# RFC 5233 subaddresses: ann+x@ and ann+y@ reach ann@, so they are counted as ann@.
+SUBADDRESS_SEPARATOR = "+"
+# RFC 5321 4.5.3.1: what a counted recipient is kept within (64 + 1 + 255 = 320).
+MAX_LOCAL_PART = 64
+MAX_DOMAIN = 255
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,9 +234,7 @@ def acknowledgement_veto(mail: MailTraits) -> str | None:
         return "our own mail came back"
     if mail.ours:
         return "sent from one of our own addresses"
-    local = mail.sender.partition("@")[0]
-    if any(local == word or local.startswith(word + "+") or local.startswith(word + "-")
-           for word in NO_REPLY):
+    if _takes_no_replies(mail.sender):
         return f"{mail.sender} does not take replies"
     if mail.bounce:
         return "delivery report"
@@ -237,6 +244,26 @@ def acknowledgement_veto(mail: MailTraits) -> str | None:
         return f"mailing-list mail ({mail.list_id or 'List-Id'})"
     if not mail.has_sender:
         return "no sender address"
+    return None
+
+
+def _takes_no_replies(address: str) -> bool:
+    local = address.partition("@")[0]
+    return any(local == word or local.startswith(word + "+") or local.startswith(word + "-")
+               for word in NO_REPLY)
+
+
+def recipient_veto(*, recipient: str | None, ours: bool) -> str | None:
+    """Why no acknowledgement may go to `recipient` (the one checked address it
+    would be sent to: Reply-To, else From, else the address a person gave), or
+    None. `ours`: it is one of the addresses we receive for (we would write to
+    ourselves)."""
+    if ours:
+        return "the answer would go to one of our own addresses"
+    if recipient is None:
+        return NO_RECIPIENT
+    if _takes_no_replies(recipient):
+        return f"{recipient} does not take replies"
     return None
 
 
@@ -272,3 +299,69 @@ def acknowledgement_limited(*, address: str, sent: int, per_hour: int | None) ->
     if per_hour is None or sent < per_hour:
         return None
     return f"{sent} sent to {address} in the last hour (limit {per_hour})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcknowledgementLimits:
+    """How many acknowledgements may go out: to one mailbox and to one domain in
+    ACKNOWLEDGEMENT_WINDOW, and to anyone in ACKNOWLEDGEMENT_BURST_WINDOW.
+    None: no limit; 0: none at all."""
+
+    per_recipient_per_hour: int | None = None
+    per_domain_per_hour: int | None = None
+    per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcknowledgementsSent:
+    """What was sent already, counted as the limits count it."""
+
+    to_recipient: int = 0  # to this mailbox in the last hour
+    to_domain: int = 0  # to any address at the recipient's domain in the last hour
+    in_last_minute: int = 0  # to anyone
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipient:
+    """What an acknowledgement is counted on: the mailbox it reaches and its domain."""
+
+    mailbox: str
+    domain: str
+
+
+def counted_recipient(address: str) -> Recipient:
+    """The mailbox and domain an acknowledgement to `address` (one checked
+    addr-spec, its domain in A-labels) is counted on, so that spellings that
+    reach one person count as one: the local part NFKC-folded, without a `+tag`
+    and without dots (large providers ignore them: v.ictim@ is victim@). A key
+    for counting, never an address: that it may join two near-identical
+    addresses only makes the limit stricter for them."""
+    local, _, domain = address.rpartition("@")
+    folded = unicodedata.normalize("NFKC", local).casefold()
+    # Folding may lengthen it ("ß" is "ss"): the key keeps the column's bounds.
+    local = folded if len(folded) <= MAX_LOCAL_PART else local.lower()[:MAX_LOCAL_PART]
+    base, separator, _ = local.partition(SUBADDRESS_SEPARATOR)
+    if separator and base:
+        local = base
+    local = local.replace(".", "") or local
+    domain = domain.lower().rstrip(".")[:MAX_DOMAIN]
+    return Recipient(mailbox=f"{local}@{domain}", domain=domain)
+
+
+def acknowledgement_held(*, recipient: Recipient, sent: AcknowledgementsSent,
+                         limits: AcknowledgementLimits) -> str | None:
+    """Why no acknowledgement goes to `recipient` now, or None: the first limit
+    reached, the narrowest first. Per mailbox stops a loop with another
+    auto-responder (and one victim flooded through many senders' Reply-To); per
+    domain, many addresses at one organisation; per minute, a flood of any kind."""
+    held = acknowledgement_limited(address=recipient.mailbox, sent=sent.to_recipient,
+                                   per_hour=limits.per_recipient_per_hour)
+    if held is not None:
+        return held
+    if limits.per_domain_per_hour is not None and sent.to_domain >= limits.per_domain_per_hour:
+        return (f"{sent.to_domain} sent to addresses at {recipient.domain} in the last hour "
+                f"(limit {limits.per_domain_per_hour})")
+    if limits.per_minute is not None and sent.in_last_minute >= limits.per_minute:
+        return (f"{sent.in_last_minute} sent to anyone in the last minute "
+                f"(limit {limits.per_minute})")
+    return None

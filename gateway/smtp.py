@@ -3,11 +3,18 @@
 The handler is thin on purpose: check the recipient, refuse what RFC 5321
 forbids, hand the exact bytes to the inbox writer and answer 250 only once
 they are committed. Any fault of ours answers 451 4.3.0 so the sender retries.
+
+What the envelope carries reaches storage too, so what RFC 5321 forbids in it
+is refused at the command: a NUL anywhere in HELO, EHLO, LHLO, MAIL or RCPT,
+and control characters in a path (its grammar has none). What is merely
+unusual (8-bit bytes that are not UTF-8, from an old MTA) is accepted; the
+inbox keeps its exact bytes (storage/storable.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -18,6 +25,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from domain.errors import GatewayError
 from gateway.config import Config
+from storage.errors import Unstorable
 from storage.inbox import Accepted, NewItem
 
 log = logging.getLogger("intake.smtp")
@@ -31,6 +39,15 @@ BARE_LINE_ENDING = (
     "(RFC 5321 2.3.8)"
 )
 TRY_LATER = "451 4.3.0 Temporary failure storing the message, please try again later"
+# RFC 5321 4.1.2: no command may carry a NUL, and a path (Mailbox) has no
+# control character; RFC 3463 5.5.2 (syntax), 5.1.7 (sender), 5.1.3 (recipient).
+NUL_IN_COMMAND = "500 5.5.2 Syntax error: NUL character in command"
+BAD_SENDER = "553 5.1.7 Sender address rejected: control character in address"
+BAD_RECIPIENT = "553 5.1.3 Recipient address rejected: control character in address"
+SENDER_OK = "250 2.1.0 Sender OK"
+# The database refused what the message carries, and would again: a retry
+# cannot help (RFC 3463 5.6.0, other media error).
+UNSTORABLE = "554 5.6.0 Message refused: it cannot be stored as sent"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
 # aiosmtpd's own size replies carry no enhanced code; RFC 3463 says 5.3.4.
 _REWRITES = {
@@ -60,10 +77,17 @@ _SIMPLE_PATH = re.compile(
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _reply_for(exc: Exception) -> str:
     """The SMTP edge's one mapping of errors to replies. Nothing is refused
     after DATA for a fault of ours: a temporary error and a bug alike answer
-    451, so the sender keeps the message and tries again."""
+    451, so the sender keeps the message and tries again. Only a message the
+    database refuses for its own values is refused for good."""
+    if isinstance(exc, Unstorable):
+        log.warning("refusing a message: %s", exc)
+        return UNSTORABLE
     if isinstance(exc, GatewayError) and exc.temporary:
         log.warning("storing a message failed: %s", exc)
     else:
@@ -71,8 +95,26 @@ def _reply_for(exc: Exception) -> str:
     return TRY_LATER
 
 
+Command = Callable[[Any, str | None], Awaitable[None]]
+
+
+def _refusing_nul(command: Command) -> Command:
+    """aiosmtpd's command, refusing an argument with a NUL (its help text kept)."""
+    @functools.wraps(command)
+    async def checked(self: Any, arg: str | None) -> None:
+        if arg is not None and "\x00" in arg:
+            await self.push(NUL_IN_COMMAND)
+            return
+        await command(self, arg)
+    return checked
+
+
 class _IntakeSession:
     """What our sessions change in aiosmtpd's SMTP class."""
+
+    # The commands whose arguments are stored (session.host_name, the envelope).
+    smtp_MAIL = _refusing_nul(SMTP.smtp_MAIL)
+    smtp_RCPT = _refusing_nul(SMTP.smtp_RCPT)
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
@@ -90,11 +132,12 @@ class _IntakeSession:
 
 
 class IntakeSMTP(_IntakeSession, SMTP):
-    pass
+    smtp_HELO = _refusing_nul(SMTP.smtp_HELO)
+    smtp_EHLO = _refusing_nul(SMTP.smtp_EHLO)
 
 
 class IntakeLMTP(_IntakeSession, LMTP):
-    pass
+    smtp_LHLO = _refusing_nul(LMTP.smtp_LHLO)
 
 
 class IntakeHandler:
@@ -106,8 +149,18 @@ class IntakeHandler:
         self._channel = channel
         self.in_flight = 0
 
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        if _CONTROL.search(address):
+            return BAD_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return SENDER_OK
+
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        if _CONTROL.search(address):
+            return BAD_RECIPIENT
         if len(envelope.rcpt_tos) >= self._config.intake.max_recipients:
             return TOO_MANY_RECIPIENTS
         if not self._config.accepts(address):

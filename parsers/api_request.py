@@ -2,21 +2,29 @@
 
 Returns a typed record, or the list of problems each naming its field as a
 JSON pointer, so the HTTP edge can answer with one problem document.
+
+What is refused is what no database could store as sent, so that an accepted
+body always becomes a request: a NUL, a lone surrogate (`"\\ud800"`: not
+Unicode text, and not UTF-8), NaN and Infinity (not JSON, RFC 8259 section 6,
+though Python reads them). The pipeline reads stored bodies with
+`strict=False`: a body accepted before these checks existed is still read,
+and storage fits its values with a recorded defect.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from parsers.addresses import AddressError, Mailbox, parse_address
 
 MAX_SUBJECT = 998
 MAX_BODY = 1_000_000
 MAX_NAME = 200
 MAX_CUSTOM_FIELDS = 50
-# Deliberately loose: one @, no spaces, a dot-less domain allowed (localhost).
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +35,14 @@ class FieldProblem:
 
 @dataclass(frozen=True, slots=True)
 class ApiRequest:
-    requester_email: str
+    requester_email: str  # `requester`'s addr-spec; as given only when `requester` is None
     requester_name: str | None
     subject: str
     body: str
     custom_fields: dict[str, Any] = field(default_factory=dict)
+    # The one address acknowledgements go to (parsers/addresses.py); None only for
+    # a body stored before the address was checked (read with strict=False).
+    requester: Mailbox | None = field(default=None, compare=False)
 
 
 def _escape(key: str) -> str:
@@ -39,8 +50,22 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NOT_UNICODE = "must be Unicode text (a lone surrogate escape such as \\ud800 is not)"
+NOT_A_NUMBER = "must be a finite number (NaN and Infinity are not JSON)"
+
+
+def _text_problem(value: str) -> str | None:
+    """Why a string cannot be stored as sent, or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if not value.isascii() and _SURROGATE.search(value):
+        return NOT_UNICODE
+    return None
+
+
 def _string(data: dict[str, Any], key: str, pointer: str, problems: list[FieldProblem], *,
-            required: bool, limit: int) -> str | None:
+            required: bool, limit: int, strict: bool) -> str | None:
     value = data.get(key)
     if value is None:
         if required:
@@ -52,15 +77,33 @@ def _string(data: dict[str, Any], key: str, pointer: str, problems: list[FieldPr
     if len(value) > limit:
         problems.append(FieldProblem(pointer, f"must be at most {limit} characters"))
         return None
-    if "\x00" in value:
-        problems.append(FieldProblem(pointer, "must not contain NUL characters"))
+    why = _text_problem(value) if strict else None
+    if why is not None:
+        problems.append(FieldProblem(pointer, why))
         return None
     return value
 
 
-def parse_api_request(body: bytes) -> ApiRequest | list[FieldProblem]:
+def _custom_problem(key: str, value: Any, strict: bool) -> str | None:
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        return "must be a string, number, boolean or null"
+    if not strict:
+        return None
+    why = _text_problem(key)
+    if why is None and isinstance(value, str):
+        why = _text_problem(value)
+    if why is None and isinstance(value, float) and not math.isfinite(value):
+        why = NOT_A_NUMBER
+    return why
+
+
+def parse_api_request(body: bytes, *, strict: bool = True) -> ApiRequest | list[FieldProblem]:
+    """The body as a request, or its problems. `strict=False` (stored bodies)
+    lets through what storage can fit: NUL, lone surrogates, NaN, Infinity."""
     try:
         data = json.loads(body)
+    except RecursionError:
+        return [FieldProblem("", "body is not valid JSON: nested too deeply")]
     except (ValueError, UnicodeDecodeError) as exc:
         return [FieldProblem("", f"body is not valid JSON: {exc}")]
     if not isinstance(data, dict):
@@ -70,20 +113,27 @@ def parse_api_request(body: bytes) -> ApiRequest | list[FieldProblem]:
     problems += [FieldProblem(f"/{_escape(k)}", "is not a known field") for k in unknown]
 
     requester = data.get("requester")
-    email = name = None
+    email = name = mailbox = None
     if not isinstance(requester, dict):
         problems.append(FieldProblem("/requester", "is required and must be an object"))
     else:
         email = _string(requester, "email", "/requester/email", problems, required=True,
-                        limit=320)
-        if email is not None and not _EMAIL.match(email):
-            problems.append(FieldProblem("/requester/email", "is not an email address"))
+                        limit=320, strict=strict)
+        if email is not None:
+            try:
+                mailbox = parse_address(email)
+            except AddressError as exc:
+                if strict:
+                    problems.append(FieldProblem("/requester/email",
+                                                 f"is not an email address: {exc.reason}"))
         name = _string(requester, "name", "/requester/name", problems, required=False,
-                       limit=MAX_NAME)
-    subject = _string(data, "subject", "/subject", problems, required=True, limit=MAX_SUBJECT)
+                       limit=MAX_NAME, strict=strict)
+    subject = _string(data, "subject", "/subject", problems, required=True, limit=MAX_SUBJECT,
+                      strict=strict)
     if subject is not None and not subject.strip():
         problems.append(FieldProblem("/subject", "must not be empty"))
-    text = _string(data, "body", "/body", problems, required=True, limit=MAX_BODY)
+    text = _string(data, "body", "/body", problems, required=True, limit=MAX_BODY,
+                   strict=strict)
 
     custom = data.get("custom_fields", {})
     if not isinstance(custom, dict):
@@ -93,15 +143,12 @@ def parse_api_request(body: bytes) -> ApiRequest | list[FieldProblem]:
                                      f"must have at most {MAX_CUSTOM_FIELDS} fields"))
     else:
         for key, value in custom.items():
-            if "\x00" in key or isinstance(value, str) and "\x00" in value:
-                problems.append(FieldProblem(f"/custom_fields/{_escape(key)}",
-                                             "must not contain NUL characters"))
-            elif not isinstance(value, str | int | float | bool) and value is not None:
-                problems.append(FieldProblem(f"/custom_fields/{_escape(key)}",
-                                             "must be a string, number, boolean or null"))
+            why = _custom_problem(key, value, strict)
+            if why is not None:
+                problems.append(FieldProblem(f"/custom_fields/{_escape(key)}", why))
     if problems:
         return problems
     assert email is not None and subject is not None and text is not None
-    return ApiRequest(requester_email=email.lower(), requester_name=name,
-                      subject=" ".join(subject.split()), body=text,
-                      custom_fields=dict(custom))
+    return ApiRequest(requester_email=mailbox.addr_spec if mailbox else email.lower(),
+                      requester_name=name, subject=" ".join(subject.split()), body=text,
+                      custom_fields=dict(custom), requester=mailbox)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from domain.errors import ConfigError
+from parsers.addresses import NOT_AN_ADDRESS, mailbox_or_none
 from parsers.api_request import FieldProblem
 
 KINDS = ("text", "email", "textarea", "select", "checkbox", "file")
@@ -29,8 +30,10 @@ _INFERRED_ROLES = {"email": "requester_email", "name": "requester_name",
                    "subject": "subject", "message": "body", "body": "body"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 TOKEN_FIELD = "_form_token"
+# Long enough to write a long message; short enough that a harvested token soon
+# dies and the per-process record of spent tokens stays small.
+DEFAULT_TOKEN_AGE_SECONDS = 7200.0
 DEFAULT_TEXT_LIMIT = 200
 DEFAULT_TEXTAREA_LIMIT = 20_000
 MAX_CUSTOM_VALUE = 2_000
@@ -59,8 +62,8 @@ class FormSpec:
     failure_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
     min_fill_seconds: float = 3.0
-    # A token older than this is refused: a page left open for a day is reloaded.
-    max_token_age_seconds: float = 86_400.0
+    # A token older than this is refused: a page left open for hours is reloaded.
+    max_token_age_seconds: float = DEFAULT_TOKEN_AGE_SECONDS
     max_files: int = 3
     max_file_bytes: int = 10 * 1024 * 1024
     file_types: tuple[str, ...] = ("image/*", "application/pdf", "text/plain")
@@ -103,6 +106,8 @@ class FormSubmission:
     """A post that passed its form's checks: what the pipeline builds a request from."""
 
     form_id: str
+    # One checked addr-spec (parsers/addresses.py) as the edge stored it; the
+    # pipeline checks it again, since a post stored before the check may hold anything.
     requester_email: str | None
     requester_name: str | None
     subject: str
@@ -245,8 +250,8 @@ def read_form(table: Any, where: str, queues: set[str] | None,
     title = _text(table, "title", where, problems, form_id) or form_id
     intro = _text(table, "intro", where, problems, "") or ""
     min_fill = _number(table, "min_fill_seconds", where, problems, 3.0)
-    max_token_age = _number(table, "max_token_age_seconds", where, problems, 86_400.0,
-                            minimum=60)
+    max_token_age = _number(table, "max_token_age_seconds", where, problems,
+                            DEFAULT_TOKEN_AGE_SECONDS, minimum=60)
     file_types = _strings(table, "file_types", where, problems,
                           ("image/*", "application/pdf", "text/plain"))
     max_body_bytes = _number(table, "max_body_bytes", where, problems,
@@ -309,21 +314,43 @@ def _mac(secret: bytes, message: str) -> str:
     return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
-def issue_token(secret: bytes, form_id: str, now: float) -> str:
+def issue_token(secret: bytes, form_id: str, now: float, client: str = "",
+                nonce: str = "") -> str:
+    """A fill-time token for `form_id`, bound to the `client` it is issued to (the
+    caller's grouping of the client's address): a token copied to, or harvested
+    by, another address is not valid there. The caller's random `nonce` makes
+    each page's token its own, so one spent never stands for another page's."""
     issued = f"{int(now)}"
-    return f"{issued}.{_mac(secret, f'{form_id}.{issued}')}"
+    mac = _mac(secret, f"{form_id}.{issued}.{client}.{nonce}")
+    return f"{issued}.{nonce}.{mac}" if nonce else f"{issued}.{mac}"
 
 
-def check_token(secret: bytes, spec: FormSpec, token: str | None, now: float) -> str | None:
-    """None if the token is good, else why the post is refused (for the person)."""
+def issued_at(token: str) -> int | None:
+    """When a token says it was issued; None unless written as issue_token writes
+    it (no sign, no leading zero: one token has one spelling, so a spent one
+    cannot come back spelt another way)."""
+    issued = token.partition(".")[0]
+    if not (issued.isascii() and issued.isdigit() and len(issued) <= 12):
+        return None
+    return int(issued) if issued == str(int(issued)) else None
+
+
+def check_token(secret: bytes, spec: FormSpec, token: str | None, now: float,
+                client: str = "") -> str | None:
+    """None if the token is good for a post from `client`, else why the post is
+    refused (for the person)."""
     if spec.min_fill_seconds <= 0:
         return None
     if not token:
         return "the form's security token is missing; reload the page and send again"
-    issued, _, mac = token.partition(".")
-    if not issued.isdigit() or not hmac.compare_digest(mac, _mac(secret, f"{spec.id}.{issued}")):
+    issued = issued_at(token)
+    parts = token.split(".")
+    nonce, mac = (parts[1], parts[2]) if len(parts) == 3 and parts[1] else ("", parts[-1])
+    if issued is None or len(parts) not in (2, 3) or not hmac.compare_digest(
+            mac.encode("utf-8", "surrogatepass"),
+            _mac(secret, f"{spec.id}.{issued}.{client}.{nonce}").encode()):
         return "the form's security token is not valid; reload the page and send again"
-    age = now - int(issued)
+    age = now - issued
     if age < spec.min_fill_seconds:
         return "the form was sent too quickly; wait a few seconds and send it again"
     if age > spec.max_token_age_seconds:
@@ -362,8 +389,12 @@ def check_values(spec: FormSpec, values: dict[str, list[str]],
             problems.append(FieldProblem(pointer, "this field must not contain NUL characters"))
         elif len(value) > f.max_length:
             problems.append(FieldProblem(pointer, too_long(f.max_length)))
-        elif f.kind == "email" and not _EMAIL.match(value):
-            problems.append(FieldProblem(pointer, "this is not an email address"))
+        elif f.kind == "email" or f.role == "requester_email":
+            # One checked addr-spec, kept in its canonical form: never a list.
+            if (mailbox := mailbox_or_none(value)) is None:
+                problems.append(FieldProblem(pointer, NOT_AN_ADDRESS))
+            else:
+                chosen[f.name] = mailbox.addr_spec
         elif f.kind == "select" and value not in f.options:
             problems.append(FieldProblem(pointer, "choose one of the options"))
         else:
@@ -383,7 +414,7 @@ def check_values(spec: FormSpec, values: dict[str, list[str]],
     custom = {f.name: chosen[f.name] for f in spec.fields
               if f.role is None and f.kind != "file" and f.name in chosen}
     return FormSubmission(
-        form_id=spec.id, requester_email=email.lower() if email else None,
+        form_id=spec.id, requester_email=email,
         requester_name=by_role("requester_name"), subject=subject,
         body=by_role("body") or "", custom_fields=custom, files=tuple(files))
 

@@ -1,67 +1,127 @@
 """Acknowledgements of new requests: stored as our outbound message and queued
 for delivery in the transaction that stores the request.
 
-How many one address may get is the lifecycle's rule
-(`domain.lifecycle.acknowledgement_limited`); this module counts what was sent.
+How many may go out is the lifecycle's rule (`domain.lifecycle.
+acknowledgement_held`: per recipient mailbox, per recipient domain, per
+minute); this module counts what was sent. Each acknowledgement's outbox row
+records the mailbox it actually goes to (an email's Reply-To, not its From)
+and that mailbox's domain, and the limits count those columns.
+
+On PostgreSQL, transactions that queue acknowledgements take one
+transaction-level advisory lock before counting, so two pipelines (or two
+processes) storing batches at once cannot both count below a limit and both
+send: the second counts after the first commits. SQLite has one writer at a
+time already.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.lifecycle import (
+    ACKNOWLEDGEMENT_BURST_WINDOW,
     ACKNOWLEDGEMENT_WINDOW,
+    AcknowledgementLimits,
+    AcknowledgementsSent,
     Event,
     EventKind,
-    acknowledgement_limited,
+    Recipient,
+    acknowledgement_held,
+    counted_recipient,
 )
-from storage.models import messages, outbox, requests
+from storage.models import messages, outbox
 from storage.outbox import enqueue, message_payload
-from storage.records import NewRequest
+from storage.records import NewMessage, NewRequest
 from storage.rows import outbound_row
 
 ACK_KEY = "ack:"  # the outbox dedupe key's prefix: one acknowledgement per request
+# pg_advisory_xact_lock key of "counting acknowledgements" (any constant of our own).
+COUNTING_LOCK = 0x1A_C4_0C_0B_7E
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    request_id: int
+    message: NewMessage
+    recipient: Recipient
 
 
 async def queue_acknowledgements(conn: AsyncConnection, created: list[tuple[int, NewRequest]],
-                                 now: datetime, per_hour: int | None
+                                 now: datetime, limits: AcknowledgementLimits | None
                                  ) -> list[tuple[int, Event]]:
-    """Queue the acknowledgement of each new request that has one, unless its
-    address has had its share; the timeline events, by request id."""
+    """Queue the acknowledgement of each new request that has one, unless a limit
+    holds it back (recorded with the reason); the timeline events, by request id."""
+    wanted = [_Wanted(request_id, new.acknowledgement,
+                      counted_recipient(new.acknowledgement.to[0]["address"]))
+              for request_id, new in created
+              if new.acknowledgement is not None and new.acknowledgement.to]
+    if not wanted:
+        return []
+    counts = await _Counts.read(conn, wanted, now) if limits is not None else None
     found: list[tuple[int, Event]] = []
-    counted: dict[str, int] = {}  # per address: sent in the window, this batch included
-    for request_id, new in created:
-        ack = new.acknowledgement
-        if ack is None or not ack.to:
-            continue
-        address = ack.to[0]["address"].lower()
-        if per_hour is not None:
-            sent = counted.get(address)
-            if sent is None:
-                sent = await _sent_recently(conn, address, now)
-            refused = acknowledgement_limited(address=address, sent=sent, per_hour=per_hour)
-            counted[address] = sent if refused else sent + 1
-            if refused:
-                found.append((request_id, Event(kind=EventKind.ACKNOWLEDGEMENT_SKIPPED,
-                                                data={"reason": refused})))
+    for one in wanted:
+        if counts is not None and limits is not None:
+            held = acknowledgement_held(recipient=one.recipient, sent=counts.sent(one.recipient),
+                                        limits=limits)
+            if held is not None:
+                found.append((one.request_id, Event(kind=EventKind.ACKNOWLEDGEMENT_SKIPPED,
+                                                    data={"reason": held})))
                 continue
-        await conn.execute(insert(messages), outbound_row(request_id, ack, now))
+            counts.add(one.recipient)  # this batch counts too
+        ack = one.message
+        await conn.execute(insert(messages), outbound_row(one.request_id, ack, now))
         await enqueue(conn, "email", {"message": message_payload(ack),
                                       "purpose": "acknowledgement"},
-                      request_id=request_id, dedupe_key=f"{ACK_KEY}{request_id}")
-        found.append((request_id, Event(kind=EventKind.ACKNOWLEDGEMENT_QUEUED,
-                                        data={"message_id": ack.message_id, "to": ack.to})))
+                      request_id=one.request_id, dedupe_key=f"{ACK_KEY}{one.request_id}",
+                      recipient=one.recipient.mailbox, recipient_domain=one.recipient.domain)
+        found.append((one.request_id, Event(kind=EventKind.ACKNOWLEDGEMENT_QUEUED,
+                                            data={"message_id": ack.message_id, "to": ack.to})))
     return found
 
 
-async def _sent_recently(conn: AsyncConnection, address: str, now: datetime) -> int:
-    """Acknowledgements queued for requests from `address` in the window."""
-    return int((await conn.execute(
-        select(func.count()).select_from(outbox)
-        .join(requests, requests.c.id == outbox.c.request_id)
-        .where(requests.c.requester_email == address,
-               outbox.c.dedupe_key.like(f"{ACK_KEY}%"),
-               outbox.c.created_at > now - ACKNOWLEDGEMENT_WINDOW))).scalar_one())
+@dataclass(slots=True)
+class _Counts:
+    """Acknowledgements sent in the limits' windows, for the batch's recipients."""
+
+    by_mailbox: Counter[str]
+    by_domain: Counter[str]
+    last_minute: int
+
+    @classmethod
+    async def read(cls, conn: AsyncConnection, wanted: list[_Wanted], now: datetime
+                   ) -> _Counts:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": COUNTING_LOCK})
+        mailboxes = sorted({w.recipient.mailbox for w in wanted})
+        domains = sorted({w.recipient.domain for w in wanted})
+        acks = outbox.c.dedupe_key.like(f"{ACK_KEY}%")
+        hour = outbox.c.created_at > now - ACKNOWLEDGEMENT_WINDOW
+        by_mailbox = Counter({key: count for key, count in (await conn.execute(
+            select(outbox.c.recipient, func.count())
+            .where(outbox.c.recipient.in_(mailboxes), hour, acks)
+            .group_by(outbox.c.recipient))).all()})
+        by_domain = Counter({key: count for key, count in (await conn.execute(
+            select(outbox.c.recipient_domain, func.count())
+            .where(outbox.c.recipient_domain.in_(domains), hour, acks)
+            .group_by(outbox.c.recipient_domain))).all()})
+        last_minute = int((await conn.execute(
+            select(func.count()).select_from(outbox)
+            .where(outbox.c.created_at > now - ACKNOWLEDGEMENT_BURST_WINDOW, acks))
+        ).scalar_one())
+        return cls(by_mailbox, by_domain, last_minute)
+
+    def sent(self, recipient: Recipient) -> AcknowledgementsSent:
+        return AcknowledgementsSent(to_recipient=self.by_mailbox[recipient.mailbox],
+                                    to_domain=self.by_domain[recipient.domain],
+                                    in_last_minute=self.last_minute)
+
+    def add(self, recipient: Recipient) -> None:
+        self.by_mailbox[recipient.mailbox] += 1
+        self.by_domain[recipient.domain] += 1
+        self.last_minute += 1

@@ -22,6 +22,7 @@ from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.notify import notify
 from storage.outbox import emit, enqueue, message_payload
+from storage.participants import established
 from storage.records import NewMessage
 from storage.sla_store import clock, status_columns
 
@@ -39,13 +40,17 @@ async def list_by_status(engine: AsyncEngine, status: Status,
              "requester": r.requester_email, "created_at": as_utc(r.created_at)} for r in rows]
 
 
-async def release(engine: AsyncEngine, reference: str, actor: str) -> str | None:
-    """Let a quarantined request in: status new; None if it was not held."""
+async def release(engine: AsyncEngine, reference: str, actor: str, *,
+                  expected_version: int | None = None) -> str | None:
+    """Let a quarantined request in: status new; None if it was not held (or, with
+    `expected_version`, if it is no longer at that version)."""
     now = utcnow()
+    conditions = [requests.c.reference == reference, requests.c.status == Status.QUARANTINED]
+    if expected_version is not None:
+        conditions.append(requests.c.version == expected_version)
     async with transaction(engine) as conn:
         row = (await conn.execute(
-            update(requests)
-            .where(requests.c.reference == reference, requests.c.status == Status.QUARANTINED)
+            update(requests).where(*conditions)
             .values(status=Status.NEW, updated_at=now, version=requests.c.version + 1)
             .returning(requests.c.id, requests.c.queue))).first()
         if row is None:
@@ -150,28 +155,55 @@ def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()}
 
 
+class _Changed(Exception):
+    """The request is no longer at the version the change was for: roll back."""
+
+
+async def _hold(conn: AsyncConnection, request_id: int, version: int) -> bool:
+    """Lock the row at `version` for this transaction; False if it has moved on.
+
+    A no-op UPDATE rather than a SELECT: it takes the row lock on PostgreSQL and
+    begins the write transaction on SQLite, so nothing changes the request
+    between this check and the commit."""
+    row = (await conn.execute(
+        update(requests).where(requests.c.id == request_id, requests.c.version == version)
+        .values(version=requests.c.version).returning(requests.c.id))).first()
+    return row is not None
+
+
 async def add_event(engine: AsyncEngine, reference: str, kind: EventKind, actor: str,
-                    data: dict[str, Any]) -> Updated:
-    """Record something on the timeline (a note) without changing fields."""
-    now = utcnow()
-    async with transaction(engine) as conn:
-        found = await _request_id(conn, reference)
-        if found is None:
-            return Updated(Outcome.MISSING)
-        await conn.execute(insert(events), {"request_id": found[0], "kind": kind,
-                                            "actor": actor, "at": now, "data": data})
-    return Updated(Outcome.OK, found[1])
-
-
-async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, actor: str,
-                    *, status: Status | None) -> Updated:
-    """An agent's answer to the requester: an outbound message on the request."""
+                    data: dict[str, Any], *, expected_version: int | None = None) -> Updated:
+    """Record something on the timeline (a note) without changing fields; with
+    `expected_version`, only while the request is at that version."""
     now = utcnow()
     async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
         if found is None:
             return Updated(Outcome.MISSING)
         request_id, version = found
+        if expected_version is not None and not (
+                expected_version == version and await _hold(conn, request_id, version)):
+            return Updated(Outcome.STALE, version)
+        await conn.execute(insert(events), {"request_id": request_id, "kind": kind,
+                                            "actor": actor, "at": now, "data": data})
+    return Updated(Outcome.OK, version)
+
+
+async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, actor: str,
+                    *, status: Status | None, expected_version: int | None = None) -> Updated:
+    """An agent's answer to the requester: an outbound message on the request; with
+    `expected_version`, only while the request is at that version."""
+    now = utcnow()
+    async with transaction(engine) as conn:
+        found = await _request_id(conn, reference)
+        if found is None:
+            return Updated(Outcome.MISSING)
+        request_id, version = found
+        # The version moves on by exactly one, or nothing is written: two replies
+        # at once never leave two states under one ETag.
+        if expected_version is not None and expected_version != version or not (
+                await _hold(conn, request_id, version)):
+            return Updated(Outcome.STALE, version)
         await conn.execute(insert(messages), {
             "request_id": request_id, "inbox_item_id": None, "direction": "out",
             "message_id": message.message_id, "in_reply_to": message.in_reply_to,
@@ -202,30 +234,48 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
     return Updated(Outcome.OK, version + 1)
 
 
-async def merge(engine: AsyncEngine, reference: str, into: str, actor: str) -> Outcome:
-    """Merge a duplicate into another request: OK, MISSING, SAME or MERGED (already)."""
+async def merge(engine: AsyncEngine, reference: str, into: str, actor: str, *,
+                expected_version: int | None = None,
+                into_version: int | None = None) -> Outcome:
+    """Merge a duplicate into another request: OK, MISSING, SAME, MERGED (already),
+    or STALE when either is no longer at the version given for it."""
     now = utcnow()
-    async with transaction(engine) as conn:
-        source = (await conn.execute(select(requests.c.id, requests.c.status)
-                                     .where(requests.c.reference == reference))).first()
-        target = (await conn.execute(select(requests.c.id)
-                                     .where(requests.c.reference == into))).first()
-        if source is None or target is None:
-            return Outcome.MISSING
-        if source.id == target.id:
-            return Outcome.SAME
-        if source.status == Status.MERGED:
-            return Outcome.MERGED
-        await conn.execute(update(requests).where(requests.c.id == source.id).values(
-            status=Status.MERGED, merged_into_id=target.id, claimed_by=None, claim_until=None,
-            updated_at=now, version=requests.c.version + 1))
-        await conn.execute(update(requests).where(requests.c.id == target.id).values(
-            updated_at=now, version=requests.c.version + 1))
-        await conn.execute(insert(events), [
-            {"request_id": source.id, "kind": EventKind.MERGED, "actor": actor, "at": now,
-             "data": {"into": into}},
-            {"request_id": target.id, "kind": EventKind.MERGED_FROM, "actor": actor, "at": now,
-             "data": {"from": reference}}])
+    try:
+        async with transaction(engine) as conn:
+            source = (await conn.execute(
+                select(requests.c.id, requests.c.status, requests.c.version)
+                .where(requests.c.reference == reference))).first()
+            target = (await conn.execute(select(requests.c.id, requests.c.version)
+                                         .where(requests.c.reference == into))).first()
+            if source is None or target is None:
+                return Outcome.MISSING
+            if source.id == target.id:
+                return Outcome.SAME
+            if source.status == Status.MERGED:
+                return Outcome.MERGED
+            for row, expected in ((source, expected_version), (target, into_version)):
+                if expected is not None and row.version != expected:
+                    return Outcome.STALE
+            # Compare-and-set on the versions read, in id order (no deadlock with
+            # a merge the other way): a concurrent change to either rolls back.
+            for row in sorted((source, target), key=lambda r: r.id):
+                done = (await conn.execute(
+                    update(requests)
+                    .where(requests.c.id == row.id, requests.c.version == row.version)
+                    .values(updated_at=now, version=requests.c.version + 1,
+                            **({"status": Status.MERGED, "merged_into_id": target.id,
+                                "claimed_by": None, "claim_until": None}
+                               if row is source else {}))
+                    .returning(requests.c.id))).first()
+                if done is None:
+                    raise _Changed
+            await conn.execute(insert(events), [
+                {"request_id": source.id, "kind": EventKind.MERGED, "actor": actor,
+                 "at": now, "data": {"into": into}},
+                {"request_id": target.id, "kind": EventKind.MERGED_FROM, "actor": actor,
+                 "at": now, "data": {"from": reference}}])
+    except _Changed:
+        return Outcome.STALE
     return Outcome.OK
 
 
@@ -243,24 +293,46 @@ async def attachment(engine: AsyncEngine, reference: str,
 
 
 async def status_page(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
-    """What the customer may see: status, reference and the public messages."""
+    """What the customer may see: status, reference and the public messages.
+
+    Only the requester's own messages are "you"; someone they copied is shown
+    by name and address. A message from anyone who takes no part in the request
+    (storage/participants.py: one stored before threading checked senders, or
+    from the requester of a request merged into this one) is not shown at all.
+    """
     async with connection(engine) as conn:
         row = (await conn.execute(
             select(requests.c.id, requests.c.reference, requests.c.status,
-                   requests.c.subject, requests.c.created_at, requests.c.updated_at)
+                   requests.c.subject, requests.c.created_at, requests.c.updated_at,
+                   requests.c.requester_email)
             .where(requests.c.status_token == token))).first()
         if row is None:
             return None
         found = (await conn.execute(
-            select(messages.c.direction, messages.c.from_name, messages.c.subject,
+            select(messages.c.direction, messages.c.from_address, messages.c.from_name,
+                   messages.c.to, messages.c.cc, messages.c.subject,
                    messages.c.new_text, messages.c.text, messages.c.created_at,
                    messages.c.flags)
             .where(messages.c.request_id == row.id).order_by(messages.c.id))).all()
-    public = [{"from": "you" if m.direction == "in" else (m.from_name or "support"),
-               "subject": m.subject, "text": m.new_text or m.text,
-               "at": as_utc(m.created_at)}
-              for m in found if not (m.flags or {}).get("auto_reply")
-              and not (m.flags or {}).get("bounce")]
+    people = established(row.requester_email,
+                         [(m.direction, m.from_address, m.to, m.cc) for m in found])
+    requester = (row.requester_email or "").strip().lower()
+    public = []
+    for index, m in enumerate(found):
+        flags = m.flags or {}
+        if flags.get("auto_reply") or flags.get("bounce"):
+            continue
+        sender = (m.from_address or "").strip().lower()
+        if m.direction != "in":
+            who = m.from_name or "support"
+        elif index == 0 or (requester and sender == requester):
+            who = "you"
+        elif sender and sender in people:
+            who = f"{m.from_name} <{sender}>" if m.from_name else sender
+        else:
+            continue
+        public.append({"from": who, "subject": m.subject, "text": m.new_text or m.text,
+                       "at": as_utc(m.created_at)})
     return {"reference": row.reference, "status": row.status, "subject": row.subject,
             "created_at": as_utc(row.created_at), "updated_at": as_utc(row.updated_at),
             "messages": public}

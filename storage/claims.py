@@ -163,17 +163,46 @@ async def queue_overview(engine: AsyncEngine, queues: list[str]) -> list[dict[st
     return result
 
 
+# A cursor is ours (encode_cursor) or refused: each part is checked for what the
+# query binds it to, so no crafted one reaches the database (an id past 64 bits
+# overflowed asyncpg's int8 and answered 500).
+MAX_CURSOR_CHARS = 200
+_CURSOR_PRIORITY = 8        # requests.priority is String(8); "P9" sorts the unset ones
+_CURSOR_DUE = 32            # an ISO 8601 timestamp with microseconds and offset
+_MAX_ID = 2**63 - 1         # BIGINT
+
+
 def encode_cursor(values: tuple[str, str, int]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[str, datetime, int] | None:
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        priority, due, last_id = raw
-        return str(priority), datetime.fromisoformat(due).replace(tzinfo=None), int(last_id)
-    except (ValueError, TypeError):
+    """The position a cursor names, or None for any string encode_cursor did not make."""
+    if not cursor.isascii() or len(cursor) > MAX_CURSOR_CHARS:
         return None
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)),
+                         parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # binascii.Error and JSON errors are ValueErrors
+        return None
+    if not (isinstance(raw, list) and len(raw) == 3):
+        return None
+    priority, due, last_id = raw
+    if not (isinstance(priority, str) and 0 < len(priority) <= _CURSOR_PRIORITY
+            and priority.isascii() and priority.isprintable()):
+        return None
+    if not (isinstance(due, str) and len(due) <= _CURSOR_DUE and due.isascii()):
+        return None
+    if not (type(last_id) is int and 0 <= last_id <= _MAX_ID):
+        return None
+    try:
+        return priority, datetime.fromisoformat(due).replace(tzinfo=None), last_id
+    except ValueError:
+        return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 async def list_queue(engine: AsyncEngine, queue: str, *, filters: dict[str, str],

@@ -9,14 +9,25 @@ The edges never see a driver's exception types, so they need not guess.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from domain.errors import Conflict, Unavailable
+from domain.errors import Conflict, GatewayError, Unavailable
 
 
 class StorageUnavailable(Unavailable):
     """The database could not take the work in time: try again later."""
+
+
+class Unstorable(GatewayError):
+    """The database refused this input's own values (not the database being
+    unwell): sending it again would fail again, so the answer is permanent."""
 
 
 class IdempotencyConflict(Conflict):
@@ -34,3 +45,26 @@ DRIVER_FAULTS: tuple[type[BaseException], ...] = (
 def unavailable(exc: BaseException) -> StorageUnavailable:
     """The temporary error to raise for a driver fault, naming what happened."""
     return StorageUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+def is_data_fault(exc: BaseException) -> bool:
+    """True if a statement failed on the values it carried, not on the database:
+    PostgreSQL's class 22 (data exception: a NUL, bad UTF-8, a value too long
+    for its column, text that is not JSON) or 23 (a constraint), or a value the
+    driver could not even send (a lone surrogate, an object JSON cannot hold).
+    Such a failure belongs to one row: the others of its batch can still commit."""
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return True  # a bind value failed to convert, before anything was sent
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in ("22", "23")
+    # SQLite (sqlite3, aiosqlite) raises a value's encoding error as it is:
+    # a lone surrogate in text, an integer past 64 bits.
+    return isinstance(exc, UnicodeEncodeError | OverflowError)
+
+
+def refuses_value(exc: BaseException) -> bool:
+    """A data fault that will recur however often it is tried (not a clash
+    with another row, which a retry may not meet)."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return is_data_fault(exc) and not (isinstance(sqlstate, str) and sqlstate.startswith("23"))

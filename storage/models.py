@@ -213,7 +213,11 @@ class OutboxRow(Base):
     transaction as the change that causes it, delivered by workers."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index(None, "state", "next_attempt_at"),)
+    __table_args__ = (Index(None, "state", "next_attempt_at"),
+                      # The acknowledgement limits count by these (storage/acknowledgements.py).
+                      Index(None, "recipient", "created_at"),
+                      Index(None, "recipient_domain", "created_at"),
+                      Index(None, "created_at"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))  # email, webhook, broker
@@ -228,6 +232,10 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # An acknowledgement's recipient as its limits count it (domain.lifecycle.
+    # counted_recipient): the mailbox it reaches and that mailbox's domain.
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    recipient_domain: Mapped[str | None] = mapped_column(String(255))
 
 
 inbox_items = InboxItem.__table__

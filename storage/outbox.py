@@ -40,12 +40,15 @@ def message_payload(m: NewMessage) -> dict[str, Any]:
 
 
 async def enqueue(conn: AsyncConnection, kind: str, payload: dict[str, Any], *,
-                  request_id: int | None = None, dedupe_key: str | None = None) -> None:
-    """Add a row in the caller's transaction; a row with the same key is kept once."""
+                  request_id: int | None = None, dedupe_key: str | None = None,
+                  recipient: str | None = None, recipient_domain: str | None = None) -> None:
+    """Add a row in the caller's transaction; a row with the same key is kept once.
+    `recipient` and its domain: what an acknowledgement's limits count it on."""
     now = utcnow()
     values = {"kind": kind, "request_id": request_id, "payload": payload,
               "dedupe_key": dedupe_key, "state": DeliveryState.PENDING, "attempts": 0,
-              "next_attempt_at": now, "created_at": now}
+              "next_attempt_at": now, "created_at": now, "recipient": recipient,
+              "recipient_domain": recipient_domain}
     await conn.execute(insert_new(conn, outbox).values(values))
 
 

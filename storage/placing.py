@@ -2,19 +2,21 @@
 
 The choice is the caller's pure `place` function (gateway/pipeline/placement.py);
 this module reads what it needs to know (stored Message-IDs, requests named by
-subject tags and who takes part in them) in a few queries per batch.
+subject tags and who takes part in them: storage/participants.py) in a few
+queries per batch, and keeps it up to date while the batch is placed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.lifecycle import Event, EventKind, ItemState
 from storage.models import inbox_items, messages, requests
+from storage.participants import in_chunks, read_participants
 from storage.processing import ClaimedItem
 from storage.records import (
     KnownMessage,
@@ -53,9 +55,37 @@ class Landed:
 
 async def read_known(conn: AsyncConnection, work: Work) -> Known:
     hints = [new.hints for _, new in work if new.hints is not None]
+    found = await _known_messages(conn, hints)
+    tags = await _tagged_requests(conn, hints)
+    parties = await read_participants(
+        conn, {known.request_id for known in found.values()} | set(tags.values()),
+        _asking(hints, found, tags))
+    known = {mid: replace(message, participants=parties[message.request_id].people,
+                          reference=parties[message.request_id].reference)
+             for mid, message in found.items() if message.request_id in parties}
+    tagged = {tag: TaggedRequest(rid, parties[rid].reference, parties[rid].people)
+              for tag, rid in tags.items() if rid in parties}
     return Known(stored_before=await _stored_items(conn, [item.id for item, _ in work]),
-                 messages=await _known_messages(conn, hints),
-                 tagged=await _tagged_requests(conn, hints))
+                 messages=known, tagged=tagged)
+
+
+def _asking(hints: list[ThreadHints], found: Mapping[str, KnownMessage],
+            tags: Mapping[str, int]) -> dict[int, set[str]] | None:
+    """Who asks to write into which stored request, so that a request only its
+    requester asks about need not be read whole; None (read every request
+    whole) when a mail answers another of the same batch, whose request is
+    only known once the batch is placed."""
+    in_batch = {h.message_id for h in hints if h.message_id}
+    if any(parent in in_batch and parent != h.message_id
+           for h in hints for parent in h.parent_ids):
+        return None
+    asking: dict[int, set[str]] = {}
+    for h in hints:
+        named = ({found[p].request_id for p in h.parent_ids if p in found}
+                 | {tags[t] for t in h.tags if t in tags})
+        for request_id in named:
+            asking.setdefault(request_id, set()).add((h.sender or "").lower())
+    return asking
 
 
 def placeholder(index: int) -> int:
@@ -66,22 +96,65 @@ def placeholder(index: int) -> int:
 
 def place_all(work: Work, known: Known, place: Place) -> list[Placement | None]:
     """Each item's placement (None: stored before), decided in order, so a
-    reply later in the batch finds an earlier item."""
-    seen = dict(known.messages)
+    reply later in the batch finds an earlier item, and the people an earlier
+    item brought in (as storage/participants.py would count them once stored)."""
+    batch = _Batch(dict(known.messages), dict(known.tagged))
     placements: list[Placement | None] = []
     for index, (item, new) in enumerate(work):
         if item.id in known.stored_before:
             placements.append(None)
             continue
         hints = new.hints
-        placement = NEW_REQUEST if hints is None else place(hints, seen, known.tagged)
+        placement = NEW_REQUEST if hints is None else place(hints, batch.seen, batch.tagged)
         if placement.kind == Placed.NEW:
             placement = replace(placement, request_id=placeholder(index))
-        if hints is not None and hints.message_id and placement.kind != Placed.DUPLICATE:
+        if hints is not None and placement.kind != Placed.DUPLICATE:
             assert placement.request_id is not None
-            seen[hints.message_id] = KnownMessage(placement.request_id, "in", hints.sender)
+            batch.landed(hints, placement, item.reference)
         placements.append(placement)
     return placements
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What placing a batch has learnt so far: its messages, and who takes
+    part in their requests (by request id: reference and people)."""
+
+    seen: dict[str, KnownMessage]
+    tagged: dict[str, TaggedRequest]
+    parties: dict[int, tuple[str | None, frozenset[str]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for message in self.seen.values():
+            self.parties[message.request_id] = (message.reference, message.participants)
+        for request in self.tagged.values():
+            self.parties[request.request_id] = (request.reference, request.participants)
+
+    def landed(self, hints: ThreadHints, placement: Placement, reference: str) -> None:
+        request_id = placement.request_id
+        assert request_id is not None
+        sender = (hints.sender or "").lower()
+        if placement.kind == Placed.NEW:  # its first message: sender and copies take part
+            people = frozenset({sender, *hints.copied} - {""})
+        else:
+            known_as, people = self.parties.get(request_id, (None, frozenset()))
+            reference = known_as or reference
+            if sender in people and not people.issuperset(hints.copied):
+                people = people | frozenset(hints.copied)
+                self._share(request_id, people)
+        self.parties[request_id] = (reference, people)
+        if hints.message_id:
+            self.seen[hints.message_id] = KnownMessage(request_id, "in", hints.sender,
+                                                       people, reference)
+
+    def _share(self, request_id: int, people: frozenset[str]) -> None:
+        """A participant copied someone new: they take part from now on."""
+        for mid, message in self.seen.items():
+            if message.request_id == request_id:
+                self.seen[mid] = replace(message, participants=people)
+        for tag, request in self.tagged.items():
+            if request.request_id == request_id:
+                self.tagged[tag] = replace(request, participants=people)
 
 
 def landed(work: Work, placements: list[Placement | None],
@@ -103,8 +176,9 @@ def timeline(landing: Landed) -> list[Event]:
     it was threaded after `received`), or a message received on an existing one."""
     item, new, placement = landing.item, landing.new, landing.placement
     if placement.kind == Placed.NEW:
+        refused = {"refused": list(placement.refused)} if placement.refused else {}
         threaded = ([Event(kind=EventKind.THREADED,
-                           data={"placement": Placed.NEW, "reason": placement.reason})]
+                           data={"placement": Placed.NEW, "reason": placement.reason} | refused)]
                     if new.hints is not None else [])
         received = [new.received] if new.received is not None else []
         return [*received, *threaded, *new.events]
@@ -119,12 +193,15 @@ def timeline(landing: Landed) -> list[Event]:
 
 
 async def _stored_items(conn: AsyncConnection, ids: list[int]) -> set[int]:
-    rows = await conn.execute(select(messages.c.inbox_item_id)
-                              .where(messages.c.inbox_item_id.in_(ids)))
-    found = set(rows.scalars())
-    rows = await conn.execute(select(inbox_items.c.id).where(
-        inbox_items.c.id.in_(ids), inbox_items.c.state == ItemState.DONE))
-    return found | set(rows.scalars())
+    found: set[int] = set()
+    for chunk in in_chunks(ids):
+        rows = await conn.execute(select(messages.c.inbox_item_id)
+                                  .where(messages.c.inbox_item_id.in_(chunk)))
+        found |= set(rows.scalars())
+        rows = await conn.execute(select(inbox_items.c.id).where(
+            inbox_items.c.id.in_(chunk), inbox_items.c.state == ItemState.DONE))
+        found |= set(rows.scalars())
+    return found
 
 
 async def _known_messages(conn: AsyncConnection,
@@ -132,47 +209,37 @@ async def _known_messages(conn: AsyncConnection,
     wanted = {mid for h in hints for mid in (h.message_id, h.bounce_of, *h.parent_ids) if mid}
     if not wanted:
         return {}
-    # A reply to a merged request lands on the request it was merged into.
-    rows = await conn.execute(
-        select(messages.c.message_id,
-               func.coalesce(requests.c.merged_into_id, messages.c.request_id),
-               messages.c.direction, messages.c.from_address)
-        .join(requests, requests.c.id == messages.c.request_id)
-        .where(messages.c.message_id.in_(wanted)).order_by(messages.c.id))
-    # The earliest message with an id wins: a later duplicate never redirects.
     known: dict[str, KnownMessage] = {}
-    for mid, rid, direction, sender in rows:
-        known.setdefault(mid, KnownMessage(rid, direction, sender))
+    for chunk in in_chunks(wanted):
+        # A reply to a merged request lands on the request it was merged into.
+        rows = await conn.execute(
+            select(messages.c.message_id,
+                   func.coalesce(requests.c.merged_into_id, messages.c.request_id),
+                   messages.c.direction, messages.c.from_address)
+            .join(requests, requests.c.id == messages.c.request_id)
+            .where(messages.c.message_id.in_(chunk)).order_by(messages.c.id))
+        # The earliest message with an id wins: a later duplicate never redirects.
+        for mid, rid, direction, sender in rows:
+            known.setdefault(mid, KnownMessage(rid, direction, sender))
     return known
 
 
 async def _tagged_requests(conn: AsyncConnection,
-                           hints: list[ThreadHints]) -> dict[str, TaggedRequest]:
-    wanted: dict[str, str] = {}
+                           hints: list[ThreadHints]) -> dict[str, int]:
+    """The requests subject tags name, by reference and by the tag as spelled."""
+    wanted: dict[str, set[str]] = {}
     for h in hints:
         for tag in h.tags:
             item_id = id_for(tag)
             if item_id is not None:
-                wanted[reference_for(item_id)] = tag
+                wanted.setdefault(reference_for(item_id), set()).add(tag)
     if not wanted:
         return {}
-    found = (await conn.execute(
-        select(requests.c.id, requests.c.reference, requests.c.requester_email)
-        .where(requests.c.reference.in_(wanted)))).all()
-    people: dict[int, set[str]] = {rid: {email} if email else set() for rid, _, email in found}
-    rows = await conn.execute(
-        select(messages.c.request_id, messages.c.direction, messages.c.from_address,
-               messages.c.to, messages.c.cc)
-        .where(messages.c.request_id.in_(people)))
-    for rid, direction, sender, to, cc in rows:
-        if direction == "in" and sender:
-            people[rid].add(sender.lower())
-        for entry in (to or []) + (cc or []):
-            if isinstance(entry, dict) and entry.get("address"):
-                people[rid].add(str(entry["address"]).lower())
-    result = {}
-    for rid, reference, _ in found:
-        request = TaggedRequest(rid, reference, frozenset(people[rid]))
-        result[reference] = request
-        result[wanted[reference]] = request  # also under the spelling the subject used
+    result: dict[str, int] = {}
+    for chunk in in_chunks(wanted):
+        found = await conn.execute(select(requests.c.id, requests.c.reference)
+                                   .where(requests.c.reference.in_(chunk)))
+        for request_id, reference in found:
+            for spelling in (reference, *wanted[reference]):
+                result[spelling] = request_id
     return result

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.lifecycle import ItemState
 from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import inbox_items
 from storage.reference import reference_for
+from storage.storable import storable_text
+
+# Kept of an error's text (it may quote the input that caused it).
+MAX_ERROR_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +71,27 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
 async def fail_item(engine: AsyncEngine, item_id: int, error: str, *, dead: bool,
                     retry_at: datetime | None = None) -> None:
     """Record a failed attempt: back to pending for later, or dead-lettered."""
-    values: dict[str, Any] = {"last_error": error[:4000], "lease_until": None}
+    values: dict[str, Any] = {"last_error": storable_text(error[:MAX_ERROR_CHARS]),
+                              "lease_until": None}
     if dead:
         values["state"] = ItemState.DEAD
     else:
         values |= {"state": ItemState.PENDING, "next_attempt_at": retry_at or utcnow()}
     async with transaction(engine) as conn:
         await conn.execute(update(inbox_items).where(inbox_items.c.id == item_id).values(values))
+
+
+async def defer_items(engine: AsyncEngine, item_ids: list[int], error: str, *,
+                      retry_at: datetime) -> None:
+    """Hand items back after a storage fault, for `retry_at`: their claim is not
+    counted as an attempt, since the fault was not theirs."""
+    if not item_ids:
+        return
+    async with transaction(engine) as conn:
+        await conn.execute(update(inbox_items).where(inbox_items.c.id.in_(item_ids)).values(
+            state=ItemState.PENDING, next_attempt_at=retry_at, lease_until=None,
+            last_error=storable_text(error[:MAX_ERROR_CHARS]),
+            attempts=case((inbox_items.c.attempts > 0, inbox_items.c.attempts - 1), else_=0)))
 
 
 async def requeue_dead(engine: AsyncEngine, item_ids: list[int] | None = None) -> int:

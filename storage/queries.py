@@ -40,7 +40,10 @@ async def get_request(engine: AsyncEngine, reference: str, *,
     With `whole=False` only the request's own fields (one query): what checks
     of scope and state before an action need. A reference whose inbox item is
     committed but not yet processed is reported as `received` (it exists: we
-    acknowledged it).
+    acknowledged it). One whose email joined another request as a reply (the
+    reference its sender was given in the SMTP answer) is that request, with
+    `input_reference` naming the reference asked for: the lookup follows it, so
+    it never reads "received" forever.
     """
     item_id = id_for(reference)
     if item_id is None:
@@ -49,6 +52,12 @@ async def get_request(engine: AsyncEngine, reference: str, *,
     async with connection(engine) as conn:
         row = (await conn.execute(
             select(requests).where(requests.c.reference == canonical))).first()
+        joined = None
+        if row is None:
+            row = (await conn.execute(
+                select(requests).join(messages, messages.c.request_id == requests.c.id)
+                .where(messages.c.inbox_item_id == item_id))).first()
+            joined = canonical if row is not None else None
         if row is None:
             item = (await conn.execute(
                 select(inbox_items.c.state, inbox_items.c.received_at, inbox_items.c.channel,
@@ -60,7 +69,7 @@ async def get_request(engine: AsyncEngine, reference: str, *,
                     "processing": item.state, "channel": item.channel,
                     "received_at": as_utc(item.received_at),
                     "last_error": item.last_error if item.state == ItemState.DEAD else None}
-        result = _request_dict(row)
+        result = _request_dict(row) | ({"input_reference": joined} if joined else {})
         if not whole:
             return result
         message_rows = (await conn.execute(

@@ -73,6 +73,20 @@ class NewRequest:
     sla: dict[str, Any] = field(default_factory=dict)
 
 
+class SenderCheck(StrEnum):
+    """What is known of whether the sender's address is really theirs.
+
+    Sender authentication (SPF/DKIM/DMARC) is a later step: until it runs every
+    sender is UNKNOWN, and placement trusts the address only to take part in
+    requests its owner takes part in (gateway/pipeline/placement.py `refusal`).
+    """
+
+    UNKNOWN = "unknown"  # not checked
+    VERIFIED = "verified"  # e.g. DMARC pass, aligned with From
+    FAILED = "failed"  # e.g. DMARC fail: From is forged
+    NOT_FROM = "not in From"  # From had no address; Sender, Reply-To or Return-Path's is used
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadHints:
     message_id: str | None
@@ -85,15 +99,24 @@ class ThreadHints:
     sender: str | None = None
     # Auto-replies, bounces, our own mail: never reopen or notify.
     automatic: bool = False
+    # The addresses in To and Cc, lower-cased: they take part in the request this
+    # message starts, or join the one it lands on when its sender may write there.
+    copied: tuple[str, ...] = ()
+    # The sender is one of our own addresses (the intake's addresses and domains).
+    sender_ours: bool = False
+    sender_check: SenderCheck = SenderCheck.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
 class KnownMessage:
-    """A stored message that a new one may refer to."""
+    """A stored message that a new one may refer to, with who takes part in
+    the request it belongs to, as far as the batch asks (storage/participants.py)."""
 
     request_id: int
     direction: str
     from_address: str | None
+    participants: frozenset[str] = frozenset()
+    reference: str | None = None  # of its request (None: not known yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,5 +144,6 @@ class Placement:
     kind: Placed  # NEW, THREAD or DUPLICATE
     reason: str
     request_id: int | None = None
-
-
+    # The references of requests the message named (by In-Reply-To, References
+    # or subject tag) but was not let into: its sender takes no part in them.
+    refused: tuple[str, ...] = ()

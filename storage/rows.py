@@ -1,7 +1,9 @@
 """Rows of a stored request and its messages, as the tables take them.
 
-Everything text passes `scrub` on the way in: PostgreSQL text and JSON cannot
-hold a NUL, and mail carries them.
+The pipeline fits what it built to the columns and records each change
+(storage/fitting.py); the rows are built through `fit_row` all the same, so
+no caller can hand a table a value it refuses: NUL and lone surrogates become
+U+FFFD, NaN null, and text longer than its column is cut.
 """
 
 from __future__ import annotations
@@ -11,28 +13,35 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import FromClause, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from storage.models import attachments
+from storage.fitting import limit
+from storage.models import attachments, messages, requests
 from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest
+from storage.storable import storable
 from storage.uploads import insert_blobs
 
 
 def scrub(value: Any) -> Any:
-    """NUL characters, which PostgreSQL text and JSON cannot hold, as U+FFFD."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
-    if isinstance(value, dict):
-        return {scrub(k): scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
-    return value
+    """A JSON-able value as both databases store it (storage/storable.py)."""
+    return storable(value)
+
+
+def fit_row(table: FromClause, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` storable, each text cut to its column's length."""
+    fitted = storable(row)
+    for key, value in fitted.items():
+        if isinstance(value, str):
+            size = limit(table, key)
+            if size is not None and len(value) > size:
+                fitted[key] = value[:size]
+    return fitted  # type: ignore[no-any-return]
 
 
 def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, Any]:
-    return scrub({
+    return fit_row(requests, {
         "reference": item.reference, "inbox_item_id": item.id, "status": new.status,
         "queue": new.queue, "channel": item.channel, "priority": new.priority,
         "type": new.type, "category": new.category, "component": new.component,
@@ -47,7 +56,7 @@ def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, 
 
 def message_row(request_id: int, item_id: int, m: NewMessage,
                 now: datetime) -> dict[str, Any]:
-    return scrub({
+    return fit_row(messages, {
         "request_id": request_id, "inbox_item_id": item_id, "direction": "in",
         "message_id": m.message_id, "in_reply_to": m.in_reply_to,
         "references": m.references, "from_address": m.from_address,
@@ -78,9 +87,9 @@ async def insert_attachments(conn: AsyncConnection,
               for message_id, a in found]
     await insert_blobs(conn, {sha: a.content for _, a, sha in hashed
                               if a.stored_sha256 is None})
-    await conn.execute(insert(attachments), [{
-        "message_id": message_id, "sha256": sha, "filename": scrub(a.filename),
+    await conn.execute(insert(attachments), [fit_row(attachments, {
+        "message_id": message_id, "sha256": sha, "filename": a.filename,
         "content_type": a.content_type,
         "size": a.stored_size if a.stored_sha256 else len(a.content),
         "content_id": a.content_id, "inline": a.inline,
-    } for message_id, a, sha in hashed])
+    }) for message_id, a, sha in hashed])

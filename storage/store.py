@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
+    AcknowledgementLimits,
     Actor,
     Event,
     EventKind,
@@ -83,7 +84,7 @@ async def complete_item(engine: AsyncEngine, item: ClaimedItem, new: NewRequest,
 
 
 async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_only, *,
-                         acks_per_hour: int | None = None) -> list[Stored]:
+                         ack_limits: AcknowledgementLimits | None = None) -> list[Stored]:
     """Store a batch; an item stored before (a retry, a race) adds nothing."""
     now = utcnow()
     async with transaction(engine) as conn:
@@ -94,7 +95,7 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
         answered = await answers(conn, batch, now)
         await _announce_created(conn, fresh)
         acknowledged = await queue_acknowledgements(
-            conn, [(one.request_id, one.new) for one in fresh], now, acks_per_hour)
+            conn, [(one.request_id, one.new) for one in fresh], now, ack_limits)
         await _write_events(conn, _timelines(batch, answered) + acknowledged, now)
         await apply_answers(conn, batch, answered, now)
         await _finish_items(conn, [item.id for item, _ in work],

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+from email.headerregistry import Address
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from domain.lifecycle import AcknowledgementLimits
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///intake.db"
 
@@ -128,8 +131,14 @@ class OutboundSection(_Section):
     from_address: str | None = None  # default: the first intake address
     from_name: str = "Support"
     templates: str | None = None     # folder of Jinja2 templates, before the built-in ones
-    # Acknowledgements to one address per hour at most: stops loops with other responders.
+    # Acknowledgements at most, counted on the address each one goes to (an
+    # email's Reply-To; ann+x@ counts as ann@); 0: none. Per mailbox per hour: stops
+    # loops with other responders and one victim named in many mails' Reply-To.
     acknowledgements_per_hour: int = Field(default=5, ge=0)
+    # Per domain of the recipient per hour: many addresses at one organisation.
+    acknowledgements_per_domain_per_hour: int = Field(default=200, ge=0)
+    # To anyone per minute: a loop and mail-bomb guard.
+    acknowledgements_per_minute: int = Field(default=120, ge=0)
     workers: int = Field(default=1, ge=0)
     max_attempts: int = Field(default=10, gt=0)
     max_age_hours: float = Field(default=48.0, gt=0)
@@ -137,6 +146,27 @@ class OutboundSection(_Section):
     backoff_max_seconds: float = Field(default=900.0, gt=0)
     lease_seconds: float = Field(default=120.0, gt=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("from_address")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        """Our envelope sender and From: exactly one addr-spec (any host name)."""
+        if value is None:
+            return value
+        try:
+            parsed = Address(addr_spec=value)
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"not one email address: {value!r}") from exc
+        if parsed.addr_spec != value or not parsed.username or not parsed.domain:
+            raise ValueError(f"not one email address: {value!r}")
+        return value
+
+    @property
+    def acknowledgement_limits(self) -> AcknowledgementLimits:
+        return AcknowledgementLimits(
+            per_recipient_per_hour=self.acknowledgements_per_hour,
+            per_domain_per_hour=self.acknowledgements_per_domain_per_hour,
+            per_minute=self.acknowledgements_per_minute)
 
 
 class BrokerSection(_Section):

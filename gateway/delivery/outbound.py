@@ -22,6 +22,7 @@ from jinja2 import (
 )
 
 from gateway.config import Config
+from parsers.addresses import AddressError, Mailbox, parse_address
 from storage.records import NewMessage
 
 BUILT_IN = Path(__file__).with_name("templates")
@@ -66,10 +67,16 @@ class Templates:
         raise TemplateNotFound(template)
 
 
+def recipient(mailbox: Mailbox, name: str | None) -> dict[str, str]:
+    """A To entry as stored and sent: the checked addr-spec, and a one-line name."""
+    return {"name": one_line(name or "", 100), "address": mailbox.addr_spec}
+
+
 def acknowledgement(config: Config, templates: Templates, *, reference: str, queue: str,
                     status_token: str, template: str | None, to_name: str | None,
-                    to_address: str, subject: str, customer_message_id: str | None,
+                    to: Mailbox, subject: str, customer_message_id: str | None,
                     references: list[str]) -> NewMessage:
+    """The acknowledgement of a new request, to the one checked address `to`."""
     tag = config.threading.subject_tag.replace("{ref}", reference)
     # "default" is the rules' name for "no particular template".
     body = templates.render(
@@ -82,16 +89,30 @@ def acknowledgement(config: Config, templates: Templates, *, reference: str, que
         from_address=config.outbound.from_address or config.intake.addresses[0],
         from_name=config.outbound.from_name, message_id=new_message_id(config),
         in_reply_to=customer_message_id, references=chain[-20:],
-        to=[{"name": one_line(to_name or "", 100), "address": to_address}],
+        to=[recipient(to, to_name)],
         flags={"kind": "acknowledgement", "auto_submitted": "auto-replied"},
     )
 
 
 def agent_reply(config: Config, request: dict[str, Any], text: str) -> NewMessage:
-    """An agent's answer to the requester, threaded on the request's messages."""
+    """An agent's answer to the requester, threaded on the request's messages.
+
+    The stored requester is checked again (parsers/addresses.py): a request
+    stored before addresses were checked may hold a list or worse. Such a reply
+    is kept on the request, not sent, and says why (`flags.undeliverable`).
+    """
     messages = request["messages"]
     last_inbound = next((m for m in reversed(messages) if m["direction"] == "in"), None)
     requester = request["requester"]
+    flags: dict[str, Any] = {"kind": "reply"}  # delivered by the outbox worker, with retries
+    to: list[dict[str, str]] = []
+    if not requester["email"]:
+        flags["undeliverable"] = "the request has no requester address"
+    else:
+        try:
+            to = [recipient(parse_address(requester["email"]), requester["name"])]
+        except AddressError as exc:
+            flags["undeliverable"] = f"the requester's address cannot take mail: {exc.reason}"
     return NewMessage(
         subject=tagged_subject(config, request["subject"], request["reference"], "Re: "),
         text=text, new_text=text,
@@ -99,8 +120,5 @@ def agent_reply(config: Config, request: dict[str, Any], text: str) -> NewMessag
         from_name=config.outbound.from_name, message_id=new_message_id(config),
         in_reply_to=last_inbound["message_id"] if last_inbound else None,
         references=[m["message_id"] for m in messages if m["message_id"]][-10:],
-        to=[{"name": one_line(requester["name"] or "", 100), "address": requester["email"]}]
-        if requester["email"] else [],
-        # Delivered by the outbox worker through the relay, with retries.
-        flags={"kind": "reply"},
+        to=to, flags=flags,
     )

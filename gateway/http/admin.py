@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from gateway.http.auth import ADMINS, TOKENS, require_role
 from gateway.http.bodies import NewToken
 from gateway.http.problems import Problem
 from gateway.http.shared import CONFIG, ENGINE, RULES, json_response, small_int
-from gateway.http.validation import parse_all
+from gateway.http.validation import json_object, parse_all
 from storage.outbox import dead_rows, discard_dead, retry_dead
 from storage.processing import dead_items, requeue_dead
 from storage.tokens import create_token, list_tokens, revoke_token
@@ -25,12 +23,7 @@ async def rules_status(request: web.Request) -> web.Response:
 
 
 async def _token_request(request: web.Request) -> NewToken:
-    try:
-        body: Any = await request.json()
-    except ValueError:
-        raise Problem(400, "body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Problem(422, "body must be a JSON object")
+    body = await json_object(request)
     return parse_all(NewToken, body, summary="the token request has invalid fields",
                      queues=[q.name for q in request.app[CONFIG].queue])
 

@@ -1,141 +1,157 @@
 """The agents' API: actions on requests, attachments and the status pages.
 
-Scopes: an agent token scoped to queues sees only those; anything else answers
-404, exactly like a reference that does not exist. Updates carry the version
-they saw (If-Match, from the ETag); a stale one gets 412. Work from queues
-(claims, leases) is in queues.py.
+Every action goes through one check (access.py): the token's scope over the
+request's queue and over any queue or request the action reaches, and the
+version it applies to (If-Match required for PATCH and for escalate with a
+queue; checked wherever it is sent; every change is a compare-and-set on the
+version authorised). Work from queues (claims, leases) is in queues.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
 from domain.lifecycle import EventKind, Outcome, Status
 from gateway.delivery.outbound import agent_reply
 from gateway.http import queues
-from gateway.http.auth import actor, may_read
+from gateway.http.access import Acting, Changed, authorise, etag, not_found
+from gateway.http.auth import actor
 from gateway.http.bodies import AdminChanges, AgentChanges, Escalation, Merge, Note, Reply
-from gateway.http.lookup import acting, not_found, readable
+from gateway.http.downloads import content_disposition, media_type
 from gateway.http.problems import Problem, invalid
 from gateway.http.shared import CONFIG, ENGINE, json_response, small_int
 from gateway.http.validation import json_object, parse, read
-from storage import actions, queries
+from storage import actions
 from storage.uploads import read_blob
 
 MAX_NOTE = 100_000
 
 
-def _etag(version: int) -> str:
-    return f'"v{version}"'
-
-
-def _version_from(header: str | None) -> int | None:
-    if not header:
-        return None
-    value = header.strip().removeprefix("W/").strip('"')
-    return int(value[1:]) if value.startswith("v") and value[1:].isdigit() else -1
-
-
 def _version(outcome: actions.Updated) -> int:
-    """The request's new version, once a change went through."""
+    """The request's new version once a change went through; `Changed` if it had
+    moved on (perform() reads it again, or answers 412 under a pinned If-Match)."""
     if outcome.outcome == Outcome.MISSING:
         raise not_found()
     if outcome.outcome == Outcome.STALE:
-        raise Problem(412, "the request changed since you read it; read it again")
+        raise Changed
     assert outcome.version is not None
     return outcome.version
 
 
-def _versioned(reference: str, outcome: actions.Updated) -> web.Response:
-    version = _version(outcome)
+def _versioned(reference: str, version: int) -> web.Response:
     return json_response({"reference": reference, "version": version},
-                         headers={"ETag": _etag(version)})
+                         headers={"ETag": etag(version)})
 
 
 async def update_request(request: web.Request) -> web.Response:
-    token, req = await acting(request)
-    if_match = request.headers.get("If-Match")
-    if not if_match:
-        raise Problem(428, "send If-Match with the ETag of the version you are changing")
+    acting = await authorise(request)
+    acting.require_if_match()
     body = await json_object(request)
-    model = AdminChanges if token.role == "admin" else AgentChanges
-    changes = parse(model, body, queues=queues.visible_queues(request, token)).changes(body)
+    model = AdminChanges if acting.token.role == "admin" else AgentChanges
+    changes = parse(model, body, queues=acting.queues(request)).changes(body)
     if not changes:
         raise invalid("", "name at least one field to change")
-    outcome = await actions.update_fields(request.app[ENGINE], req["reference"],
-                                          _version_from(if_match), changes, actor(token))
-    return _versioned(req["reference"], outcome)
+
+    async def attempt(now: Acting) -> int:
+        return _version(await actions.update_fields(
+            request.app[ENGINE], now.reference, now.version, changes, actor(now.token)))
+
+    return _versioned(acting.reference, await acting.perform(request, attempt))
 
 
 async def add_note(request: web.Request) -> web.Response:
-    token, req = await acting(request)
+    acting = await authorise(request)
     note = await read(request, Note)
-    outcome = await actions.add_event(request.app[ENGINE], req["reference"], EventKind.NOTE,
-                                      actor(token), {"body": note.body[:MAX_NOTE]})
-    if outcome.outcome != Outcome.OK:
-        return _versioned(req["reference"], outcome)
-    return json_response({"reference": req["reference"]}, status=201)
+
+    async def attempt(now: Acting) -> int:
+        return _version(await actions.add_event(
+            request.app[ENGINE], now.reference, EventKind.NOTE, actor(now.token),
+            {"body": note.body[:MAX_NOTE]}, expected_version=now.version))
+
+    await acting.perform(request, attempt)
+    return json_response({"reference": acting.reference}, status=201)
 
 
 async def add_reply(request: web.Request) -> web.Response:
-    token, req = await acting(request, whole=True)  # threads on the messages
+    acting = await authorise(request, whole=True)  # threads on the messages
     reply = await read(request, Reply)
-    message = agent_reply(request.app[CONFIG], req, reply.body)
-    outcome = await actions.add_reply(request.app[ENGINE], req["reference"], message,
-                                      actor(token), status=reply.status)
-    version = _version(outcome)
-    return json_response({"reference": req["reference"], "message_id": message.message_id,
-                          "version": version}, status=201, headers={"ETag": _etag(version)})
+
+    async def attempt(now: Acting) -> tuple[str, int]:
+        message = agent_reply(request.app[CONFIG], now.request, reply.body)
+        version = _version(await actions.add_reply(
+            request.app[ENGINE], now.reference, message, actor(now.token),
+            status=reply.status, expected_version=now.version))
+        return str(message.message_id), version
+
+    message_id, version = await acting.perform(request, attempt)
+    return json_response({"reference": acting.reference, "message_id": message_id,
+                          "version": version}, status=201, headers={"ETag": etag(version)})
 
 
 async def escalate(request: web.Request) -> web.Response:
-    token, req = await acting(request)
-    asked = await read(request, Escalation, queues=[q.name for q in request.app[CONFIG].queue])
-    changes: dict[str, Any] = {"escalation_level": int(req["escalation_level"]) + 1}
+    acting = await authorise(request)
+    # The queue it may be moved to is one this token can see, as for PATCH.
+    asked = await read(request, Escalation, queues=acting.queues(request))
     if asked.queue is not None:
-        changes["queue"] = asked.queue
-    outcome = await actions.update_fields(
-        request.app[ENGINE], req["reference"], _version_from(request.headers.get("If-Match")),
-        changes, actor(token), kind=EventKind.ESCALATED,
-        note={"reason": asked.reason, "by": "hand"})
-    return _versioned(req["reference"], outcome)
+        acting.require_if_match()  # a move is a field the client chose: as PATCH
+
+    async def attempt(now: Acting) -> int:
+        # One level up from the version authorised: two escalations at once are
+        # two levels, never one computed from a level the other overwrote.
+        changes: dict[str, Any] = {"escalation_level": int(now.request["escalation_level"]) + 1}
+        if asked.queue is not None:
+            changes["queue"] = asked.queue
+        return _version(await actions.update_fields(
+            request.app[ENGINE], now.reference, now.version, changes, actor(now.token),
+            kind=EventKind.ESCALATED, note={"reason": asked.reason, "by": "hand"}))
+
+    return _versioned(acting.reference, await acting.perform(request, attempt))
 
 
 async def merge(request: web.Request) -> web.Response:
-    token, req = await acting(request)
+    acting = await authorise(request)
     into = (await read(request, Merge)).into
-    target = await queries.get_request(request.app[ENGINE], into, whole=False)
-    if target is None or not may_read(token, target.get("queue")):
-        raise invalid("/into", "no request with this reference")
-    outcome = await actions.merge(request.app[ENGINE], req["reference"], target["reference"],
-                                  actor(token))
-    if outcome == Outcome.SAME:
-        raise invalid("/into", "cannot merge a request into itself")
-    if outcome == Outcome.MERGED:
-        raise Problem(409, "this request is merged already")
-    return json_response({"reference": req["reference"], "status": Status.MERGED,
-                          "into": target["reference"]})
+
+    async def attempt(now: Acting) -> str:
+        # The request merged into is in this token's scope too, read afresh each try.
+        target = await now.merge_target(request, into)
+        outcome = await actions.merge(request.app[ENGINE], now.reference,
+                                      target["reference"], actor(now.token),
+                                      expected_version=now.version,
+                                      into_version=int(target["version"]))
+        if outcome == Outcome.SAME:
+            raise invalid("/into", "cannot merge a request into itself")
+        if outcome == Outcome.MERGED:
+            raise Problem(409, "this request is merged already")
+        if outcome == Outcome.MISSING:
+            raise not_found()
+        if outcome == Outcome.STALE:
+            raise Changed
+        return str(target["reference"])
+
+    target = await acting.perform(request, attempt)
+    return json_response({"reference": acting.reference, "status": Status.MERGED,
+                          "into": target})
 
 
 async def download_attachment(request: web.Request) -> web.StreamResponse:
-    _, req = await readable(request)
+    acting = await authorise(request, act=False)
     raw_id = request.match_info["attachment_id"]
     number = small_int(raw_id)
     item = None if number is None else await actions.attachment(
-        request.app[ENGINE], req["reference"], number)
+        request.app[ENGINE], acting.reference, number)
     if item is None:
         raise Problem(404, "no such attachment on this request")
-    name = (item["filename"] or f"attachment-{raw_id}").replace('"', "")
-    plain = name.encode("ascii", "replace").decode()
-    # Always a download, never rendered: a customer's HTML must not run here.
+    # Always a download, never rendered: a customer's HTML must not run here. The
+    # headers are built from a cleaned copy of the stored name and type
+    # (downloads.py), so every stored file downloads whatever its sender called it.
     response = web.StreamResponse(headers={
-        "Content-Type": item["content_type"] or "application/octet-stream",
+        "Content-Type": media_type(item["content_type"]),
         "Content-Length": str(item["size"]),
-        "Content-Disposition": f"attachment; filename=\"{plain}\"; "
-                               f"filename*=UTF-8''{quote(name, safe='')}",
+        "Content-Disposition": content_disposition(item["filename"],
+                                                   fallback=f"attachment-{number}"),
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",
     })

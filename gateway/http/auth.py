@@ -7,6 +7,7 @@ without a valid token, 403 for a role that may not do this).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Collection
 
 from aiohttp import web
@@ -20,12 +21,18 @@ STAFF = ("admin", "agent")  # who may read and work requests
 
 
 class TokenCache:
-    """Token lookups cached briefly: a revoked token stops working within `ttl`."""
+    """Token lookups cached briefly: a revoked token stops working within `ttl`.
+
+    Bounded: past `MAX_CACHED` the least recently used lookup goes, so a flood of
+    made-up tokens costs its own lookups without emptying the cache for others.
+    """
+
+    MAX_CACHED = 10_000
 
     def __init__(self, engine: AsyncEngine, ttl: float = 5.0) -> None:
         self._engine = engine
         self._ttl = ttl
-        self._entries: dict[str, tuple[float, TokenInfo | None]] = {}
+        self._entries: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
 
     def forget(self) -> None:
         """Drop cached lookups (after a revoke in this process)."""
@@ -36,11 +43,13 @@ class TokenCache:
         now = time.monotonic()
         hit = self._entries.get(key)
         if hit is not None and hit[0] > now:
+            self._entries.move_to_end(key)
             return hit[1]
         info = await lookup_token(self._engine, secret)
-        if len(self._entries) > 10_000:
-            self._entries.clear()
         self._entries[key] = (now + self._ttl, info)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.MAX_CACHED:
+            self._entries.popitem(last=False)
         return info
 
 
@@ -51,7 +60,9 @@ async def token_of(request: web.Request) -> TokenInfo | None:
     """The caller's token, or None without a valid one (open intake allows that)."""
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    # Our secrets are ASCII (storage/tokens.py); anything else (bytes that were
+    # not UTF-8 arrive as lone surrogates) is no token, not a hashing error.
+    if scheme.lower() != "bearer" or not secret.strip() or not secret.isascii():
         return None
     return await request.app[TOKENS].get(secret.strip())
 

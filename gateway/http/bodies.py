@@ -166,9 +166,11 @@ class Reply(Note):
 
 
 class Escalation(Body):
-    """POST /v1/requests/{reference}/escalate; `queue` moves it there too."""
+    """POST /v1/requests/{reference}/escalate; `queue` moves it there too (a queue
+    the token can see, as for PATCH)."""
 
     reason: Annotated[str, Says("must be text")] = ""
+    # A queue out of the token's scope reads as unknown: no leak of what exists.
     queue: Annotated[Queue | None, Says("is not a configured queue")] = None
 
     _present = field_validator("queue", mode="before")(_refuse_null)

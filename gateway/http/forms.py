@@ -30,9 +30,11 @@ from gateway.http import form_pages
 from gateway.http.auth import ADMINS, require_role
 from gateway.http.form_pages import origin_of
 from gateway.http.form_post import SPOOL_IN_MEMORY, Post, Refused, read_post
-from gateway.http.limits import Buckets
+from gateway.http.form_tokens import SpentTokens
+from gateway.http.limits import Buckets, client_key
 from gateway.http.problems import RETRY_AFTER_SECONDS, Problem
 from gateway.http.shared import CONFIG, ENGINE, WRITER, json_response
+from gateway.http.validation import shown
 from parsers.forms import (
     TOKEN_FIELD,
     FormSpec,
@@ -40,6 +42,7 @@ from parsers.forms import (
     check_token,
     check_values,
     issue_token,
+    issued_at,
     submission_json,
 )
 from storage.errors import StorageUnavailable
@@ -57,6 +60,7 @@ class FormDesk:
     secret: bytes
     buckets: dict[str, Buckets] = field(default_factory=dict)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    spent: SpentTokens = field(default_factory=SpentTokens)
 
     @classmethod
     def from_config(cls, config: Config) -> FormDesk:
@@ -67,9 +71,10 @@ class FormDesk:
                    for f in forms.values()}
         return cls(forms=forms, secret=secret, buckets=buckets)
 
-    def token(self, spec: FormSpec) -> str:
-        """A fresh fill-time token for the form."""
-        return issue_token(self.secret, spec.id, time.time())
+    def token(self, spec: FormSpec, request: web.Request) -> str:
+        """A fresh fill-time token for the form, good only from this client's address."""
+        return issue_token(self.secret, spec.id, time.time(), client_key(request.remote),
+                           nonce=secrets.token_urlsafe(9))
 
 
 FORMS = web.AppKey("forms", FormDesk)
@@ -103,7 +108,7 @@ def _check_origin(request: web.Request, spec: FormSpec) -> None:
     origin = origin.lower()
     if origin in spec.allowed_origins or origin in _own_origins(request):
         return
-    raise Refused(403, "origin", f"posts from {origin} are not allowed for this form")
+    raise Refused(403, "origin", f"posts from {shown(origin)} are not allowed for this form")
 
 
 # --- pages and the description ------------------------------------------------------
@@ -128,7 +133,7 @@ async def form_page(request: web.Request) -> web.Response:
     spec = _spec(request)
     if spec is None:
         return form_pages.not_found_page()
-    return form_pages.form_page(spec, request.app[FORMS].token(spec))
+    return form_pages.form_page(spec, request.app[FORMS].token(spec, request))
 
 
 async def thanks_page(request: web.Request) -> web.Response:
@@ -154,7 +159,7 @@ def describe(spec: FormSpec, token: str) -> dict[str, Any]:
 async def form_description(request: web.Request) -> web.Response:
     spec = _known_spec(request)
     # Fetched afresh for every fill: never cached, since it carries a new token.
-    return json_response(describe(spec, request.app[FORMS].token(spec)),
+    return json_response(describe(spec, request.app[FORMS].token(spec, request)),
                          headers={"Cache-Control": "no-store"} | _cors(request, spec))
 
 
@@ -180,16 +185,34 @@ def _with_reference(url: str, **params: str) -> str:
     return url + ("&" if "?" in url else "?") + urlencode(params)
 
 
-def _checked(request: web.Request, spec: FormSpec, post: Post) -> FormSubmission:
-    """The post's values, once the honeypot, the token and the fields pass."""
+def _check_honeypot(spec: FormSpec, post: Post) -> None:
     if any(v.strip() for v in post.values.get(spec.honeypot, [])):
         raise Refused(422, "honeypot", "the form was refused: a field meant to stay "
                       "empty was filled in (this catches automated posts)")
+
+
+def _spend_token(request: web.Request, spec: FormSpec, post: Post) -> str | None:
+    """Check the post's fill-time token (signed for this form and this client's
+    address, old enough, young enough) and spend it: the token, to give back if
+    the post is refused later; None when the form takes no token."""
     tokens = post.values.get(TOKEN_FIELD, [])
-    why = check_token(request.app[FORMS].secret, spec, tokens[0] if tokens else None,
-                      time.time())
+    token = tokens[0] if tokens else None
+    desk, now = request.app[FORMS], time.time()
+    why = check_token(desk.secret, spec, token, now, client_key(request.remote))
     if why is not None:
         raise Refused(422, "token", why)
+    if spec.min_fill_seconds <= 0 or token is None:
+        return None
+    issued = issued_at(token) or 0
+    if not desk.spent.spend(token, issued=issued,
+                            expires=issued + spec.max_token_age_seconds, now=now):
+        raise Refused(422, "token", "this page was sent already; reload the page to "
+                      "send the form again")
+    return token
+
+
+def _checked(spec: FormSpec, post: Post) -> FormSubmission:
+    """The post's values, once its fields pass."""
     checked = check_values(spec, post.values, [s.uploaded() for s in post.files])
     if isinstance(checked, list):
         raise Refused(422, "invalid", "the form has invalid fields", checked)
@@ -224,7 +247,7 @@ async def _store(request: web.Request, spec: FormSpec, post: Post,
 
 
 def _check_rate(request: web.Request, spec: FormSpec) -> None:
-    wait = request.app[FORMS].buckets[spec.id].take(request.remote or "")
+    wait = request.app[FORMS].buckets[spec.id].take(client_key(request.remote))
     if wait > 0:
         raise Refused(429, "rate_limited", "too many posts from your address; "
                       "wait a minute and send again",
@@ -245,18 +268,26 @@ def _refused(request: web.Request, spec: FormSpec, refused: Refused,
     if spec.failure_url:
         return web.Response(status=303, headers=refused.headers | {
             "Location": _with_reference(spec.failure_url, error=refused.reason)})
-    return form_pages.refused_page(spec, refused, desk.token(spec), values, refused.headers)
+    return form_pages.refused_page(spec, refused, desk.token(spec, request), values,
+                                   refused.headers)
 
 
 async def submit_form(request: web.Request) -> web.Response:
     spec = _known_spec(request)
     post: Post | None = None
+    spent: str | None = None
     try:
         _check_origin(request, spec)
         _check_rate(request, spec)
         post = await read_post(request, spec)
-        accepted = await _store(request, spec, post, _checked(request, spec, post))
+        _check_honeypot(spec, post)
+        spent = _spend_token(request, spec, post)
+        accepted = await _store(request, spec, post, _checked(spec, post))
     except Refused as refused:
+        if spent is not None:
+            # Refused for something else (a field, storage down): the same page
+            # may be sent again once that is put right.
+            request.app[FORMS].spent.give_back(spent)
         return _refused(request, spec, refused, post.values if post else {})
     finally:
         if post is not None:

@@ -68,8 +68,9 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "requester": {
                 "type": "object",
                 "properties": {
-                    "email": {"type": "string", "maxLength": 320,
-                              "pattern": EMAIL},
+                    "email": {"type": "string", "maxLength": 254, "pattern": EMAIL,
+                              "description": "one address (an addr-spec): no name, list, "
+                                             "group, quoting or comment; a public domain"},
                     "name": {"type": ["string", "null"], "maxLength": MAX_NAME},
                 },
                 "required": ["email"],
@@ -132,6 +133,9 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "sla": {"oneOf": [{"type": "null"}, ref("ServiceLevels")],
                     "description": "each target's due and warning times and status now"},
             "url": URL,
+            "input_reference": {"type": "string", "description": "the reference asked "
+                                "for, when it is an email that joined this request as a "
+                                "reply (the reference its sender was given)"},
             "status_url": {**URL, "description": "the customer's status page, if it has one"},
             "messages": {"type": "array", "items": ref("Message")},
             "timeline": {"type": "array", "items": ref("Event")},

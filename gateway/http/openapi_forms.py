@@ -41,7 +41,8 @@ def form_schemas() -> dict[str, Schema]:
                            "max_body_bytes": INT, "min_fill_seconds": {"type": "number"}}),
             "token_field": {"const": "_form_token"},
             "token": {"type": "string", "description": "send it back in `token_field`; "
-                      "it must be at least `min_fill_seconds` old"},
+                      "it must be at least `min_fill_seconds` old, is good for one post, "
+                      "and only from the address (IPv6: the /64) that fetched it"},
             "honeypot": {"type": "string", "description": "a field name to leave empty"},
         }),
         "FormReceived": obj({
@@ -93,7 +94,8 @@ def form_paths(form_ids: Sequence[str]) -> dict[str, Schema]:
          "413": _either("the post or one of its files is over the form's limit"),
          "415": _either("neither multipart/form-data nor urlencoded"),
          "422": _either("invalid fields (each in `errors`), the honeypot filled, or the "
-                        "fill-time token missing, bad, too new or too old"),
+                        "fill-time token missing, bad, too new, too old, from another "
+                        "address or spent by an earlier post"),
          "429": _either("too many posts from this address to this form", retry_after=True),
          "503": _either("storage is temporarily unavailable: send again later",
                         retry_after=True)},

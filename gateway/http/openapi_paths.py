@@ -10,6 +10,7 @@ from gateway.http.openapi_schema import (
     AUTH,
     HEADERS,
     STR,
+    URL,
     V1,
     Schema,
     header,
@@ -28,6 +29,15 @@ REFERENCE = path_param("reference", "the request's reference, e.g. `7PY9-9T9S` (
 DEAD_LETTER = [path_param("kind", "where it failed", {"enum": ["inbox", "outbox"]}),
                path_param("item_id", "its id in `intake dead-letters list`",
                           {"type": "integer", "minimum": 0})]
+
+
+# Every action checks an If-Match it is sent (access.py); PATCH and escalate
+# with a queue require one.
+IF_MATCH_TEXT = ("when sent, the change applies only to this version (412 if the "
+                 "request changed since); without it, to the version read when the call "
+                 "was authorised")
+IF_MATCH: Schema = {"name": "If-Match", "in": "header", "required": False,
+                    "description": IF_MATCH_TEXT, "schema": STR}
 
 
 def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
@@ -50,7 +60,8 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                          "description": "the same key and body return the first answer; "
                                         "the same key with another body gets 422",
                          "schema": {"type": "string", "minLength": 1,
-                                    "maxLength": MAX_IDEMPOTENCY_KEY}}],
+                                    "maxLength": MAX_IDEMPOTENCY_KEY,
+                                    "pattern": "^[\\x20-\\x7e]+$"}}],
                 body=ref("NewRequest"),
                 description="Any token role may submit; without a token only when "
                             "`http.open_intake` is set. 400 for a bad Idempotency-Key."),
@@ -66,16 +77,21 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
             "parameters": [REFERENCE],
             "get": operation(
                 "getRequest", "Read a request with its messages and timeline", "requests",
-                {"200": ok("the request, or its intake state while not yet processed",
+                {"200": ok("the request, or its intake state while not yet processed; for "
+                           "an email that joined another request as a reply, that request "
+                           "(`input_reference` names the one asked for)",
                            {"oneOf": [ref("Request"), ref("ReceivedRequest")]},
-                           headers=optional_etag)},
+                           headers=optional_etag | {"Content-Location": header(
+                               "the URL of the request shown, when it is not the one asked "
+                               "for", URL, required=False)})},
                 (404, *AUTH)),
             "patch": operation(
                 "updateRequest", "Change fields of a request", "agents",
                 {"200": ok("changed; the new version", ref("Versioned"), headers=etag)},
                 (400, 403, 404, 409, 412, 413, 422, 428, *AUTH),
                 params=[{"name": "If-Match", "in": "header", "required": True,
-                         "description": "the ETag of the version being changed",
+                         "description": "the ETag of the version being changed (`*`: "
+                                        "whatever version is current)",
                          "schema": {"type": "string", "minLength": 1}}],
                 body=ref("RequestChanges"),
                 description="Agents may set status, queue, priority, type, category, "
@@ -87,18 +103,20 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
             "put": operation(
                 "renewLease", "Extend the caller's lease on a request", "agents",
                 {"200": ok("the new end of the lease", ref("Lease"))},
-                (400, 404, 409, 413, 422, *AUTH),
+                (400, 403, 404, 409, 412, 413, 422, *AUTH), params=[IF_MATCH],
                 body=ref("LeaseRequest"), body_required=False),
             "delete": operation(
                 "releaseLease", "Give a claimed request back to its queue", "agents",
-                {"204": ok("released", None)}, (404, 409, *AUTH)),
+                {"204": ok("released", None)}, (403, 404, 409, 412, *AUTH),
+                params=[IF_MATCH]),
         },
         "/v1/requests/{reference}/notes": {
             "parameters": [REFERENCE],
             "post": operation(
                 "addNote", "Add an internal note to the timeline", "agents",
                 {"201": ok("noted", ref("NoteAdded"))},
-                (400, 403, 404, 409, 413, 422, *AUTH), body=ref("NewNote")),
+                (400, 403, 404, 409, 412, 413, 422, *AUTH), params=[IF_MATCH],
+                body=ref("NewNote")),
         },
         "/v1/requests/{reference}/replies": {
             "parameters": [REFERENCE],
@@ -106,25 +124,29 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                 "addReply", "Reply to the requester (queued for delivery)", "agents",
                 {"201": ok("reply stored, delivery pending", ref("ReplyQueued"),
                            headers=etag)},
-                (400, 403, 404, 409, 413, 422, *AUTH), body=ref("NewReply")),
+                (400, 403, 404, 409, 412, 413, 422, *AUTH), params=[IF_MATCH],
+                body=ref("NewReply")),
         },
         "/v1/requests/{reference}/escalate": {
             "parameters": [REFERENCE],
             "post": operation(
                 "escalateRequest", "Raise the escalation level by one", "agents",
                 {"200": ok("escalated; the new version", ref("Versioned"), headers=etag)},
-                (400, 403, 404, 409, 412, 413, 422, *AUTH),
-                params=[{"name": "If-Match", "in": "header", "required": False,
-                         "description": "when sent, the change applies only to this version",
-                         "schema": STR}],
-                body=ref("Escalation"), body_required=False),
+                (400, 403, 404, 409, 412, 413, 422, 428, *AUTH),
+                params=[{**IF_MATCH, "description": "required with `queue` (a move, as "
+                         "with PATCH: 428 without it); " + IF_MATCH_TEXT}],
+                body=ref("Escalation"), body_required=False,
+                description="`queue` must be one the token can see (422 otherwise)."),
         },
         "/v1/requests/{reference}/merge": {
             "parameters": [REFERENCE],
             "post": operation(
                 "mergeRequest", "Merge a duplicate into another request", "agents",
                 {"200": ok("merged", ref("Merged"))},
-                (400, 403, 404, 409, 413, 422, *AUTH), body=ref("MergeRequest")),
+                (400, 403, 404, 409, 412, 413, 422, *AUTH), params=[IF_MATCH],
+                body=ref("MergeRequest"),
+                description="`into` must be a processed request the token can see that "
+                            "is not merged itself (422 otherwise)."),
         },
         "/v1/requests/{reference}/attachments/{attachment_id}": {
             "parameters": [REFERENCE, path_param("attachment_id", "the attachment's `id`",
@@ -184,7 +206,7 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
             "parameters": [REFERENCE],
             "post": operation("releaseQuarantined", "Let a held request in", "agents",
                               {"200": ok("released into its queue", ref("Released"))},
-                              (403, 404, 409, *AUTH)),
+                              (403, 404, 409, 412, *AUTH), params=[IF_MATCH]),
         },
         "/v1/queues": {
             "get": operation("listQueues", "Queue overview: depth, unclaimed, oldest, past "

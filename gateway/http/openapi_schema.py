@@ -20,7 +20,11 @@ SIMPLE_VALUE: Schema = {"type": ["string", "number", "boolean", "null"]}
 # spelled out so that every regex dialect reads the patterns the same way.
 _WS = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK = f"[^{_WS}]"
-EMAIL = f"^[^@{_WS}]{{1,64}}@[^@{_WS}]{{1,255}}$"
+# One addr-spec (parsers/addresses.py, which checks more: lengths in octets,
+# IDNA, a public domain): none of the characters of names, lists, groups,
+# comments, quoting or routes.
+_NOT_IN_ADDRESS = _WS + r',;:<>()\[\]"\\%!'
+EMAIL = f"^[^@{_NOT_IN_ADDRESS}]{{1,64}}@[^@{_NOT_IN_ADDRESS}]{{1,253}}$"
 
 
 def nullable(schema: Schema) -> Schema:

@@ -11,9 +11,9 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.http.access import authorise
 from gateway.http.auth import STAFF, actor, require_role, require_token
 from gateway.http.bodies import Claim, Lease
-from gateway.http.lookup import to_change
 from gateway.http.problems import Problem, bad_parameter
 from gateway.http.shared import CONFIG, ENGINE, SIGNALS, json_response, request_url, small_int
 from gateway.http.validation import read
@@ -87,20 +87,23 @@ async def claim(request: web.Request) -> web.Response:
 
 
 async def renew_lease(request: web.Request) -> web.Response:
-    token, req = await to_change(request)
+    # The lease is its own compare-and-set (only its holder, only while it runs).
+    acting = await authorise(request)
     asked = await read(request, Lease)
-    until = await claims.renew(request.app[ENGINE], req["reference"], actor(token),
+    acting.check_if_match()
+    until = await claims.renew(request.app[ENGINE], acting.reference, actor(acting.token),
                                asked.lease_seconds)
     if until is None:
         raise Problem(409, "you hold no lease on this request (it may have run out)")
-    return json_response({"reference": req["reference"], "lease_until": until})
+    return json_response({"reference": acting.reference, "lease_until": until})
 
 
 async def release_lease(request: web.Request) -> web.Response:
-    token, req = await to_change(request)
-    if not await claims.release(request.app[ENGINE], req["reference"], actor(token)):
+    acting = await authorise(request)
+    acting.check_if_match()
+    if not await claims.release(request.app[ENGINE], acting.reference, actor(acting.token)):
         raise Problem(409, "you hold no lease on this request")
-    request.app[SIGNALS].signal(req["queue"])
+    request.app[SIGNALS].signal(acting.request["queue"])
     return web.Response(status=204)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from domain.lifecycle import Status
+from gateway.http.access import Acting, Changed, authorise, etag
 from gateway.http.auth import (
     STAFF,
     actor,
-    ensure_role,
     may_read,
     require_role,
     require_token,
@@ -31,11 +31,6 @@ from storage.inbox import Accepted, NewItem
 from storage.tokens import TokenInfo
 
 MAX_IDEMPOTENCY_KEY = 200
-
-
-def _not_found() -> Problem:
-    # Out of scope looks exactly like unknown: no leak of what exists.
-    return Problem(404, "no request with this reference")
 
 
 async def create_request(request: web.Request) -> web.Response:
@@ -71,8 +66,11 @@ async def _submit(request: web.Request, item: NewItem) -> Accepted:
 async def _submit_once(request: web.Request, item: NewItem, token: TokenInfo | None,
                        key: str) -> Accepted:
     """Submit under an Idempotency-Key: the same key and body get the first answer."""
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
-        raise Problem(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    # A structured-field string (RFC 8941 3.3.3): printable ASCII, which every
+    # database column and log line takes as it is.
+    if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isascii() and key.isprintable()):
+        raise Problem(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+                           "ASCII characters")
     scope = f"{token.id if token else 'open'}:{key}"
     try:
         return await request.app[WRITER].submit_idempotent(item, scope)
@@ -82,10 +80,7 @@ async def _submit_once(request: web.Request, item: NewItem, token: TokenInfo | N
 
 
 async def get_request(request: web.Request) -> web.Response:
-    token = await require_token(request)
-    found = await queries.get_request(request.app[ENGINE], request.match_info["reference"])
-    if found is None or not may_read(token, found.get("queue")):
-        raise _not_found()
+    found = (await authorise(request, act=False, whole=True)).request
     found["url"] = request_url(request, found["reference"])
     if found.get("status") != Status.RECEIVED:
         found["sla"] = describe(found, request.app[RULES].sla, utcnow())
@@ -94,8 +89,11 @@ async def get_request(request: web.Request) -> web.Response:
     token_value = found.pop("status_token", None)
     if token_value:
         found["status_url"] = f"{request.app[CONFIG].public_url}/v1/status/{token_value}"
-    headers = {"ETag": f'"v{found["version"]}"'} if "version" in found else None
-    return json_response(found, headers=headers)
+    headers = {"ETag": etag(found["version"])} if "version" in found else {}
+    if "input_reference" in found:
+        # An email that joined another request as a reply: this is that request.
+        headers["Content-Location"] = found["url"]
+    return json_response(found, headers=headers or None)
 
 
 async def list_requests(request: web.Request) -> web.Response:
@@ -121,16 +119,19 @@ async def list_quarantined(request: web.Request) -> web.Response:
 
 
 async def release_quarantined(request: web.Request) -> web.Response:
-    token = await require_token(request)
-    engine = request.app[ENGINE]
-    found = await queries.get_request(engine, request.match_info["reference"], whole=False)
-    if found is None or not may_read(token, found.get("queue")):
-        raise _not_found()
-    ensure_role(token, STAFF)
-    queue = await actions.release(engine, found["reference"], actor(token))
-    if queue is None:
-        raise Problem(409, f"request is {found['status']}, not {Status.QUARANTINED}")
-    return json_response({"reference": found["reference"], "status": Status.NEW,
+    acting = await authorise(request)
+
+    async def attempt(now: Acting) -> str:
+        if now.request["status"] != Status.QUARANTINED:
+            raise Problem(409, f"request is {now.request['status']}, not {Status.QUARANTINED}")
+        queue = await actions.release(request.app[ENGINE], now.reference, actor(now.token),
+                                      expected_version=now.version)
+        if queue is None:
+            raise Changed  # held at the version read, changed since: read it again
+        return queue
+
+    queue = await acting.perform(request, attempt)
+    return json_response({"reference": acting.reference, "status": Status.NEW,
                           "queue": queue})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +28,29 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _finite(value: Any) -> Any:
+    """`value` with NaN and Infinity as null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(data: Any) -> str:
+    """Strict JSON (RFC 8259): a non-finite number stored before the API refused
+    them is sent as null rather than as a token no JSON reader accepts."""
+    try:
+        return json.dumps(data, default=_default, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(data), default=_default, allow_nan=False)
+
+
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None,
                   content_type: str = "application/json") -> web.Response:
-    return web.Response(body=json.dumps(data, default=_default).encode(), status=status,
+    return web.Response(body=json_text(data).encode(), status=status,
                         headers=headers, content_type=content_type)
 
 

@@ -10,6 +10,8 @@ not either.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -43,17 +45,133 @@ class Body(BaseModel):
     in_body_order: ClassVar[bool] = False
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; no body at all reads as `{}`."""
-    raw = await request.read() if request.body_exists else b"{}"
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, f"body is not valid JSON: {exc}") from None
-    if "\\u0000" in raw.decode("utf-8", "replace"):
+# Our bodies nest three levels at most (custom_fields in a PATCH); deeper is an
+# attack on the parser's recursion, refused before any model looks at it.
+MAX_JSON_DEPTH = 32
+# Values checked one by one in Python (about 1 us each): bounded, so no body
+# under `http.max_body_bytes` holds the event loop long. Our largest body (a PATCH
+# with its tags and custom fields) has a few hundred.
+MAX_JSON_VALUES = 10_000
+# In a str every surrogate code point is a lone one (json joins escaped pairs).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members; a name given twice is refused (RFC 7493 2.3), since
+    two readers of the same body could otherwise see two different requests."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the name {shown(name)!r} appears twice")
+            seen.add(name)
+    return found
+
+
+def shown(text: str) -> str:
+    """Text safe to send back: a lone surrogate becomes U+FFFD (RFC 7493 2.1)."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+# Where a value is, as a chain (parent, key), made into a JSON pointer only for the
+# one value refused: building a string for every value would cost more than the
+# parse itself.
+_Where = tuple[Any, str | int] | None
+
+
+def _pointer_of(where: _Where) -> str:
+    """The JSON pointer (RFC 6901: `~` and `/` escaped), sendable as text."""
+    keys: list[str] = []
+    while where is not None:
+        where, key = where
+        keys.append(shown(str(key)).replace("~", "~0").replace("/", "~1"))
+    return "".join(f"/{key}" for key in reversed(keys))
+
+
+def _bad_text(value: str) -> str | None:
+    if "\x00" in value:
+        return "NUL"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be Unicode text: a lone surrogate (\\ud800-\\udfff) is not"
+    return None
+
+
+def _bad_number(value: float) -> str | None:
+    # Python reads NaN, Infinity and 1e999 as floats; no JSON reader takes them back.
+    if not math.isfinite(value):
+        return "must be a finite number (NaN and Infinity are not JSON numbers)"
+    return None
+
+
+def _nesting_problem() -> Problem:
+    return Problem(400, f"body is not valid JSON: nested more than {MAX_JSON_DEPTH} levels")
+
+
+def _refuse(at: str, why: str) -> Problem:
+    if why == "NUL":
         # PostgreSQL text cannot hold NUL; no legitimate value carries one.
-        raise Problem(422, "NUL characters are not allowed",
-                      errors=[FieldProblem("", "contains a NUL character")])
+        return Problem(422, "NUL characters are not allowed",
+                       errors=[FieldProblem(at, "contains a NUL character")])
+    return invalid(at, why)
+
+
+def _walk(value: Any) -> None:
+    """Raise the problem of the first value (in document order) we could not store
+    or send back: NUL, lone surrogates, non-finite numbers, nesting. A loop, not
+    recursion: the depth is the attacker's to choose."""
+    stack: list[tuple[_Where, Any, int]] = [(None, value, 0)]
+    counted = 1  # values seen or waiting on the stack
+    while stack:
+        where, item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            counted += len(item)
+            if counted > MAX_JSON_VALUES:
+                raise Problem(422, f"the body holds more than {MAX_JSON_VALUES} values",
+                              errors=[FieldProblem("", f"must hold at most {MAX_JSON_VALUES} "
+                                                       "values in all")])
+        if depth >= MAX_JSON_DEPTH:
+            raise _nesting_problem()
+        why = None
+        if isinstance(item, str):
+            why = _bad_text(item)
+        elif isinstance(item, float):
+            why = _bad_number(item)
+        elif isinstance(item, dict):
+            for key in item:
+                if (why := _bad_text(key)) is not None:
+                    raise _refuse(_pointer_of((where, key)), why)
+            stack.extend(((where, k), v, depth + 1) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend(((where, i), v, depth + 1)
+                         for i, v in zip(range(len(item) - 1, -1, -1), reversed(item),
+                                         strict=True))
+        if why is not None:
+            raise _refuse(_pointer_of(where), why)
+
+
+def load_json(raw: bytes) -> Any:
+    """The body as I-JSON (RFC 7493): UTF-8, names unique, numbers finite, text
+    without lone surrogates (nor NUL, which PostgreSQL refuses), nesting bounded.
+    What is not JSON is 400; JSON we could not store is 422 naming its pointer."""
+    try:
+        text = raw.decode("utf-8")  # strict: also refuses encoded surrogates
+        body = json.loads(text, object_pairs_hook=_unique_names)
+    except RecursionError:
+        raise _nesting_problem() from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, f"body is not valid JSON: {shown(str(exc))}"[:300]) from None
+    _walk(body)
+    return body
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (see `load_json`); no body at all reads as `{}`."""
+    raw = await request.read() if request.body_exists else b""
+    body = load_json(raw or b"{}")
     if not isinstance(body, dict):
         raise Problem(422, "body must be a JSON object",
                       errors=[FieldProblem("", "must be an object")])

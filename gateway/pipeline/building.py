@@ -17,7 +17,9 @@ from domain import lifecycle
 from domain.lifecycle import Actor, Event, EventKind, Status
 from gateway.config import Config
 from gateway.delivery.outbound import Templates, acknowledgement
+from gateway.pipeline.placement import MAX_PARENTS, MAX_TAGS, sender_check
 from gateway.pipeline.service_levels import deadlines
+from parsers.addresses import Mailbox, mailbox_or_none
 from parsers.api_request import ApiRequest, parse_api_request
 from parsers.automatic import is_own_outbound
 from parsers.forms import FormSubmission, submission_from_json
@@ -28,6 +30,7 @@ from parsers.reference_tags import find_reference_tags
 from routing.api import Attachment as RoutedAttachment
 from routing.api import Decision, RoutingInput, RuleSet, decide
 from routing.sla import SlaConfig
+from storage.fitting import fit_request
 from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest, ThreadHints
 
@@ -122,24 +125,26 @@ def _templates(folder: str | None) -> Templates:
 
 def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, routed: Routed, *,
                  message: NewMessage, received: Event, parsed: Event | None = None,
-                 to_name: str | None, to_address: str | None, hints: ThreadHints | None = None,
+                 to_name: str | None, to: Mailbox | None, hints: ThreadHints | None = None,
                  reply_changes: dict[str, Any] | None = None,
                  reply_decision: dict[str, Any] | None = None) -> NewRequest:
     """The request with its timeline, the status token, the service-level
-    deadlines and, when the decision says so, the acknowledgement to `to_address`."""
+    deadlines and, when the decision says so, the acknowledgement to `to`;
+    every value fitted to its column, each change a defect on the message and
+    the timeline (storage/fitting.py), so what was accepted can be stored."""
     token = secrets.token_urlsafe(24)
     timed = (deadlines(sla, queue=routed.queue, priority=routed.priority, type=routed.type,
                        created_at=item.received_at)
              if lifecycle.gets_deadlines(routed.status) else {})
     ack = None
-    if routed.acknowledgement.send and to_address:
+    if routed.acknowledgement.send and to is not None:
         ack = acknowledgement(config, _templates(config.outbound.templates),
                               reference=item.reference, queue=routed.queue, status_token=token,
                               template=routed.acknowledgement.template, to_name=to_name,
-                              to_address=to_address, subject=message.subject,
+                              to=to, subject=message.subject,
                               customer_message_id=message.message_id,
                               references=list(message.references))
-    return NewRequest(
+    return fit_request(NewRequest(
         queue=routed.queue, message=message, requester_email=message.from_address,
         requester_name=message.from_name, custom_fields=routed.custom_fields,
         received=received,
@@ -148,7 +153,27 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
         category=routed.category, component=routed.component,
         escalation_level=routed.escalation_level, status_token=token, acknowledgement=ack,
         sla=timed, hints=hints, reply_changes=reply_changes or {},
-        reply_decision=reply_decision)
+        reply_decision=reply_decision))
+
+
+def _recipient_veto(config: Config, mailbox: Mailbox | None, *, ours: bool = False
+                    ) -> str | None:
+    """Why the acknowledgement may not go to `mailbox` (None: no address to send to)."""
+    ours = ours or (mailbox is not None and config.accepts(mailbox.addr_spec))
+    return lifecycle.recipient_veto(recipient=mailbox.addr_spec if mailbox else None, ours=ours)
+
+
+def _answer_to(parsed: ParsedEmail, config: Config) -> tuple[Mailbox | None, str | None, bool]:
+    """Where an answer to an email goes (RFC 5322 3.6.2): the first Reply-To
+    address, else From, as one checked addr-spec, never a list (a Reply-To that
+    is not one falls back to From); its display name; and whether it is one of
+    our own addresses (then nothing is sent)."""
+    for address in (*parsed.reply_to[:1], *([parsed.from_] if parsed.from_ else [])):
+        if config.accepts(address.address.strip()):
+            return None, None, True
+        if (mailbox := mailbox_or_none(address.address)) is not None:
+            return mailbox, address.name or None, False
+    return None, None, False
 
 
 def _reply_rules(rules: RuleSet) -> bool:
@@ -195,13 +220,18 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
                                    a.inline) for a in parsed.attachments],
     )
     hints = ThreadHints(
-        message_id=parsed.message_id, parent_ids=_parents(parsed),
+        message_id=parsed.message_id, parent_ids=_parents(parsed)[:MAX_PARENTS],
         bounce_of=parsed.bounce.original_message_id if parsed.bounce else None,
-        tags=find_reference_tags(parsed.subject, config.threading.subject_tag),
+        tags=find_reference_tags(parsed.subject, config.threading.subject_tag)[:MAX_TAGS],
         sender=sender, automatic=automatic,
+        copied=tuple(dict.fromkeys(a.address.strip().lower() for a in (*parsed.to, *parsed.cc)
+                                   if a.address)),
+        sender_ours=traits.ours, sender_check=sender_check(parsed),
     )
+    answer_to, answer_name, answer_ours = _answer_to(parsed, config)
     routed = _routed(decide(rules, email_input(parsed, item)), automatic=automatic, custom={},
-                     ack_veto=lifecycle.acknowledgement_veto(traits))
+                     ack_veto=lifecycle.acknowledgement_veto(traits)
+                     or _recipient_veto(config, answer_to, ours=answer_ours))
     # Whether it is a reply is known only when it is stored; a reply rule's
     # changes are worked out now, in case, when the mail looks like a reply.
     reply_changes: dict[str, Any] = {}
@@ -218,17 +248,17 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     parsed_event = Event(kind=EventKind.PARSED, data={
         "parser": "full", "defects": flags["defects"], "auto_reply": parsed.auto_reply,
         "bounce": parsed.bounce is not None, "list": parsed.list_mail, "own_outbound": own})
-    reply_to = parsed.reply_to[0] if parsed.reply_to else parsed.from_
     return _new_request(
         item, config, sla, routed, message=message, received=received, parsed=parsed_event,
-        to_name=reply_to.name if reply_to else None,
-        to_address=reply_to.address if reply_to else None,
-        hints=hints, reply_changes=reply_changes, reply_decision=reply_decision)
+        to_name=answer_name, to=answer_to, hints=hints, reply_changes=reply_changes,
+        reply_decision=reply_decision)
 
 
 def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
                 sla: SlaConfig | None = None) -> NewRequest:
-    parsed = parse_api_request(item.raw)
+    # Not strict: a body accepted before the edge refused NaN or lone
+    # surrogates is still read; its values are fitted with a recorded defect.
+    parsed = parse_api_request(item.raw, strict=False)
     if isinstance(parsed, list):  # validated before it was accepted; only a bug gets here
         raise ValueError(f"stored API body no longer validates: {parsed[0]}")
     message = NewMessage(
@@ -236,19 +266,21 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
         from_address=parsed.requester_email, from_name=parsed.requester_name,
     )
     routed = _routed(decide(rules, api_input(parsed, item)), automatic=False,
-                     custom=dict(parsed.custom_fields), ack_veto=None)
-    return _from_person(item, config, sla, message, routed,
+                     custom=dict(parsed.custom_fields),
+                     ack_veto=_recipient_veto(config, parsed.requester))
+    return _from_person(item, config, sla, message, routed, parsed.requester,
                         {"token_id": item.meta.get("token_id")})
 
 
 def _from_person(item: ClaimedItem, config: Config, sla: SlaConfig | None,
-                 message: NewMessage, routed: Routed, received: dict[str, Any]) -> NewRequest:
+                 message: NewMessage, routed: Routed, to: Mailbox | None,
+                 received: dict[str, Any]) -> NewRequest:
     """The request a person's own words make (a JSON body, a web form),
-    acknowledged to the address they gave."""
+    acknowledged to the address they gave (`to`, checked)."""
     event = Event(kind=EventKind.RECEIVED, data={
         "channel": item.channel, **received, "received_at": item.received_at.isoformat()})
     return _new_request(item, config, sla, routed, message=message, received=event,
-                        to_name=message.from_name, to_address=message.from_address)
+                        to_name=message.from_name, to=to)
 
 
 def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
@@ -264,8 +296,11 @@ def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
     )
     spec = config.forms.get(parsed.form_id)  # gone from the config since: no queue of its own
     decision = decide(rules, form_input(parsed, item, spec.queue if spec else None))
+    # Checked again: a post stored before addresses were checked may hold a list.
+    to = mailbox_or_none(parsed.requester_email)
     routed = _routed(decision, automatic=False, custom=dict(parsed.custom_fields),
-                     ack_veto=None if parsed.requester_email else "the form has no email")
-    return _from_person(item, config, sla, message, routed, {
+                     ack_veto=_recipient_veto(config, to) if parsed.requester_email
+                     else "the form has no email")
+    return _from_person(item, config, sla, message, routed, to, {
         "form_id": parsed.form_id, "remote": item.meta.get("remote"),
         "origin": item.meta.get("origin"), "files": len(parsed.files)})

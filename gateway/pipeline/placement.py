@@ -3,19 +3,74 @@
 Order of evidence, strongest first:
 1. the same Message-ID from the same sender is stored already: a duplicate
    delivery, stored once;
-2. a delivery report naming one of our messages: the request that message
+2. a delivery report naming one of *our* messages: the request that message
    belongs to;
 3. In-Reply-To, then References (most recent first), matching any stored
    message, the customer's or ours;
-4. a reference tag in the subject, but only from someone who already takes
-   part in that request: a stranger quoting a ticket number gets a new request.
+4. a reference tag in the subject.
+
+3 and 4 let a message in only when its sender may write there (`refusal`): a
+participant of the request (storage/participants.py: the requester, people
+copied on its first mail or on our mail, people a participant copied later)
+or one of our own addresses. Knowing a Message-ID proves nothing: ours and the
+customer's travel in the References of every later mail of the thread, to
+whoever is copied, forwarded to or archived. Anyone else gets a new request
+whose timeline says which request it named and why it was not let in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email.utils import getaddresses
 
-from storage.records import KnownMessage, Placed, Placement, TaggedRequest, ThreadHints
+from parsers.records import ParsedEmail
+from storage.records import (
+    KnownMessage,
+    Placed,
+    Placement,
+    SenderCheck,
+    TaggedRequest,
+    ThreadHints,
+)
+
+# What one mail may name, looked up per item of a batch: In-Reply-To and the
+# most recent References find any real thread (clients trim References to the
+# last few tens), and a subject carries one tag; a hostile mail naming more
+# costs no more than this.
+MAX_PARENTS = 50
+MAX_TAGS = 5
+
+
+def sender_check(parsed: ParsedEmail) -> SenderCheck:
+    """NOT_FROM when the parser took the sender from Sender, Reply-To or
+    Return-Path (From had no address): any header may name anyone, and From
+    is the one that sender authentication (DMARC) will vouch for."""
+    if parsed.from_ is None:
+        return SenderCheck.UNKNOWN
+    try:
+        in_from = {address.strip().lower() for _, address in
+                   getaddresses([value for name, value in parsed.headers if name == "from"])}
+    except Exception:  # stdlib parser bugs on hostile input: From is not confirmed
+        return SenderCheck.NOT_FROM
+    fell_back = any(d.startswith("From has no address") for d in parsed.defects)
+    stated = parsed.from_.address.strip().lower() in in_from and not fell_back
+    return SenderCheck.UNKNOWN if stated else SenderCheck.NOT_FROM
+
+
+def refusal(sender: str, *, takes_part: bool, ours: bool, check: SenderCheck) -> str | None:
+    """Why this sender may not write into a request (None: they may).
+
+    `check` is what sender authentication found; UNKNOWN (not checked) trusts
+    the address as far as it goes: only into requests its owner takes part in.
+    """
+    who = sender or "the sender"
+    if check == SenderCheck.FAILED:
+        return f"{who} failed sender authentication"
+    if check == SenderCheck.NOT_FROM:
+        return f"From names no address ({who} is from another header)"
+    if takes_part or ours:
+        return None
+    return f"{who} takes no part in it"
 
 
 def place(hints: ThreadHints, known: Mapping[str, KnownMessage],
@@ -29,23 +84,37 @@ def place(hints: ThreadHints, known: Mapping[str, KnownMessage],
                              seen.request_id)
     if hints.bounce_of:
         ours = known.get(hints.bounce_of)
-        if ours is not None:
+        # Only our own mail bounces back to us: a report naming the customer's
+        # Message-ID (which others know) is no delivery report of ours.
+        if ours is not None and ours.direction == "out":
             return Placement(Placed.THREAD, f"delivery report for message {hints.bounce_of}",
                              ours.request_id)
+    refused: dict[str, str] = {}  # by the reference of the request named: why not
+
+    def why_not(participants: frozenset[str]) -> str | None:
+        return refusal(sender, takes_part=bool(sender) and sender in participants,
+                       ours=hints.sender_ours, check=hints.sender_check)
+
     for parent in hints.parent_ids:
         match = known.get(parent)
-        if match is not None:
+        if match is None:
+            continue
+        reason = why_not(match.participants)
+        if reason is None:
             return Placement(Placed.THREAD, f"replies to message {parent}", match.request_id)
-    refused: list[str] = []
+        reference = match.reference or f"#{match.request_id}"
+        refused.setdefault(reference, f"reply to message {parent} of request {reference} "
+                                      f"ignored: {reason}")
     for tag in hints.tags:
         request = tagged.get(tag)
         if request is None:
             continue
-        if sender and sender in request.participants:
+        reason = why_not(request.participants)
+        if reason is None:
             return Placement(Placed.THREAD, f"subject tag {request.reference} from a participant",
                              request.request_id)
-        refused.append(request.reference)
+        refused.setdefault(request.reference,
+                           f"subject tag {request.reference} ignored: {reason}")
     if refused:
-        return Placement(Placed.NEW, f"subject tag {', '.join(refused)} ignored: "
-                                f"{sender or 'the sender'} takes no part in it")
+        return Placement(Placed.NEW, "; ".join(refused.values()), refused=tuple(refused))
     return Placement(Placed.NEW, "no stored message or tag matched")

@@ -4,6 +4,13 @@ Workers claim items with a lease, build the request (parse, thread, then route
 to the default queue until routing rules exist) and store it in one transaction. A
 failing item is retried with backoff (tenacity); after the last attempt it is
 dead-lettered with its error, visible and replayable with `intake reprocess`.
+
+A bad item never holds up the others: its failure is found at once (a build
+that raises is the item's own; a batch the database refuses is split in halves
+down to the item at fault, the others stored at once) and the item is handed
+back with a time for its next attempt, never retried with a sleep in the
+worker's path. A storage fault defers the items it met, without counting as
+one of their attempts.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, wait_exponential_jitter
 
 from domain.errors import GatewayError
 from gateway.config import Config
@@ -24,14 +31,19 @@ from gateway.rules_in_force import RulesHolder
 from routing.api import RuleSet
 from routing.sla import SlaConfig
 from storage.engine import utcnow
-from storage.processing import ClaimedItem, claim_items, fail_item
+from storage.errors import refuses_value
+from storage.processing import ClaimedItem, claim_items, defer_items, fail_item
 from storage.records import NewRequest
 from storage.store import Stored, complete_items
 
 log = logging.getLogger("intake.pipeline")
 
-# A claim counts as an attempt; a storage outage can cost a few claims per attempt.
+# A claim counts as an attempt (a deferral for a storage fault gives it back);
+# past this many claims per allowed attempt, an item that never finishes (it
+# kills its process) is dead-lettered.
 CLAIMS_PER_ATTEMPT = 4
+
+Work = list[tuple[ClaimedItem, NewRequest]]
 
 
 BUILDERS = {"smtp": email_request, "lmtp": email_request, "api": api_request,
@@ -58,6 +70,10 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._stopping = False
         self.processed = 0
+        settings = config.pipeline
+        self._wait = wait_exponential_jitter(multiplier=settings.backoff_initial_seconds,
+                                             max=settings.backoff_max_seconds,
+                                             jitter=settings.backoff_initial_seconds)
 
     def wake(self) -> None:
         """Called after new items are committed, so idle workers start at once."""
@@ -101,8 +117,9 @@ class Pipeline:
         """Process what is waiting now, inline, until nothing is left to claim.
 
         For a caller that wants the requests at once instead of from a worker (a
-        test of the HTTP app alone). Items that fail are dead-lettered or deferred
-        as by a worker, so they are not claimed again here. Returns how many were
+        test of the HTTP app alone). Items that fail are handed back for a later
+        attempt, deferred or dead-lettered as by a worker (one that falls due while
+        this runs is taken again, up to its last attempt). Returns how many were
         stored.
         """
         settings = self._config.pipeline
@@ -113,64 +130,88 @@ class Pipeline:
         return self.processed - before
 
     async def process_batch(self, items: list[ClaimedItem]) -> None:
-        """Store a claimed batch in one transaction; on any failure, item by item.
+        """Store a claimed batch in one transaction; isolate what fails at once.
 
-        One transaction per batch is the cheap path under load; the per-item
-        path (with retries and dead-lettering) isolates a bad item.
+        One transaction per batch is the cheap path under load. An item that
+        cannot be built fails alone; a batch that cannot be stored is split
+        (`_store`). Neither waits: the failed item's next attempt is scheduled.
         """
-        limit = self._config.pipeline.max_attempts * CLAIMS_PER_ATTEMPT
+        settings = self._config.pipeline
         # One rule set for the whole batch, even mid-reload.
         rules, sla = self.rules.rules, self.rules.sla
-        try:
-            work = [(item, build_request(item, self._config, rules, sla)) for item in items
-                    if item.attempts <= limit]
-            if len(work) == len(items):
-                stored = await complete_items(
-                    self._engine, work, place,
-                    acks_per_hour=self._config.outbound.acknowledgements_per_hour)
-                self.processed += len(work)
-                self._announce(stored)
-                return
-        except Exception as exc:  # noqa: BLE001 - retried item by item below
-            log.info("batch of %d failed (%s); processing one by one", len(items), exc)
+        work: Work = []
         for item in items:
-            await self.process(item)
+            if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
+                # Claimed this often without finishing: it probably kills the process.
+                await self._dead(item, f"claimed {item.attempts} times without completing")
+                continue
+            try:
+                work.append((item, build_request(item, self._config, rules, sla)))
+            except Exception as exc:  # noqa: BLE001 - the item's own failure, recorded
+                await self._failed(item, exc)
+        await self._store(work)
 
     async def process(self, item: ClaimedItem) -> None:
-        settings = self._config.pipeline
-        if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
-            # Claimed this often without finishing: it probably kills the process.
-            await self._dead(item, f"claimed {item.attempts} times without completing")
-            return
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.max_attempts),
-            wait=wait_exponential_jitter(multiplier=settings.backoff_initial_seconds,
-                                         max=settings.backoff_max_seconds,
-                                         jitter=settings.backoff_initial_seconds),
-            reraise=True,
-        )
+        """One claimed item (as a batch of one)."""
+        await self.process_batch([item])
+
+    async def _store(self, work: Work) -> bool:
+        """Store `work`; if that fails for the items (not the database), store it
+        in halves, in order, down to the item at fault. False once storage fails:
+        what was not stored is deferred, and the caller defers the rest."""
+        if not work:
+            return True
         try:
-            async for attempt in retrying:
-                with attempt:
-                    new = build_request(item, self._config, self.rules.rules, self.rules.sla)
-                    stored = (await complete_items(
-                        self._engine, [(item, new)], place,
-                        acks_per_hour=self._config.outbound.acknowledgements_per_hour))[0]
-        except GatewayError as exc:
-            if not exc.temporary:
-                log.warning("inbox item %s failed: %s", item.id, exc)
-                await self._dead(item, f"{type(exc).__name__}: {exc}")
-                return
-            # The database, not the item, is at fault: hand it back for later.
-            log.warning("inbox item %s deferred, storage fault: %s", item.id, exc)
-            await self._defer(item, f"{type(exc).__name__}: {exc}")
+            stored = await complete_items(
+                self._engine, work, place,
+                ack_limits=self._config.outbound.acknowledgement_limits)
+        except Exception as exc:  # noqa: BLE001 - every failure is isolated or deferred
+            if isinstance(exc, GatewayError) and exc.temporary:
+                # The database, not the items, is at fault: hand them back for later.
+                await self._defer([item for item, _ in work], exc)
+                return False
+            if len(work) == 1:
+                await self._failed(work[0][0], exc)
+                return True
+            log.info("batch of %d failed (%s); splitting it", len(work),
+                     f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+            middle = len(work) // 2
+            halves = (work[:middle], work[middle:])
+            for index, half in enumerate(halves):
+                if not await self._store(half):
+                    for later in halves[index + 1:]:
+                        await self._defer([item for item, _ in later], exc)
+                    return False
+            return True
+        self.processed += len(work)
+        self._announce(stored)
+        return True
+
+    async def _failed(self, item: ClaimedItem, exc: Exception) -> None:
+        """An attempt failed for the item itself: retried later, with backoff, until
+        its last attempt; dead-lettered then, or at once when retrying cannot help."""
+        error = f"{type(exc).__name__}: {exc}"
+        attempts = self._config.pipeline.max_attempts
+        permanent = isinstance(exc, GatewayError) and not exc.temporary or refuses_value(exc)
+        if permanent or item.attempts >= attempts:
+            log.warning("inbox item %s dead-lettered (attempt %d of %d): %s", item.id,
+                        item.attempts, attempts, error.splitlines()[0][:300])
+            await self._dead(item, error)
             return
-        except Exception as exc:  # noqa: BLE001 - any failure is recorded, never dropped
-            log.warning("inbox item %s failed: %s", item.id, exc)
-            await self._dead(item, f"{type(exc).__name__}: {exc}")
-            return
-        self.processed += 1
-        self._announce([stored])
+        delay = self._delay(item.attempts)
+        log.info("inbox item %s failed (attempt %d of %d), next in %.1f s: %s", item.id,
+                 item.attempts, attempts, delay, error.splitlines()[0][:300])
+        try:
+            await fail_item(self._engine, item.id, error, dead=False,
+                            retry_at=utcnow() + timedelta(seconds=delay))
+        except Exception as failure:  # noqa: BLE001 - lease expiry will bring it back
+            log.error("could not reschedule inbox item %s: %s", item.id, failure)
+
+    def _delay(self, attempt: int) -> float:
+        """tenacity's exponential backoff with jitter, as the outbox uses it."""
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return float(self._wait(state))
 
     def _announce(self, stored: list[Stored]) -> None:
         if self._on_stored is not None:
@@ -179,12 +220,17 @@ class Pipeline:
             if result.new_work is not None and self._on_new_work is not None:
                 self._on_new_work(result.new_work)
 
-    async def _defer(self, item: ClaimedItem, error: str) -> None:
+    async def _defer(self, items: list[ClaimedItem], exc: Exception) -> None:
+        """Hand items back after a storage fault (not their attempt), in one statement."""
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("%d inbox item(s) deferred, storage fault: %s", len(items),
+                    error.splitlines()[0][:300])
         delay = timedelta(seconds=self._config.pipeline.backoff_max_seconds)
         try:
-            await fail_item(self._engine, item.id, error, dead=False, retry_at=utcnow() + delay)
-        except Exception as exc:  # noqa: BLE001 - lease expiry will bring it back
-            log.error("could not defer inbox item %s: %s", item.id, exc)
+            await defer_items(self._engine, [item.id for item in items], error,
+                              retry_at=utcnow() + delay)
+        except Exception as failure:  # noqa: BLE001 - lease expiry will bring them back
+            log.error("could not defer %d inbox item(s): %s", len(items), failure)
 
     async def _dead(self, item: ClaimedItem, error: str) -> None:
         try:

@@ -351,17 +351,19 @@ async def test_forms__honeypot_is_refused_and_counted(
 
 async def test_forms__fill_time_token(http: AppClient, engine: AsyncEngine) -> None:
     secret = SECRET.encode()
+    # Tokens are bound to the client's address: the test client's is 127.0.0.1.
     cases = [(None, "missing"), ("12.forged", "not valid"),
              (issue_token(secret, "support", time.time() - 60), "not valid"),  # other form
-             (issue_token(secret, "guarded", time.time()), "too quickly"),
-             (issue_token(secret, "guarded", time.time() - 90_000), "open too long")]
+             (issue_token(secret, "guarded", time.time(), "127.0.0.1"), "too quickly"),
+             (issue_token(secret, "guarded", time.time() - 90_000, "127.0.0.1"),
+              "open too long")]
     for token, why in cases:
         values = _text() | ({"_form_token": token} if token else {})
         async with http.post("/v1/forms/guarded", data=values, headers=JSON) as resp:
             problem = await _problem(resp, 422)
         assert problem["reason"] == "token" and why in problem["detail"], (token, problem)
     await _nothing_stored(engine)
-    values = _text(_form_token=issue_token(secret, "guarded", time.time() - 6))
+    values = _text(_form_token=issue_token(secret, "guarded", time.time() - 6, "127.0.0.1"))
     async with http.post("/v1/forms/guarded", data=values, headers=JSON) as resp:
         assert resp.status == 201, await resp.text()
 

@@ -38,6 +38,8 @@ scheduler_seconds = 0.5
 [outbound]
 relay = "127.0.0.1:{relay_port}"
 acknowledgements_per_hour = 1000
+acknowledgements_per_domain_per_hour = 1000
+acknowledgements_per_minute = 1000
 backoff_initial_seconds = 0.1
 backoff_max_seconds = 1
 [[webhook]]

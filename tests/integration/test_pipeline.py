@@ -40,7 +40,10 @@ def mail_with_attachment(name: str, content: bytes) -> bytes:
 
 async def drain(engine: AsyncEngine, config: Config) -> Pipeline:
     pipe = Pipeline(engine=engine, config=config)
-    while items := await claim_items(engine, limit=50, lease_seconds=30):
+    # A failed item is handed back with a time for its next attempt (no sleep
+    # in the worker): claiming as of a minute ahead makes each retry due now.
+    while items := await claim_items(engine, limit=50, lease_seconds=30,
+                                     now=utcnow() + timedelta(minutes=1)):
         for item in items:
             await pipe.process(item)
     return pipe

@@ -28,7 +28,7 @@ def test_api_request__not_an_object() -> None:
 
 
 def test_api_request__limits() -> None:
-    body = {"requester": {"email": "a@b"}, "subject": "s" * 999, "body": "b"}
+    body = {"requester": {"email": "a@b.example"}, "subject": "s" * 999, "body": "b"}
     problems = parse_api_request(json.dumps(body).encode())
     assert isinstance(problems, list) and problems[0].pointer == "/subject"
 
