@@ -3,7 +3,9 @@ and the pipeline workers, built in one place and started and stopped in the
 right order.
 
 `build()` makes every part and hands each its collaborators; nothing runs yet.
-`Gateway.start()` and `Gateway.stop()` own the background tasks.
+`Gateway.start()` and `Gateway.stop()` own the background tasks, which run
+under one `Supervisor` (gateway/supervisor.py): a task that fails is logged and
+started again, and /healthz names a task that is down or stalled.
 """
 
 from __future__ import annotations
@@ -12,27 +14,30 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
 from gateway.delivery.worker import OutboxWorker
+from gateway.file_limit import descriptors_needed, raise_file_limit
+from gateway.health import HEALTH_KEY, INTAKE_TASK, Health
 from gateway.http.app import init_app
+from gateway.http_connections import GuardedSite, HttpConnections
 from gateway.pipeline.scheduler import Scheduler
 from gateway.pipeline.worker import Pipeline
 from gateway.rules_in_force import RulesHolder
 from gateway.signals import WorkSignals
 from gateway.smtp import SmtpListener
+from gateway.supervisor import Counter, Supervisor, Watch, without_heartbeat
 from routing.api import warm_up
 from storage.engine import create_engine, is_sqlite
 from storage.inbox import InboxWriter
 from storage.migrate import upgrade
-from storage.notify import listen
+from storage.notify import PING_SECONDS, listen
 from storage.processing import release_claims
+from storage.queries import overdue_items
 
 log = logging.getLogger("intake")
 
@@ -52,14 +57,17 @@ class Gateway:
     smtp: SmtpListener
     lmtp: SmtpListener | None
     runner: web.AppRunner
+    # The HTTP listener's connection caps, deadlines and counts.
+    http_connections: HttpConnections
     pipeline_workers: int
     outbox_workers: int
+    # Runs the background tasks; at stop the workers are let finish what they hold.
+    supervisor: Supervisor
+    # Commits by the inbox writer: its progress, as the supervisor sees it.
+    commits: Counter
     smtp_port: int = 0
     lmtp_port: int = 0
     http_port: int = 0
-    # Cancelled at stop; the workers are first let finish what they hold.
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
-    _workers: list[asyncio.Task[None]] = field(default_factory=list, init=False, repr=False)
 
     @property
     def http_url(self) -> str:
@@ -78,22 +86,13 @@ class Gateway:
                 log.info("took back %d inbox items claimed before a crash", released)
         warm_up(self.rules.rules)  # compile and load the language model before traffic
 
-        # One writer task: while it commits, the next batch gathers, so batches grow
-        # with load (measured: one task beats two on PostgreSQL; SQLite has one writer).
-        self._task(self.writer.run())
-        self._task(self.rules.watch(config.pipeline.reload_poll_seconds))
-        if self.scheduler is not None:
-            self._task(self.scheduler.run())
-        # Other processes' new work wakes this process's waiting agents too.
-        self._task(listen(config.database.url, self.signals.signal))
-        for _ in range(self.pipeline_workers):
-            self._workers.append(asyncio.create_task(self.pipeline.run_worker()))
-        for _ in range(self.outbox_workers):
-            self._workers.append(asyncio.create_task(self.outbox.run()))
+        self._supervise()
 
         await self.runner.setup()
         host, port = config.http_address
-        site = web.TCPSite(self.runner, host, port)
+        # Every listener holds a descriptor per connection: first make room.
+        raise_file_limit(descriptors_needed(config))
+        site = GuardedSite(self.runner, host, port, guard=self.http_connections)
         await site.start()
         self.http_port = self.runner.addresses[0][1]
         self.smtp_port = (await self.smtp.start(*config.smtp_address))[1]
@@ -107,27 +106,53 @@ class Gateway:
         listeners = [self.smtp] + ([self.lmtp] if self.lmtp else [])
         await asyncio.gather(*(listener.stop(grace) for listener in listeners),
                              self.runner.cleanup())
+        self.supervisor.stopping = True  # no restarts from here on
         self.pipeline.stop()
         self.outbox.stop()
-        if self._workers:
-            done, pending = await asyncio.wait(self._workers, timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop(grace=grace)
         await self.outbox.close()
         await self.engine.dispose()
         log.info("intake stopped")
 
-    def _task(self, work: Coroutine[Any, Any, None]) -> None:
-        self._tasks.append(asyncio.create_task(work))
+    def _supervise(self) -> None:
+        """Every background task, under the supervisor: restarted when it fails,
+        watched for progress (its own heartbeat, or seen from outside)."""
+        config, tasks = self.config, self.supervisor
+        # One writer task: while it commits, the next batch gathers, so batches grow
+        # with load (measured: one task beats two on PostgreSQL; SQLite has one writer).
+        # Its progress is its commits; an idle writer cannot be told from a stuck
+        # one from outside, so it is watched for failing, not for stalling.
+        tasks.start(INTAKE_TASK, without_heartbeat(self.writer.run),
+                    watch=Watch(progress=self.commits.value))
+        if self.rules.watchable:
+            interval = config.pipeline.reload_poll_seconds
+            tasks.start("rules-watch", lambda beat: self.rules.watch(interval, beat),
+                        stall_seconds=3 * interval)
+        if self.scheduler is not None:
+            scheduler = self.scheduler
+            tasks.start("scheduler", scheduler.run, stall_seconds=3 * scheduler.interval)
+        if not is_sqlite(self.engine):
+            # Other processes' new work wakes this process's waiting agents too.
+            tasks.start("listen", lambda beat: listen(config.database.url, self.signals.signal,
+                                                      on_alive=beat.beat,
+                                                      on_fault=beat.failed),
+                        stall_seconds=3 * PING_SECONDS)
+        # The pipeline's workers share one count of items stored; the pipeline is
+        # stalled when that stands still while items wait past the stall time.
+        engine = self.engine
+        pipeline = Watch(progress=lambda: self.pipeline.processed,
+                         backlog=lambda older: overdue_items(engine, older_than=older))
+        for number in range(1, self.pipeline_workers + 1):
+            tasks.start(f"pipeline-{number}", without_heartbeat(self.pipeline.run_worker),
+                        watch=pipeline, drain=True)
+        for number in range(1, self.outbox_workers + 1):
+            tasks.start(f"outbox-{number}", self.outbox.run, drain=True)
 
 
 def build(config: Config, *, engine: AsyncEngine | None = None,
-          workers: bool = True) -> Gateway:
-    """Every part of one process, each given what it calls; nothing runs yet."""
+          workers: bool = True, supervisor: Supervisor | None = None) -> Gateway:
+    """Every part of one process, each given what it calls; nothing runs yet.
+    `supervisor`: one with other stall and backoff times (tests)."""
     rules = RulesHolder.load(config)  # a bad rule stops start-up before anything listens
     engine = engine or create_engine(config.database.url, pool_size=config.database.pool_size,
                                      timeout=config.database.timeout_seconds)
@@ -135,19 +160,30 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
     outbox = OutboxWorker(engine=engine, config=config)
     pipeline = Pipeline(engine=engine, config=config, rules=rules,
                         on_new_work=signals.signal, on_stored=outbox.wake)
+    commits = Counter()
+
+    def committed() -> None:
+        commits.add()
+        pipeline.wake()
+
     writer = InboxWriter(engine=engine, timeout=config.database.timeout_seconds,
-                         on_commit=pipeline.wake)
+                         on_commit=committed)
     app = init_app(config, engine=engine, writer=writer, rules=rules, signals=signals)
+    http_connections = HttpConnections(config)
+    app.middlewares.append(http_connections.middleware)  # the innermost: sees the handler
+    supervisor = supervisor or Supervisor()
+    app[HEALTH_KEY] = Health(supervisor=supervisor)
     return Gateway(
         config=config, engine=engine, rules=rules, signals=signals, writer=writer,
-        pipeline=pipeline, outbox=outbox,
+        pipeline=pipeline, outbox=outbox, supervisor=supervisor, commits=commits,
         scheduler=(Scheduler(engine=engine, rules=rules,
                              interval=config.pipeline.scheduler_seconds) if workers else None),
         smtp=SmtpListener(config=config, submit=writer.submit),
         lmtp=(SmtpListener(config=config, submit=writer.submit, lmtp=True)
               if config.lmtp_address else None),
         runner=web.AppRunner(app, shutdown_timeout=config.http.shutdown_seconds,
-                             access_log=None),
+                             access_log=None, **http_connections.runner_options()),
+        http_connections=http_connections,
         pipeline_workers=config.pipeline.workers if workers else 0,
         # With nothing to deliver to, rows wait in the outbox (visible) until configured.
         outbox_workers=config.outbound.workers if workers and outbox.has_work else 0,
@@ -155,8 +191,8 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
 
 
 async def start(config: Config, *, engine: AsyncEngine | None = None,
-                workers: bool = True) -> Gateway:
-    gateway = build(config, engine=engine, workers=workers)
+                workers: bool = True, supervisor: Supervisor | None = None) -> Gateway:
+    gateway = build(config, engine=engine, workers=workers, supervisor=supervisor)
     await gateway.start()
     return gateway
 
@@ -181,3 +217,4 @@ async def serve(config: Config) -> None:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
         await stop(gateway, grace=config.http.shutdown_seconds)
+

@@ -11,9 +11,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from domain.errors import ConfigError, GatewayError
 from gateway.config import Config, load_config
 from storage.engine import create_engine
+from storage.errors import StorageUnavailable, is_storage_fault, unavailable
+from storage.location import UnwritableLocation, check_location, check_temporary_directory
 
 Command = Callable[[Config, argparse.Namespace], Awaitable[int]]
 
@@ -344,6 +348,9 @@ COMMANDS: dict[str, Command] = {
     "reprocess": _reprocess, "dead-letters": _dead_letters, "parse": _parse,
     "route": _route, "reroute": _reroute, "quarantine": _quarantine,
 }
+# The commands that open the database: its location is checked before they run.
+DATABASE_COMMANDS = frozenset({"serve", "migrate", "tokens", "reprocess", "dead-letters",
+                               "reroute", "quarantine"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,24 +371,47 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         run = asyncio.run
     try:
+        if args.command in DATABASE_COMMANDS:
+            check_location(config.database.url)
+        if args.command == "serve":
+            check_temporary_directory()
         return run(COMMANDS[args.command](config, args))
     except GatewayError as exc:
-        return _exit_code(exc)
+        return _exit_code(exc, database=_shown(config.database.url))
+    except Exception as exc:
+        if not is_storage_fault(exc):
+            raise  # a bug: its traceback is what its reader needs
+        # A storage fault that no layer translated (migrations open the database
+        # directly): the database is down or unreachable, which may pass.
+        return _exit_code(unavailable(exc), database=_shown(config.database.url))
 
 
 # sysexits.h: configuration error, and "temporary failure, try again later".
 EX_CONFIG, EX_TEMPFAIL = 2, 75
 
 
-def _exit_code(exc: GatewayError) -> int:
-    """The CLI edge's one mapping of errors to what is printed and the exit code."""
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _exit_code(exc: GatewayError, *, database: str | None = None) -> int:
+    """The CLI edge's one mapping of errors to what is printed and the exit code.
+    `database`: named when the database is what is unavailable."""
+    if isinstance(exc, UnwritableLocation):
+        # Not a wrong setting as such (a read-only file system, a missing
+        # directory), but retrying will not help until someone acts: EX_CONFIG.
+        print(f"intake: {exc}", file=sys.stderr)
+        return EX_CONFIG
     if isinstance(exc, ConfigError):
         # One problem a line (InvalidConfigError, InvalidRulesError list them all).
         for problem in str(exc).splitlines() or [""]:
             print(f"intake: configuration error: {problem}", file=sys.stderr)
         return EX_CONFIG
     if exc.temporary:
-        print(f"intake: temporarily unavailable, try again later: {exc}", file=sys.stderr)
+        where = f"database {database}: " if database and isinstance(exc, StorageUnavailable) \
+            else ""
+        print(f"intake: temporarily unavailable, try again later: {where}{exc}",
+              file=sys.stderr)
         return EX_TEMPFAIL
     print(f"intake: {exc}", file=sys.stderr)
     return 1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from domain.errors import ConfigError
 from gateway.config import Config, InvalidConfigError, config_from_text
+from gateway.supervisor import Heartbeat
 from routing.api import RuleSet, warm_up
 from routing.sla import SlaConfig
 from routing.sla.escalation import Escalation
@@ -102,22 +103,40 @@ class RulesHolder:
             log.error("rules not reloaded, the old ones stay: %s", line)
         return self.last_reload
 
-    async def watch(self, interval: float) -> None:
-        """Reload when the file's content changes (checked every `interval` s)."""
-        if self.config.source.startswith("<"):
-            return  # the embedded default has no file to watch
+    @property
+    def watchable(self) -> bool:
+        """Whether there is a file to watch (the embedded default has none)."""
+        return not self.config.source.startswith("<")
+
+    async def watch(self, interval: float, heartbeat: Heartbeat | None = None) -> None:
+        """Reload when the file's content changes (checked every `interval` s).
+
+        No failure ends it: a pass that fails is logged and the next one comes."""
+        if not self.watchable:
+            return
+        beat = heartbeat or Heartbeat()
         failed_digest = ""
         while True:
             await asyncio.sleep(interval)
             try:
-                text = _read(self.config)
-            except OSError:
-                continue  # being replaced, or gone for a moment: look again later
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            if digest in (self.config.digest, failed_digest):
-                continue  # unchanged, or the same broken file reported once already
-            result = self.reload(text)
-            failed_digest = "" if result.ok else digest
+                failed_digest = self._check_file(failed_digest)
+            except Exception as exc:  # noqa: BLE001 - a bad pass must not stop the next
+                log.exception("checking %s for new rules failed", self.config.source)
+                beat.failed(exc)
+            else:
+                beat.beat()
+
+    def _check_file(self, failed_digest: str) -> str:
+        """One pass of `watch`: reload if changed; the digest of a broken file."""
+        try:
+            text = _read(self.config)
+        except OSError:
+            return failed_digest  # being replaced, or gone for a moment: look again later
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest in (self.config.digest, failed_digest):
+            return failed_digest  # unchanged, or the same broken file reported once already
+        result = self.reload(text)
+        return "" if result.ok else digest
 
     def status(self) -> dict[str, object]:
         last = self.last_reload

@@ -9,6 +9,14 @@ is refused at the command: a NUL anywhere in HELO, EHLO, LHLO, MAIL or RCPT,
 and control characters in a path (its grammar has none). What is merely
 unusual (8-bit bytes that are not UTF-8, from an old MTA) is accepted; the
 inbox keeps its exact bytes (storage/storable.py).
+
+A listener holds at most `max_connections` sessions, `max_connections_per_client`
+from one address (gateway/connections.py); past them a new one is told 421 and
+closed. A session's client owes us, by a deadline it cannot stretch by sending
+a byte at a time: the next command within the idle timeout, a command begun
+within the command timeout, the message within the DATA timeout, and the end
+of the session within the session timeout (cut at its first idle moment
+after, never in a transaction). Past one it is told 421 4.4.2 and closed.
 """
 
 from __future__ import annotations
@@ -16,8 +24,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -25,6 +37,15 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from domain.errors import GatewayError
 from gateway.config import Config
+from gateway.connections import (
+    LISTEN_BACKLOG,
+    Caps,
+    Cause,
+    Connection,
+    Connections,
+    Refusal,
+    hang_up,
+)
 from storage.errors import Unstorable
 from storage.inbox import Accepted, NewItem
 
@@ -49,6 +70,19 @@ SENDER_OK = "250 2.1.0 Sender OK"
 # cannot help (RFC 3463 5.6.0, other media error).
 UNSTORABLE = "554 5.6.0 Message refused: it cannot be stored as sent"
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, please try again later"
+TRY_LATER_NOW = "421 4.3.0 Temporary failure, please try again later"
+# Connection caps and deadlines (RFC 3463: 4.7.0 security or policy status,
+# 4.3.2 system not accepting network messages, 4.4.2 bad connection).
+TOO_MANY_FROM_YOU = "421 4.7.0 Too many connections from your address, try again later"
+SERVER_BUSY = "421 4.3.2 Too many connections, server busy, try again later"
+REFUSED = {Refusal.PER_CLIENT: TOO_MANY_FROM_YOU, Refusal.TOTAL: SERVER_BUSY}
+GOODBYES = {
+    Cause.IDLE: "421 4.4.2 Timeout: no command received, closing connection",
+    Cause.COMMAND: "421 4.4.2 Timeout: command not completed, closing connection",
+    Cause.DATA: "421 4.4.2 Timeout: message data not received in time, closing connection",
+    Cause.SESSION: "421 4.4.2 Session time limit reached, closing connection",
+    Cause.EVICTED: "421 4.3.2 Server busy and this session idle, closing connection",
+}
 # aiosmtpd's own size replies carry no enhanced code; RFC 3463 says 5.3.4.
 _REWRITES = {
     "552 Error: message size exceeds fixed maximum message size":
@@ -109,17 +143,90 @@ def _refusing_nul(command: Command) -> Command:
     return checked
 
 
+class _Phase(StrEnum):
+    """Where a session is, which says what its client owes us."""
+
+    AWAITING = "awaiting"  # our reply sent, the next command not begun
+    COMMAND = "command"    # a command line begun
+    DATA = "data"          # 354 sent, the message arriving
+    STORING = "storing"    # the message is ours to store: no deadline of the client's
+
+
 class _IntakeSession:
-    """What our sessions change in aiosmtpd's SMTP class."""
+    """What our sessions change in aiosmtpd's SMTP class: the NUL checks, the
+    replies, and the listener's caps and deadlines (`tracked`)."""
 
     # The commands whose arguments are stored (session.host_name, the envelope).
     smtp_MAIL = _refusing_nul(SMTP.smtp_MAIL)
     smtp_RCPT = _refusing_nul(SMTP.smtp_RCPT)
 
+    def __init__(self, handler: Any, *, connections: Connections, tracked: Connection,
+                 timeouts: SessionTimeouts, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)  # type: ignore[call-arg]
+        self._connections = connections
+        self._timeouts = timeouts
+        self.tracked = tracked  # admitted by the listener's gate (`_Gate`)
+        tracked.cut = self._cut
+        self._phase = _Phase.AWAITING
+        self._session_ends = math.inf
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._session_ends == math.inf:  # not STARTTLS's second call
+            self._session_ends = time.monotonic() + self._timeouts.session
+            self._await_command()
+        super().connection_made(transport)  # type: ignore[misc]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._connections.release(self.tracked)
+        super().connection_lost(error)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        if self._phase == _Phase.AWAITING:
+            self._phase = _Phase.COMMAND  # the command's deadline does not move again
+            self._wait(self._timeouts.command, Cause.COMMAND, evictable=True)
+        self.tracked.got(len(data))
+        super().data_received(data)  # type: ignore[misc]
+
+    def pause_writing(self) -> None:
+        self.tracked.stalled(True)
+        super().pause_writing()  # type: ignore[misc]
+
+    def resume_writing(self) -> None:
+        self.tracked.stalled(False)
+        super().resume_writing()  # type: ignore[misc]
+
+    def storing(self) -> None:
+        """The message is in: storing it is our time, not the client's."""
+        self._phase = _Phase.STORING
+        self.tracked.busy()
+
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = _REWRITES.get(status, status)
+        if isinstance(status, str) and status.startswith("354"):
+            self._phase = _Phase.DATA
+            self.tracked.wait(self._timeouts.data, Cause.DATA)
+        else:
+            self._await_command()
         await super().push(status)  # type: ignore[misc]
+
+    def _await_command(self) -> None:
+        self._phase = _Phase.AWAITING
+        self._wait(self._timeouts.idle, Cause.IDLE, evictable=True)
+
+    def _wait(self, seconds: float, cause: Cause, *, evictable: bool) -> None:
+        """Wait `seconds` for `cause`, or less when the session's time runs out first."""
+        left = self._session_ends - time.monotonic()
+        if left < seconds:
+            seconds, cause = max(0.0, left), Cause.SESSION
+        self.tracked.wait(seconds, cause, evictable=evictable)
+
+    def _cut(self, cause: Cause) -> None:
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport is None:
+            return
+        goodbye = GOODBYES.get(cause)
+        hang_up(transport, goodbye.encode() + b"\r\n" if goodbye else b"")
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd runs every path through the email header parser and builds a
@@ -138,6 +245,30 @@ class IntakeSMTP(_IntakeSession, SMTP):
 
 class IntakeLMTP(_IntakeSession, LMTP):
     smtp_LHLO = _refusing_nul(LMTP.smtp_LHLO)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionTimeouts:
+    """What a session's client has, in seconds, for each thing it owes us."""
+
+    idle: float
+    command: float
+    data: float
+    session: float
+
+    @classmethod
+    def of(cls, config: Config) -> SessionTimeouts:
+        smtp = config.smtp
+        return cls(idle=smtp.timeout_seconds, command=smtp.command_timeout_seconds,
+                   data=smtp.data_timeout_seconds, session=smtp.session_timeout_seconds)
+
+    @property
+    def longest(self) -> float:
+        return max(self.idle, self.command, self.data, self.session)
+
+    @property
+    def shortest(self) -> float:
+        return min(self.idle, self.command, self.data, self.session)
 
 
 class IntakeHandler:
@@ -179,6 +310,8 @@ class IntakeHandler:
             "peer": list(session.peer) if isinstance(session.peer, tuple) else session.peer,
             "helo": session.host_name,
         }
+        if isinstance(server, _IntakeSession):
+            server.storing()
         self.in_flight += 1
         try:
             accepted = await self._submit(NewItem(self._channel, raw, meta))
@@ -195,6 +328,41 @@ class IntakeHandler:
         return reply
 
 
+class _Gate(asyncio.Protocol):
+    """What a listener's socket accepts first: a connection over a cap is told
+    421 and closed before any session is made (aiosmtpd's takes about 0.4 ms,
+    the cost a flood would make us pay); one admitted is handed to its session."""
+
+    def __init__(self, listener: SmtpListener) -> None:
+        self._listener = listener
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        listener = self._listener
+        admitted = listener.connections.admit(transport.get_extra_info("peername"),
+                                              cut=_not_yet)
+        if isinstance(admitted, Refusal):
+            hang_up(transport, REFUSED[admitted].encode() + b"\r\n")
+            return
+        try:
+            session = listener.session(admitted)
+        except Exception:
+            listener.connections.release(admitted)
+            hang_up(transport, TRY_LATER_NOW.encode() + b"\r\n")
+            raise
+        transport.set_protocol(session)
+        session.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # a refused client's command: nobody is listening
+
+    def eof_received(self) -> bool:
+        return False
+
+
+def _not_yet(cause: Cause) -> None:
+    """A connection's cut before its session is made (it is made at once)."""
+
+
 class SmtpListener:
     """One listening socket and the sessions it has open."""
 
@@ -205,14 +373,33 @@ class SmtpListener:
         self._cls = IntakeLMTP if lmtp else IntakeSMTP
         self._sessions: set[SMTP] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._timeouts = SessionTimeouts.of(config)
+        # Its caps, deadlines and counts (`refused`, `cut`) for tests and metrics.
+        self.connections = Connections(
+            name="lmtp" if lmtp else "smtp",
+            caps=Caps(total=config.smtp.max_connections,
+                      per_client=config.smtp.max_connections_per_client),
+            # Replies are a few bytes: a client not reading them is as slow as
+            # one not finishing its command.
+            send_timeout=self._timeouts.command,
+            shortest_timeout=self._timeouts.shortest)
 
-    def _factory(self) -> SMTP:
+    def _factory(self) -> asyncio.Protocol:
+        return _Gate(self)
+
+    def session(self, tracked: Connection) -> SMTP:
+        """A session for an admitted connection."""
         session = self._cls(
             self.handler,
+            connections=self.connections,
+            tracked=tracked,
+            timeouts=self._timeouts,
             data_size_limit=self.config.intake.max_message_bytes,
             enable_SMTPUTF8=True,
             hostname=self.config.smtp.hostname,
-            timeout=self.config.smtp.timeout_seconds,
+            # aiosmtpd's own timer (reset at each command, and running through
+            # DATA and storing) is only a backstop: the deadlines above rule.
+            timeout=self._timeouts.longest * 2,
         )
         self._sessions.add(session)
         original = session.connection_lost
@@ -226,7 +413,9 @@ class SmtpListener:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._factory, host, port)
+        self._server = await loop.create_server(self._factory, host, port,
+                                                backlog=LISTEN_BACKLOG)
+        self.connections.start()
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
@@ -240,6 +429,7 @@ class SmtpListener:
         if self._server is None:
             return
         self._server.close()
+        self.connections.stop()
         deadline = asyncio.get_running_loop().time() + grace
         while self._sessions:
             expired = asyncio.get_running_loop().time() >= deadline

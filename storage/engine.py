@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from storage.errors import DRIVER_FAULTS, unavailable
+from storage.errors import is_storage_fault, unavailable
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -35,11 +35,22 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_ms: int) -> None:
     cursor.close()
 
 
+# Prepared statements kept per SQLite connection (sqlite3's default is 128).
+# SQLAlchemy writes a batch of n rows as one INSERT of n VALUES groups, and an
+# IN list of n ids as n parameters, so every batch size is a statement of its
+# own, and a 256-row INSERT costs about 220 KiB prepared: at 128 per connection
+# the caches kept growing as new batch sizes came (RSS up about 0.2-0.5 MiB per
+# 1,000 messages, see benchmarks/sqlite_rss.py). 16 bound them (to about 3.5 MiB
+# per connection at worst) and re-preparing costs far less than a commit.
+SQLITE_STATEMENT_CACHE = 16
+
+
 def create_engine(url: str, *, pool_size: int = 10, timeout: float = 10.0) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0,
-                                     pool_timeout=timeout)
+                                     pool_timeout=timeout,
+                                     connect_args={"cached_statements": SQLITE_STATEMENT_CACHE})
         busy_ms = int(timeout * 800)
         event.listen(engine.sync_engine, "connect",
                      lambda dbapi, _record: _sqlite_pragmas(dbapi, busy_ms))
@@ -75,12 +86,16 @@ def insert_new(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
 
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """`engine.begin()` whose driver faults leave as StorageUnavailable."""
+    """`engine.begin()` whose storage faults (storage/errors.py `is_storage_fault`:
+    the pool, the connection, the server's state, locks and timeouts) leave as
+    StorageUnavailable; a fault of the statement or its values leaves as it is."""
     try:
         async with engine.begin() as conn:
             yield conn
-    except DRIVER_FAULTS as exc:
-        raise unavailable(exc) from exc
+    except Exception as exc:
+        if is_storage_fault(exc):
+            raise unavailable(exc) from exc
+        raise
 
 
 @asynccontextmanager
@@ -89,5 +104,7 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     try:
         async with engine.connect() as conn:
             yield conn
-    except DRIVER_FAULTS as exc:
-        raise unavailable(exc) from exc
+    except Exception as exc:
+        if is_storage_fault(exc):
+            raise unavailable(exc) from exc
+        raise

@@ -41,6 +41,49 @@ class IdempotencyConflict(Conflict):
 DRIVER_FAULTS: tuple[type[BaseException], ...] = (
     OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError, TimeoutError)
 
+# asyncpg reports most server-side faults as its PostgresError, which
+# SQLAlchemy wraps in the generic DBAPIError (not OperationalError), so they
+# are told apart by SQLSTATE (PostgreSQL manual, appendix A). These classes
+# and codes say the server is unwell or busy, never that the statement or its
+# values are wrong: the same work may succeed when tried again.
+TEMPORARY_SQLSTATE_CLASSES = frozenset({
+    "08",  # connection exception: the connection failed or was lost
+    "40",  # transaction rollback: serialization failure, deadlock, completion unknown
+    "53",  # insufficient resources: too many connections, disk full, out of memory
+    "57",  # operator intervention: admin or crash shutdown, cannot connect now,
+           # statement timeout or cancel (57014), idle-session timeout
+    "58",  # system error: I/O error outside PostgreSQL
+})
+TEMPORARY_SQLSTATES = frozenset({
+    "55P03",  # lock_not_available (lock_timeout, NOWAIT)
+    "55006",  # object_in_use
+    "25P03",  # idle_in_transaction_session_timeout
+    "25P04",  # transaction_timeout (PostgreSQL 17)
+})
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE a driver error carries (asyncpg through SQLAlchemy), if any."""
+    found = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if found is None:
+        found = getattr(exc, "sqlstate", None)
+    return found if isinstance(found, str) else None
+
+
+def is_storage_fault(exc: BaseException) -> bool:
+    """True if the database, not the work, failed: worth trying again later.
+
+    Every such failure leaves storage as `StorageUnavailable` (temporary), so
+    the edges answer 451/503 and the pipeline defers instead of dead-lettering.
+    """
+    if isinstance(exc, DRIVER_FAULTS):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True  # SQLAlchemy saw the connection die under the statement
+    code = sqlstate(exc)
+    return code is not None and (code[:2] in TEMPORARY_SQLSTATE_CLASSES
+                                 or code in TEMPORARY_SQLSTATES)
+
 
 def unavailable(exc: BaseException) -> StorageUnavailable:
     """The temporary error to raise for a driver fault, naming what happened."""
@@ -55,9 +98,9 @@ def is_data_fault(exc: BaseException) -> bool:
     Such a failure belongs to one row: the others of its batch can still commit."""
     if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
         return True  # a bind value failed to convert, before anything was sent
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    if isinstance(sqlstate, str):
-        return sqlstate[:2] in ("22", "23")
+    code = sqlstate(exc)
+    if code is not None:
+        return code[:2] in ("22", "23")
     # SQLite (sqlite3, aiosqlite) raises a value's encoding error as it is:
     # a lone surrogate in text, an integer past 64 bits.
     return isinstance(exc, UnicodeEncodeError | OverflowError)
@@ -66,5 +109,5 @@ def is_data_fault(exc: BaseException) -> bool:
 def refuses_value(exc: BaseException) -> bool:
     """A data fault that will recur however often it is tried (not a clash
     with another row, which a retry may not meet)."""
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    return is_data_fault(exc) and not (isinstance(sqlstate, str) and sqlstate.startswith("23"))
+    code = sqlstate(exc)
+    return is_data_fault(exc) and not (code is not None and code.startswith("23"))

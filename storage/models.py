@@ -58,6 +58,9 @@ class InboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The claim that holds the item (a fresh token per claim): its state is
+    # changed only under it, so a worker whose lease ran out cannot.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     # "<token id>:<client key>" so two clients' keys never collide.
     idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)

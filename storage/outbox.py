@@ -8,11 +8,12 @@ so two processes never deliver the same row. A unique `dedupe_key` makes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import DeliveryState, PublicEvent
@@ -143,14 +144,49 @@ async def emit(conn: AsyncConnection, event: PublicEvent, request_id: int, refer
                   request_id=request_id)
 
 
-async def fan_out(engine: AsyncEngine, item_id: int,
-                  targets: list[tuple[str, dict[str, Any]]]) -> None:
-    """Replace an event row by one row per target, in one transaction."""
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    """One event row and the rows it becomes: (kind, payload) per target."""
+
+    item_id: int
+    request_id: int | None
+    targets: tuple[tuple[str, dict[str, Any]], ...]
+
+
+async def fan_out(engine: AsyncEngine, events: Sequence[FanOut]) -> None:
+    """Replace each event row by one row per target: a batch in one transaction.
+
+    One INSERT for every target row of the batch (a row already made, by an
+    earlier attempt whose outcome was unknown, is kept once by its dedupe key)
+    and one UPDATE marking the events done. Fanning out row by row cost a
+    transaction per event (about 279 rows/s, even idle).
+    """
+    if not events:
+        return
+    now = utcnow()
+    rows = [{"kind": kind, "request_id": event.request_id, "payload": payload,
+             "dedupe_key": f"{event.item_id}:{kind}:{payload.get('target', '')}",
+             "state": DeliveryState.PENDING, "attempts": 0, "next_attempt_at": now,
+             "created_at": now, "recipient": None, "recipient_domain": None}
+            for event in events for kind, payload in event.targets]
     async with transaction(engine) as conn:
-        row = (await conn.execute(select(outbox.c.request_id).where(outbox.c.id == item_id))
-               ).first()
-        for kind, payload in targets:
-            await enqueue(conn, kind, payload, request_id=row.request_id if row else None,
-                          dedupe_key=f"{item_id}:{kind}:{payload.get('target', '')}")
-        await conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-            state=DeliveryState.DONE, delivered_at=utcnow(), lease_until=None))
+        if rows:
+            await conn.execute(insert_new(conn, outbox), rows)
+        await conn.execute(update(outbox).where(
+            outbox.c.id.in_([event.item_id for event in events])).values(
+            state=DeliveryState.DONE, delivered_at=now, lease_until=None))
+
+
+async def give_back(engine: AsyncEngine, item_ids: Sequence[int], error: str, *,
+                    retry_at: datetime) -> None:
+    """Claimed rows back to pending for `retry_at`, in one statement (a batch whose
+    work failed for the database, not for the rows: their claim is not counted
+    as an attempt)."""
+    if not item_ids:
+        return
+    async with transaction(engine) as conn:
+        await conn.execute(update(outbox).where(
+            outbox.c.id.in_(list(item_ids)), outbox.c.state == DeliveryState.SENDING).values(
+            state=DeliveryState.PENDING, next_attempt_at=retry_at, lease_until=None,
+            last_error=error[:4000],
+            attempts=case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0)))

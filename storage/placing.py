@@ -53,7 +53,10 @@ class Landed:
     request_id: int
 
 
-async def read_known(conn: AsyncConnection, work: Work) -> Known:
+async def read_known(conn: AsyncConnection, work: Work,
+                     done: frozenset[int] = frozenset()) -> Known:
+    """What the batch may refer to; `done` are items known to be stored before
+    (storage/processing.py `hold_items` found them done)."""
     hints = [new.hints for _, new in work if new.hints is not None]
     found = await _known_messages(conn, hints)
     tags = await _tagged_requests(conn, hints)
@@ -65,8 +68,8 @@ async def read_known(conn: AsyncConnection, work: Work) -> Known:
              for mid, message in found.items() if message.request_id in parties}
     tagged = {tag: TaggedRequest(rid, parties[rid].reference, parties[rid].people)
               for tag, rid in tags.items() if rid in parties}
-    return Known(stored_before=await _stored_items(conn, [item.id for item, _ in work]),
-                 messages=known, tagged=tagged)
+    stored = await _stored_items(conn, [item.id for item, _ in work if item.id not in done])
+    return Known(stored_before=stored | done, messages=known, tagged=tagged)
 
 
 def _asking(hints: list[ThreadHints], found: Mapping[str, KnownMessage],

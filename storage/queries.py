@@ -1,14 +1,17 @@
-"""Reading requests back: by reference, by the Message-ID of an email."""
+"""Reading requests back: by reference, by the Message-ID of an email; and the
+readiness checks (does the inbox take a write now, does work wait)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.lifecycle import ItemState, Status
-from storage.engine import as_utc, connection
+from storage.engine import as_utc, connection, utcnow
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.reference import id_for, reference_for
 
@@ -114,12 +117,80 @@ async def find_by_message_id(engine: AsyncEngine, message_id: str) -> list[dict[
              "received_at": as_utc(r.created_at)} for r in rows]
 
 
-async def ping(engine: AsyncEngine) -> None:
-    """Raise unless the database would take a write now."""
+class NotWritable(Exception):
+    """The database would not take a write into the inbox now; the text says why."""
+
+
+# Readiness waits this long for a lock on the inbox (a write waits as long as
+# the database timeout; "ready" means it would not wait at all).
+READY_LOCK_MS = 500
+# PostgreSQL's reasons a write cannot happen now (SQLSTATE), in words.
+_REASONS = {"55P03": "the inbox table is locked by another session",
+            "57014": "the check timed out",
+            "25006": "the database is read-only",
+            "53300": "too many connections",
+            "57P03": "the database is starting up or shutting down"}
+
+
+async def writable(engine: AsyncEngine, *, lock_ms: int = READY_LOCK_MS) -> None:
+    """Raise NotWritable unless an insert into the inbox would go through now.
+
+    PostgreSQL: in a transaction that is rolled back, take the lock an INSERT
+    takes (ROW EXCLUSIVE; it waits behind LOCK TABLE, DDL, a long CREATE INDEX)
+    with `lock_timeout`, and check that the transaction may write (a standby or
+    a read-only default refuses). SQLite: take the write lock (`BEGIN
+    IMMEDIATE`; readers in WAL mode get on beside a stuck writer) with a short
+    `busy_timeout`, then give it back. Nothing is written either way.
+    """
     async with connection(engine) as conn:
-        if conn.dialect.name == "sqlite":
-            # Reads work beside a stuck writer in WAL mode; intake needs the write lock.
-            await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            if conn.dialect.name == "sqlite":
+                await _sqlite_writable(conn, lock_ms)
+                return
+            await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_ms)}")
+            await conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(lock_ms) * 2}")
+            await conn.exec_driver_sql("LOCK TABLE inbox_items IN ROW EXCLUSIVE MODE")
+            read_only = (await conn.exec_driver_sql(
+                "SELECT current_setting('transaction_read_only')")).scalar()
             await conn.rollback()
-        else:
-            await conn.exec_driver_sql("SELECT 1")
+        except DBAPIError as exc:
+            # Caught here, inside the connection, so the reason is not lost to
+            # the general "storage unavailable" of connection().
+            raise NotWritable(_reason(exc)) from exc
+    if read_only == "on":
+        raise NotWritable(_REASONS["25006"])
+
+
+async def _sqlite_writable(conn: Any, lock_ms: int) -> None:
+    usual = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+    await conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_ms)}")
+    try:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        await conn.rollback()
+    finally:
+        await conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(usual)}")
+
+
+def _reason(exc: DBAPIError) -> str:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate in _REASONS:
+        return _REASONS[sqlstate]
+    text = str(exc.orig).splitlines()[0] if exc.orig is not None else ""
+    if "locked" in text or "busy" in text:  # SQLite: SQLITE_BUSY, SQLITE_LOCKED
+        return "the database is locked by another connection"
+    if "readonly" in text or "read-only" in text:
+        return _REASONS["25006"]
+    return f"{type(exc.orig or exc).__name__}"
+
+
+async def overdue_items(engine: AsyncEngine, *, older_than: float) -> bool:
+    """Whether an inbox item has been due for processing, and not taken, for more
+    than `older_than` seconds: the pipeline's work waiting, for its stall check.
+    One indexed look-up (state, next_attempt_at)."""
+    before = utcnow() - timedelta(seconds=older_than)
+    waiting = or_(
+        and_(inbox_items.c.state == ItemState.PENDING, inbox_items.c.next_attempt_at < before),
+        and_(inbox_items.c.state == ItemState.PROCESSING, inbox_items.c.lease_until < before))
+    async with connection(engine) as conn:
+        row = (await conn.execute(select(inbox_items.c.id).where(waiting).limit(1))).first()
+    return row is not None

@@ -5,6 +5,11 @@ bounce of our mail), or nothing new (the same message delivered again). The
 choice is the caller's pure `place` function (storage/placing.py reads what it
 needs to know); `complete_items` writes the result in named steps, each a few
 statements for the whole batch.
+
+It first locks the batch's inbox items and reads whose they are
+(storage/processing.py `hold_items`): an item stored before (a retry after a
+commit whose answer was lost, another worker that took it over) adds nothing,
+and an item another claim holds now is left to it, never stored or marked.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from storage.placing import (
     read_known,
     timeline,
 )
-from storage.processing import ClaimedItem
+from storage.processing import ClaimedItem, hold_items
 from storage.records import (
     KnownMessage,
     NewMessage,
@@ -68,7 +73,9 @@ class Stored:
     """Where an item landed: the request's reference and how it got there."""
 
     reference: str
-    kind: Placed
+    # None: not stored by this call, because another claim holds the item now
+    # (its lease ran out under this worker); that claim's worker stores it.
+    kind: Placed | None
     # The queue of a new request that is waiting for an agent, else None.
     new_work: str | None = None
 
@@ -85,11 +92,14 @@ async def complete_item(engine: AsyncEngine, item: ClaimedItem, new: NewRequest,
 
 async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_only, *,
                          ack_limits: AcknowledgementLimits | None = None) -> list[Stored]:
-    """Store a batch; an item stored before (a retry, a race) adds nothing."""
+    """Store a batch; an item stored before (a retry, a race) adds nothing, and
+    an item held by another claim now is left alone."""
     now = utcnow()
     async with transaction(engine) as conn:
-        placements = place_all(work, await read_known(conn, work), place)
-        batch = landed(work, placements, await _insert_requests(conn, work, placements, now))
+        holding = await hold_items(conn, [item for item, _ in work])
+        ours = [(item, new) for item, new in work if item.id not in holding.lost]
+        placements = place_all(ours, await read_known(conn, ours, holding.done), place)
+        batch = landed(ours, placements, await _insert_requests(conn, ours, placements, now))
         fresh = [one for one in batch if one.placement.kind == Placed.NEW]
         await _insert_messages(conn, batch, now)
         answered = await answers(conn, batch, now)
@@ -98,11 +108,12 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
             conn, [(one.request_id, one.new) for one in fresh], now, ack_limits)
         await _write_events(conn, _timelines(batch, answered) + acknowledged, now)
         await apply_answers(conn, batch, answered, now)
-        await _finish_items(conn, [item.id for item, _ in work],
+        await _finish_items(conn, [item.id for item, _ in ours],
                             [one.new.queue for one in fresh if announces_work(one.new.status)])
-        references = await _references(conn, work, placements, batch)
-    return [_stored(reference, placement, new) for reference, placement, (_, new)
-            in zip(references, placements, work, strict=True)]
+        references = iter(await _references(conn, ours, placements, batch))
+        placed = iter(placements)
+    return [Stored(reference_for(item.id), None) if item.id in holding.lost
+            else _stored(next(references), next(placed), new) for item, new in work]
 
 
 def _stored(reference: str, placement: Placement | None, new: NewRequest) -> Stored:
@@ -166,8 +177,9 @@ async def _write_events(conn: AsyncConnection, found: list[tuple[int, Event]],
 
 async def _finish_items(conn: AsyncConnection, item_ids: list[int], new_work: list[str]) -> None:
     """Mark the batch's items done, and wake agents waiting on the queues of new work."""
-    await conn.execute(update(inbox_items).where(inbox_items.c.id.in_(item_ids))
-                       .values(state=ItemState.DONE, lease_until=None, last_error=None))
+    if item_ids:
+        await conn.execute(update(inbox_items).where(inbox_items.c.id.in_(item_ids)).values(
+            state=ItemState.DONE, lease_until=None, claim_token=None, last_error=None))
     await notify(conn, new_work)
 
 

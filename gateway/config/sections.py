@@ -6,9 +6,16 @@
 from __future__ import annotations
 
 from email.headerregistry import Address
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from domain.lifecycle import AcknowledgementLimits
 
@@ -72,16 +79,56 @@ class DatabaseSection(_Section):
         return value
 
 
-class SmtpSection(_Section):
+class _Connections(_Section):
+    """Connection caps a listener shares with [smtp] or [http] (each listener has its own)."""
+
+    max_connections: int = Field(gt=0)
+    max_connections_per_client: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _per_client_within_total(self) -> Self:
+        if self.max_connections_per_client > self.max_connections:
+            raise ValueError("max_connections_per_client cannot exceed max_connections")
+        return self
+
+
+class SmtpSection(_Connections):
     listen: HostPort = "127.0.0.1:2525"
     lmtp_listen: HostPort | None = None
     # Given explicitly so aiosmtpd does not call socket.getfqdn() per connection.
     hostname: str = "localhost"
+    # Idle: waiting for the next command after our reply (RFC 5321 4.5.3.2.7: at
+    # least 5 minutes). Then 421 4.4.2 and the connection is closed.
     timeout_seconds: float = Field(default=300.0, gt=0)
+    # A command begun must end (CRLF) within this; partial bytes do not extend it.
+    command_timeout_seconds: float = Field(default=60.0, gt=0)
+    # The whole DATA transfer, 354 to the final dot (RFC 5321 4.5.3.2.6: 10 minutes).
+    data_timeout_seconds: float = Field(default=600.0, gt=0)
+    # A session is closed (421 4.4.2) at its first idle moment past this, so a
+    # client sending NOOP every few minutes does not hold a connection for ever.
+    session_timeout_seconds: float = Field(default=1800.0, gt=0)
+    # Per listener (SMTP and LMTP each). Postfix's smtpd_client_connection_count_limit
+    # is 50; with HTTP's and the database pool they fit under a 1,024-file limit.
+    max_connections: int = Field(default=200, gt=0)
+    max_connections_per_client: int = Field(default=50, gt=0)
 
 
-class HttpSection(_Section):
+class HttpSection(_Connections):
     listen: HostPort = "127.0.0.1:8080"
+    # A request head must arrive whole this long after the connection opens.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A request body must arrive within this, plus one second for each
+    # body_min_bytes_per_second bytes received (Apache mod_reqtimeout's MinRate):
+    # a slow upload that keeps moving goes on, one byte a second does not.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_min_bytes_per_second: int = Field(default=8192, ge=0)
+    # An idle kept-alive connection is closed after this.
+    keepalive_timeout_seconds: float = Field(default=15.0, gt=0)
+    # A client that stops reading our answer is cut after this long.
+    send_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Each quarter of the total for one address: a proxy in front needs both raised.
+    max_connections: int = Field(default=256, gt=0)
+    max_connections_per_client: int = Field(default=64, gt=0)
     # Where links in answers point; defaults to http://<listen>.
     public_url: str | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -100,11 +147,21 @@ class HttpSection(_Section):
 class PipelineSection(_Section):
     workers: int = Field(default=2, ge=0)
     batch_size: int = Field(default=128, gt=0)
+    # Raw bytes claimed per batch as well (one larger item is claimed alone): a
+    # worker holds a few times its batch's size while it parses and stores it.
+    batch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Mail of at least this size is parsed in a child process, off the event loop;
+    # `parse_processes` of them at once (0: in a thread of this process instead).
+    parse_offload_bytes: int = Field(default=256 * 1024, ge=0)
+    parse_processes: int = Field(default=1, ge=0)
+    # A parse that takes longer fails as the item's fault (retried, then dead).
+    parse_timeout_seconds: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=5, gt=0)
     # tenacity's exponential backoff between attempts, with jitter.
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     backoff_max_seconds: float = Field(default=30.0, gt=0)
-    # How long a claimed inbox item stays ours before another process may retry it.
+    # How long a claimed inbox item stays ours before another process may retry it;
+    # renewed every third of it while the worker is still on the item.
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     # How often the service-level scheduler looks for warnings and breaches.

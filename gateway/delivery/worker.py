@@ -4,6 +4,12 @@ Backoff is tenacity's exponential wait with jitter; a row is dead-lettered
 after `max_attempts` or once older than `max_age_hours`, and at once when the
 failure is permanent. Dead rows are listed, retried and discarded with
 `intake dead-letters` and the admin API.
+
+Event rows are fanned out in batches (one claim and one transaction for up to
+`FAN_OUT_BATCH` events), not one transaction each. No database error ends the
+worker: a claim that fails is tried again at the next poll, and recording a
+row's outcome is retried (`_record`) until the database answers or the row's
+lease is near its end, when the row is left for its lease to bring back.
 """
 
 from __future__ import annotations
@@ -17,18 +23,44 @@ from typing import Any
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    stop_after_delay,
+    stop_any,
+    wait_exponential_jitter,
+)
 
+from domain.errors import GatewayError
 from gateway.config import Config
 from gateway.delivery.broker import Publisher
 from gateway.delivery.mailer import SendResult, send
 from gateway.delivery.webhooks import deliver, make_session
+from gateway.supervisor import Heartbeat
 from storage.engine import utcnow
-from storage.outbox import OutboxItem, claim_due, fan_out, mark_done, mark_failed
+from storage.outbox import (
+    FanOut,
+    OutboxItem,
+    claim_due,
+    fan_out,
+    give_back,
+    mark_done,
+    mark_failed,
+)
 
 log = logging.getLogger("intake.outbox")
 
 Deliver = Callable[[OutboxItem], Awaitable[SendResult]]
+Targets = tuple[tuple[str, dict[str, Any]], ...]
+
+# Rows claimed for delivery at a time (each is a network call).
+DELIVERY_BATCH = 20
+# Events claimed and fanned out in one transaction: a few hundred rows cost
+# about what one does, and a burst drains at thousands of rows per second.
+FAN_OUT_BATCH = 500
+# Recording an outcome is retried for at most this share of the lease: past
+# it, the row may be claimed again and the record would come too late anyway.
+RECORD_SHARE_OF_LEASE = 0.5
 
 
 class OutboxWorker:
@@ -75,8 +107,8 @@ class OutboxWorker:
     async def _email(self, item: OutboxItem) -> SendResult:
         return await send(self._config, item.payload)
 
-    async def _fan_out(self, item: OutboxItem) -> SendResult:
-        """One event row becomes a row per interested webhook, and one for the broker."""
+    def _targets(self, item: OutboxItem) -> Targets:
+        """The rows one event becomes: one per interested webhook, one for the broker."""
         event = item.payload["event"]
         body = {"event": event, "reference": item.payload["reference"],
                 "at": item.payload["at"], "data": item.payload["data"],
@@ -89,7 +121,11 @@ class OutboxWorker:
         if self._publisher is not None and ("*" in broker.events or event in broker.events):
             targets.append(("broker", {"target": broker.exchange, "event": event,
                                        "body": body, "delivery_id": str(item.id)}))
-        await fan_out(self._engine, item.id, targets)
+        return tuple(targets)
+
+    async def _fan_out(self, item: OutboxItem) -> SendResult:
+        """One event alone (a batch's row that failed with others is tried so)."""
+        await fan_out(self._engine, [FanOut(item.id, item.request_id, self._targets(item))])
         self._wake.set()
         return SendResult(True, fanned_out=True)
 
@@ -118,26 +154,86 @@ class OutboxWorker:
         state.attempt_number = attempt
         return float(self._wait(state))
 
-    async def run(self) -> None:
-        kinds = tuple(self._deliverers)
+    async def run(self, heartbeat: Heartbeat | None = None) -> None:
+        """Fan out events and deliver due rows until stopped; no failure ends it."""
+        beat = heartbeat or Heartbeat()
         while not self._stopping:
             self._wake.clear()
-            try:
-                items = await claim_due(self._engine, limit=20, kinds=kinds,
-                                        lease_seconds=self._config.outbound.lease_seconds)
-            except Exception as exc:  # noqa: BLE001 - database down: try again later
-                log.warning("claiming outbox rows failed: %s", exc)
-                items = []
-            for item in items:
-                await self.deliver(item)
-            if not items and not self._stopping:
+            fanned = await self.fan_out_events(beat)
+            # After a storage fault, wait for the next poll rather than meet it twice.
+            delivered = beat.fault is None and await self._delivery_round(beat)
+            if not fanned and not delivered and not self._stopping:
                 try:
                     await asyncio.wait_for(self._wake.wait(),
                                            self._config.pipeline.poll_seconds)
                 except TimeoutError:
                     pass
 
-    async def deliver(self, item: OutboxItem) -> None:
+    async def _claim(self, beat: Heartbeat, kinds: tuple[str, ...],
+                     limit: int) -> list[OutboxItem]:
+        try:
+            items = await claim_due(self._engine, limit=limit, kinds=kinds,
+                                    lease_seconds=self._config.outbound.lease_seconds)
+        except Exception as exc:  # noqa: BLE001 - database down: try again at the next poll
+            log.warning("claiming outbox rows failed: %s", exc)
+            beat.failed(exc)
+            return []
+        beat.beat()
+        return items
+
+    async def _delivery_round(self, beat: Heartbeat) -> bool:
+        kinds = tuple(kind for kind in self._deliverers if kind != "event")
+        items = await self._claim(beat, kinds, DELIVERY_BATCH) if kinds else []
+        for item in items:
+            await self.deliver(item, beat)
+            beat.beat()
+        return bool(items)
+
+    async def fan_out_events(self, heartbeat: Heartbeat | None = None) -> int:
+        """Claim a batch of due events and fan them all out in one transaction;
+        how many events were claimed (0: none was due)."""
+        beat = heartbeat or Heartbeat()
+        items = await self._claim(beat, ("event",), FAN_OUT_BATCH)
+        if not items:
+            return 0
+        batch: list[FanOut] = []
+        alone: list[OutboxItem] = []
+        for item in items:
+            try:
+                batch.append(FanOut(item.id, item.request_id, self._targets(item)))
+            except Exception:  # noqa: BLE001 - a malformed row: the usual failure path
+                alone.append(item)
+        try:
+            await fan_out(self._engine, batch)
+        except Exception as exc:  # noqa: BLE001 - isolated below, or given back
+            if isinstance(exc, GatewayError) and exc.temporary:
+                log.warning("fanning out %d events failed, storage fault: %s", len(batch),
+                            exc)
+                beat.failed(exc)
+                await self._give_back([event.item_id for event in batch], exc)
+                return len(items)
+            log.warning("fanning out %d events together failed (%s); one by one",
+                        len(batch), f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+            alone += [item for item in items if item not in alone]
+        else:
+            if any(event.targets for event in batch):
+                self._wake.set()  # new rows to deliver
+        for item in alone:
+            await self.deliver(item, beat)
+        beat.beat()
+        return len(items)
+
+    async def _give_back(self, item_ids: list[int], exc: Exception) -> None:
+        retry_at = utcnow() + timedelta(seconds=self._config.pipeline.poll_seconds)
+        try:
+            await give_back(self._engine, item_ids, f"{type(exc).__name__}: {exc}",
+                            retry_at=retry_at)
+        except Exception as failure:  # noqa: BLE001 - their lease brings them back
+            log.warning("could not give back %d outbox rows (their lease will): %s",
+                        len(item_ids), failure)
+
+    async def deliver(self, item: OutboxItem, heartbeat: Heartbeat | None = None) -> None:
+        beat = heartbeat or Heartbeat()
         out = self._config.outbound
         try:
             result = await self._deliverers[item.kind](item)
@@ -146,7 +242,7 @@ class OutboxWorker:
             result = SendResult(False, False, f"{type(exc).__name__}: {exc}")
         if result.ok:
             if not result.fanned_out:
-                await mark_done(self._engine, item.id)
+                await self._record(item, "done", beat, lambda: mark_done(self._engine, item.id))
             return
         error = result.error or "failed"
         too_old = utcnow() - item.created_at > timedelta(hours=out.max_age_hours)
@@ -154,9 +250,38 @@ class OutboxWorker:
             why = ("permanent failure" if result.permanent else
                    "too old" if too_old else f"{item.attempts} attempts")
             log.warning("outbox row %s dead-lettered (%s): %s", item.id, why, error)
-            await mark_failed(self._engine, item.id, f"{why}: {error}", retry_at=None)
+            await self._record(item, "dead", beat, lambda: mark_failed(
+                self._engine, item.id, f"{why}: {error}", retry_at=None))
             return
         retry_at = utcnow() + timedelta(seconds=self._delay(item.attempts))
         log.info("outbox row %s failed (attempt %d), retry at %s: %s", item.id,
                  item.attempts, retry_at.isoformat(), error)
-        await mark_failed(self._engine, item.id, error, retry_at=retry_at)
+        await self._record(item, "failed", beat, lambda: mark_failed(
+            self._engine, item.id, error, retry_at=retry_at))
+
+    async def _record(self, item: OutboxItem, outcome: str, beat: Heartbeat,
+                      write: Callable[[], Awaitable[None]]) -> None:
+        """Record a row's outcome; a failure is retried with backoff, never fatal.
+
+        A row sent but not marked done is sent again once its lease runs out, so
+        the record is worth retrying through a short outage; after
+        `RECORD_SHARE_OF_LEASE` of the lease the row is left to its lease.
+        """
+        budget = self._config.outbound.lease_seconds * RECORD_SHARE_OF_LEASE
+        # Not past the budget, nor once told to stop (the lease brings the row back).
+        stop = stop_any(stop_after_delay(budget), lambda _state: self._stopping)
+        retrying = AsyncRetrying(stop=stop, reraise=True,
+                                 wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1))
+        try:
+            async for trial in retrying:
+                with trial:
+                    try:
+                        await write()
+                    except Exception as exc:
+                        beat.failed(exc)
+                        log.warning("recording outbox row %s as %s failed (retrying): %s",
+                                    item.id, outcome, exc)
+                        raise
+        except Exception as exc:  # noqa: BLE001 - the lease brings the row back
+            log.error("outbox row %s could not be recorded as %s within %.0f s; its lease "
+                      "will bring it back: %s", item.id, outcome, budget, exc)

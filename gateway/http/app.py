@@ -15,6 +15,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
+from gateway.health import HEALTH_KEY, Health
 from gateway.http import admin, agents, forms, openapi, requests
 from gateway.http.auth import TOKENS, TokenCache
 from gateway.http.limits import Buckets, rate_limit_middleware
@@ -38,6 +39,7 @@ def init_app(config: Config, *, engine: AsyncEngine | None = None,
     app[CONFIG] = config
     app[RULES] = rules or RulesHolder.load(config)
     app[SIGNALS] = signals or WorkSignals()
+    app[HEALTH_KEY] = Health()  # gateway.app.build() puts one that sees the tasks
     if engine is None:
         app.cleanup_ctx.append(_own_engine)
     else:

@@ -301,6 +301,18 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
                          "description": "`you` for the customer's own messages"},
                 "subject": STR, "text": STR, "at": DATE_TIME})},
         }),
-        "Health": obj({"status": {"const": "ok"}}),
-        "Ready": obj({"status": {"const": "ready"}}),
+        "Health": obj({"status": {"const": "ok"},
+                       "tasks": {"type": "object", "additionalProperties": ref("TaskHealth"),
+                                 "description": "each background task, by name"}}),
+        "TaskHealth": obj({
+            "state": {"enum": ["running", "waiting", "stalled", "restarting", "finished"]},
+            "restarts": {"type": "integer", "minimum": 0},
+            "progress_seconds_ago": {"type": "number", "minimum": 0},
+            "last_error": {"type": ["string", "null"],
+                           "description": "the type of the last failure (the log has more)"},
+            "last_error_seconds_ago": {"type": ["number", "null"], "minimum": 0}}),
+        "Ready": obj({"status": {"const": "ready"},
+                      "checks": {"type": "object", "additionalProperties": STR,
+                                 "description": "`database` and, with workers, "
+                                                "`inbox-writer`: what each check found"}}),
     }

@@ -256,11 +256,19 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                              (429,), public=True),
         },
         "/healthz": {
-            "get": operation("healthz", "The process is up", "operations",
-                             {"200": ok("up", ref("Health"))}, (), public=True),
+            "get": operation("healthz", "The process and its background tasks are up",
+                             "operations", {"200": ok("up", ref("Health"))}, (503,),
+                             public=True,
+                             description="503 names each task that died and is restarting, "
+                                         "or has made no progress with work waiting "
+                                         "(`unhealthy`, `tasks`)."),
         },
         "/readyz": {
-            "get": operation("readyz", "The database takes writes now", "operations",
-                             {"200": ok("ready", ref("Ready"))}, (503,), public=True),
+            "get": operation("readyz", "The inbox takes writes now", "operations",
+                             {"200": ok("ready", ref("Ready"))}, (503,), public=True,
+                             description="A write into the inbox would go through now "
+                                         "(checked with a short lock timeout, the answer "
+                                         "kept for a second); 503 names the failing check "
+                                         "(`failing`, `checks`)."),
         },
     }

@@ -3,8 +3,10 @@ middleware that turns every error into a document.
 
 A handler returns only its happy answer; anything else is raised as a
 `Problem` and rendered here once. A `GatewayError` that is `temporary` (the
-database is unwell) answers 503 with Retry-After; anything else is a bug of
-ours: 500, logged.
+database is unwell) answers 503 with Retry-After; a permanent one is about
+the input (`PERMANENT`: 422 for what the database refuses to store, 409 for a
+clash with what is stored, 422 for any other), except a `ConfigError`, which
+is ours; anything else is a bug of ours: 500, logged.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from domain.errors import GatewayError
+from domain.errors import ConfigError, Conflict, GatewayError
 from gateway.http.shared import json_response
 from parsers.api_request import FieldProblem
+from storage.errors import Unstorable
 
 log = logging.getLogger("intake.http")
 
@@ -32,6 +35,15 @@ TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not F
           500: "Internal Server Error", 503: "Service Unavailable"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# A permanent GatewayError that is not a Problem: the status and detail its
+# class answers (the first that matches); the same input again would fail
+# again. The error's own text (a database message) is logged, not sent.
+PERMANENT: tuple[tuple[type[GatewayError], int, str], ...] = (
+    (Unstorable, 422, "the input cannot be stored as sent"),
+    (Conflict, 409, "the input conflicts with what is stored"),
+    (GatewayError, 422, "the input cannot be processed"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,5 +131,14 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         if isinstance(exc, GatewayError) and exc.temporary:
             log.warning("storage unavailable: %s", exc)
             return unavailable("storage is temporarily unavailable").response()
+        if isinstance(exc, GatewayError) and not isinstance(exc, ConfigError):
+            return _permanent(exc, request).response()
         log.exception("unhandled error on %s %s", request.method, request.path)
         return Problem(500).response()
+
+
+def _permanent(exc: GatewayError, request: web.Request) -> Problem:
+    status, detail = next((code, text) for kind, code, text in PERMANENT
+                          if isinstance(exc, kind))
+    log.warning("%s %s refused (%d): %s", request.method, request.path, status, exc)
+    return Problem(status, detail)

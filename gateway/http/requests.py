@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from domain.lifecycle import Status
+from gateway.health import HEALTH_KEY
 from gateway.http.access import Acting, Changed, authorise, etag
 from gateway.http.auth import (
     STAFF,
@@ -20,7 +21,7 @@ from gateway.http.auth import (
     token_of,
     unauthorised,
 )
-from gateway.http.problems import ParameterProblem, Problem, unavailable
+from gateway.http.problems import RETRY_AFTER_SECONDS, ParameterProblem, Problem
 from gateway.http.shared import CONFIG, ENGINE, RULES, WRITER, json_response, request_url
 from gateway.pipeline.service_levels import describe
 from parsers.api_request import parse_api_request
@@ -136,12 +137,17 @@ async def release_quarantined(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    """Liveness: the process and every background task (gateway/health.py says why)."""
+    answer = request.app[HEALTH_KEY].live()
+    if not answer.ok:
+        raise Problem(503, answer.detail, extra=answer.body)
+    return json_response({"status": "ok"} | answer.body)
 
 
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        await queries.ping(request.app[ENGINE])
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        raise unavailable(f"database unreachable: {type(exc).__name__}") from None
-    return json_response({"status": "ready"})
+    """Readiness: the inbox takes a write now and the inbox writer runs."""
+    answer = await request.app[HEALTH_KEY].ready(request.app[ENGINE])
+    if not answer.ok:
+        raise Problem(503, answer.detail, extra=answer.body,
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return json_response({"status": "ready"} | answer.body)

@@ -196,8 +196,11 @@ def _traits(parsed: ParsedEmail, own: bool, config: Config) -> lifecycle.MailTra
 
 
 def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
-                  sla: SlaConfig | None = None) -> NewRequest:
-    parsed = parse_email(item.raw)
+                  sla: SlaConfig | None = None, parsed: ParsedEmail | None = None
+                  ) -> NewRequest:
+    """`parsed`: the item's raw mail parsed already (off the event loop when it
+    is large: gateway/pipeline/parsing.py); else it is parsed here."""
+    parsed = parsed if parsed is not None else parse_email(item.raw)
     own = is_own_outbound(parsed, config.message_id_domain)
     traits = _traits(parsed, own, config)
     automatic = traits.automatic

@@ -13,9 +13,11 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.errors import GatewayError
 from domain.lifecycle import EventKind
 from gateway.pipeline.service_levels import review
 from gateway.rules_in_force import RulesHolder
+from gateway.supervisor import Heartbeat
 from storage.engine import utcnow
 from storage.sla_store import claim_checks, set_deadlines, take_step
 
@@ -56,10 +58,18 @@ class Scheduler:
         self.steps_taken += taken
         return taken
 
-    async def run(self) -> None:
+    async def run(self, heartbeat: Heartbeat | None = None) -> None:
+        """A pass every `interval` seconds; a failed pass is logged, the next one comes."""
+        beat = heartbeat or Heartbeat()
         while True:
             try:
                 await self.tick()
             except Exception as exc:  # noqa: BLE001 - a bad pass must not stop the next
-                log.warning("service-level pass failed: %s", exc)
+                if isinstance(exc, GatewayError) and exc.temporary:
+                    log.warning("service-level pass failed: %s", exc)
+                else:
+                    log.exception("service-level pass failed")
+                beat.failed(exc)
+            else:
+                beat.beat()
             await asyncio.sleep(self.interval)

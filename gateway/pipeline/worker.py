@@ -10,29 +10,46 @@ that raises is the item's own; a batch the database refuses is split in halves
 down to the item at fault, the others stored at once) and the item is handed
 back with a time for its next attempt, never retried with a sleep in the
 worker's path. A storage fault defers the items it met, without counting as
-one of their attempts.
+one of their attempts; a deferral the database refused too is owed, and made
+before the worker claims again.
+
+A claim is bounded by bytes as well as by count, its lease is renewed while
+the worker is on it, and every change of an item's state is made under the
+worker's own claim (storage/processing.py): a worker whose lease ran out
+changes nothing. Large mail is parsed off the event loop
+(gateway/pipeline/parsing.py), and the loop is let run between items.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from domain.errors import GatewayError
 from gateway.config import Config
+from gateway.pipeline.allocator import return_large_buffers
 from gateway.pipeline.building import api_request, email_request, form_request
+from gateway.pipeline.parsing import MailParser
 from gateway.pipeline.placement import place
 from gateway.rules_in_force import RulesHolder
+from parsers.records import ParsedEmail
 from routing.api import RuleSet
 from routing.sla import SlaConfig
 from storage.engine import utcnow
 from storage.errors import refuses_value
-from storage.processing import ClaimedItem, claim_items, defer_items, fail_item
+from storage.processing import (
+    ClaimedItem,
+    claim_items,
+    defer_items,
+    fail_item,
+    renew_claims,
+)
 from storage.records import NewRequest
 from storage.store import Stored, complete_items
 
@@ -46,13 +63,21 @@ CLAIMS_PER_ATTEMPT = 4
 Work = list[tuple[ClaimedItem, NewRequest]]
 
 
-BUILDERS = {"smtp": email_request, "lmtp": email_request, "api": api_request,
-            "form": form_request}
+BUILDERS: dict[str, Callable[..., NewRequest]] = {
+    "smtp": email_request, "lmtp": email_request, "api": api_request, "form": form_request}
+EMAIL_CHANNELS = frozenset({"smtp", "lmtp"})
+# Leases are renewed this many times per lease: one lost renewal still leaves time.
+RENEWALS_PER_LEASE = 3
 
 
 def build_request(item: ClaimedItem, config: Config, rules: RuleSet,
-                  sla: SlaConfig | None = None) -> NewRequest:
-    return BUILDERS[item.channel](item, config, rules, sla)
+                  sla: SlaConfig | None = None, parsed: ParsedEmail | None = None
+                  ) -> NewRequest:
+    """What the item becomes; an email's `parsed` mail when it was parsed already."""
+    builder = BUILDERS[item.channel]
+    if parsed is not None:
+        return builder(item, config, rules, sla, parsed)
+    return builder(item, config, rules, sla)
 
 
 class Pipeline:
@@ -69,8 +94,18 @@ class Pipeline:
         self._on_stored = on_stored
         self._wake = asyncio.Event()
         self._stopping = False
+        self._running = 0
         self.processed = 0
+        # Items a storage fault met whose deferral failed too: deferred first
+        # once the database answers again, not left to their leases.
+        self._owed: dict[int, ClaimedItem] = {}
         settings = config.pipeline
+        # Large mail passes through this process (intake and pipeline alike):
+        # its buffers go back to the system when freed (gateway/pipeline/allocator.py).
+        return_large_buffers()
+        self._parser = MailParser(processes=settings.parse_processes,
+                                  offload_bytes=settings.parse_offload_bytes,
+                                  timeout=settings.parse_timeout_seconds)
         self._wait = wait_exponential_jitter(multiplier=settings.backoff_initial_seconds,
                                              max=settings.backoff_max_seconds,
                                              jitter=settings.backoff_initial_seconds)
@@ -83,14 +118,29 @@ class Pipeline:
         self._stopping = True
         self._wake.set()
 
+    async def _claim(self) -> list[ClaimedItem]:
+        settings = self._config.pipeline
+        return await claim_items(self._engine, limit=settings.batch_size,
+                                 lease_seconds=settings.lease_seconds,
+                                 max_bytes=settings.batch_bytes)
+
     async def run_worker(self) -> None:
         """Claim and process batches until stopped; on stop, drain what is pending."""
+        self._running += 1
+        try:
+            await self._work()
+        finally:
+            self._running -= 1
+            if self._running == 0 and self._stopping:
+                await asyncio.shield(self._parser.close())
+
+    async def _work(self) -> None:
         settings = self._config.pipeline
         while True:
             self._wake.clear()  # before claiming, so a commit during the claim still wakes us
             try:
-                items = await claim_items(self._engine, limit=settings.batch_size,
-                                          lease_seconds=settings.lease_seconds)
+                await self._settle_owed()
+                items = await self._claim()
             except Exception as exc:  # noqa: BLE001 - database down: wait and try again
                 log.warning("claiming inbox items failed: %s", exc)
                 items = []
@@ -122,11 +172,13 @@ class Pipeline:
         this runs is taken again, up to its last attempt). Returns how many were
         stored.
         """
-        settings = self._config.pipeline
         before = self.processed
-        while items := await claim_items(self._engine, limit=settings.batch_size,
-                                         lease_seconds=settings.lease_seconds):
-            await self.process_batch(items)
+        try:
+            await self._settle_owed()
+            while items := await self._claim():
+                await self.process_batch(items)
+        finally:
+            await self._parser.close()
         return self.processed - before
 
     async def process_batch(self, items: list[ClaimedItem]) -> None:
@@ -135,21 +187,48 @@ class Pipeline:
         One transaction per batch is the cheap path under load. An item that
         cannot be built fails alone; a batch that cannot be stored is split
         (`_store`). Neither waits: the failed item's next attempt is scheduled.
+        The batch's lease is renewed until it is stored.
         """
         settings = self._config.pipeline
         # One rule set for the whole batch, even mid-reload.
         rules, sla = self.rules.rules, self.rules.sla
         work: Work = []
-        for item in items:
-            if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
-                # Claimed this often without finishing: it probably kills the process.
-                await self._dead(item, f"claimed {item.attempts} times without completing")
-                continue
+        async with self._renewing(items):
+            for item in items:
+                if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
+                    # Claimed this often without finishing: it probably kills the process.
+                    await self._dead(item, f"claimed {item.attempts} times without completing")
+                    continue
+                try:
+                    parsed = (await self._parser.parse(item.raw)
+                              if item.channel in EMAIL_CHANNELS else None)
+                    work.append((item, build_request(item, self._config, rules, sla, parsed)))
+                except Exception as exc:  # noqa: BLE001 - the item's own failure, recorded
+                    await self._failed(item, exc)
+                await asyncio.sleep(0)  # the loop serves connections between two items
+            await self._store(work)
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, items: Sequence[ClaimedItem]) -> AsyncIterator[None]:
+        """Keep the items' lease while the block runs: a long batch (large mail, a
+        split down to its bad item, a slow database) is not taken over."""
+        renewal = asyncio.create_task(self._renew(items))
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _renew(self, items: Sequence[ClaimedItem]) -> None:
+        lease = self._config.pipeline.lease_seconds
+        while True:
+            await asyncio.sleep(lease / RENEWALS_PER_LEASE)
             try:
-                work.append((item, build_request(item, self._config, rules, sla)))
-            except Exception as exc:  # noqa: BLE001 - the item's own failure, recorded
-                await self._failed(item, exc)
-        await self._store(work)
+                await renew_claims(self._engine, items, lease_seconds=lease)
+            except Exception as exc:  # noqa: BLE001 - tried again at the next interval
+                log.warning("renewing the lease of %d inbox item(s) failed: %s", len(items),
+                            exc)
 
     async def process(self, item: ClaimedItem) -> None:
         """One claimed item (as a batch of one)."""
@@ -183,7 +262,7 @@ class Pipeline:
                         await self._defer([item for item, _ in later], exc)
                     return False
             return True
-        self.processed += len(work)
+        self.processed += sum(1 for result in stored if result.kind is not None)
         self._announce(stored)
         return True
 
@@ -202,8 +281,10 @@ class Pipeline:
         log.info("inbox item %s failed (attempt %d of %d), next in %.1f s: %s", item.id,
                  item.attempts, attempts, delay, error.splitlines()[0][:300])
         try:
-            await fail_item(self._engine, item.id, error, dead=False,
-                            retry_at=utcnow() + timedelta(seconds=delay))
+            if not await fail_item(self._engine, item.id, error, dead=False,
+                                   retry_at=utcnow() + timedelta(seconds=delay),
+                                   claim=item.claim):
+                log.info("inbox item %s was taken over by another claim; left to it", item.id)
         except Exception as failure:  # noqa: BLE001 - lease expiry will bring it back
             log.error("could not reschedule inbox item %s: %s", item.id, failure)
 
@@ -221,19 +302,34 @@ class Pipeline:
                 self._on_new_work(result.new_work)
 
     async def _defer(self, items: list[ClaimedItem], exc: Exception) -> None:
-        """Hand items back after a storage fault (not their attempt), in one statement."""
+        """Hand items back after a storage fault (not their attempt), in one
+        statement; if the database refuses that too, it is owed (`_settle_owed`)."""
         error = f"{type(exc).__name__}: {exc}"
         log.warning("%d inbox item(s) deferred, storage fault: %s", len(items),
                     error.splitlines()[0][:300])
-        delay = timedelta(seconds=self._config.pipeline.backoff_max_seconds)
         try:
-            await defer_items(self._engine, [item.id for item in items], error,
-                              retry_at=utcnow() + delay)
-        except Exception as failure:  # noqa: BLE001 - lease expiry will bring them back
-            log.error("could not defer %d inbox item(s): %s", len(items), failure)
+            await defer_items(self._engine, items, error, retry_at=self._deferred_until())
+        except Exception as failure:  # noqa: BLE001 - owed, made before the next claim
+            log.error("could not defer %d inbox item(s) yet: %s", len(items), failure)
+            self._owed |= {item.id: item for item in items}
+
+    async def _settle_owed(self) -> None:
+        """Make the deferrals the database refused earlier (raises while it still
+        does). Only items still under this worker's claims change: an item another
+        worker took over since, or one whose store did commit after all, stays."""
+        if self._owed:
+            await defer_items(self._engine, list(self._owed.values()),
+                              "deferred after a storage fault", retry_at=self._deferred_until())
+            log.info("%d inbox item(s) deferred after the storage fault passed",
+                     len(self._owed))
+            self._owed = {}
+
+    def _deferred_until(self) -> datetime:
+        return utcnow() + timedelta(seconds=self._config.pipeline.backoff_max_seconds)
 
     async def _dead(self, item: ClaimedItem, error: str) -> None:
         try:
-            await fail_item(self._engine, item.id, error, dead=True)
+            if not await fail_item(self._engine, item.id, error, dead=True, claim=item.claim):
+                log.info("inbox item %s was taken over by another claim; left to it", item.id)
         except Exception as exc:  # noqa: BLE001 - lease expiry will bring it back
             log.error("could not dead-letter inbox item %s: %s", item.id, exc)

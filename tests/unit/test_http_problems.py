@@ -62,15 +62,27 @@ async def test_problems__temporary_error_is_503_with_retry_after(
     assert (await resp.json())["detail"] == "storage is temporarily unavailable"
 
 
-@pytest.mark.parametrize("path", ["/conflict", "/bug"])
 async def test_problems__anything_else_is_500_and_logged(
-        client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture, path: str) -> None:
+        client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="intake.http"):
-        resp = await client.get(path)
+        resp = await client.get("/bug")
     assert (resp.status, resp.content_type) == (500, PROBLEM)
     assert await resp.json() == {"type": "about:blank", "title": "Internal Server Error",
                                  "status": 500}
-    assert f"unhandled error on GET {path}" in caplog.text
+    assert "unhandled error on GET /bug" in caplog.text
+
+
+async def test_problems__permanent_error_is_about_the_input(
+        client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A permanent GatewayError says the same input would fail again: a 4xx,
+    logged with its own text, which the client does not see."""
+    with caplog.at_level(logging.WARNING, logger="intake.http"):
+        resp = await client.get("/conflict")
+    assert (resp.status, resp.content_type) == (409, PROBLEM)
+    assert await resp.json() == {"type": "about:blank", "title": "Conflict", "status": 409,
+                                 "detail": "the input conflicts with what is stored"}
+    assert "a permanent error of ours" in caplog.text
+    assert "unhandled error" not in caplog.text
 
 
 async def test_problems__aiohttp_answers_become_documents(
