@@ -46,6 +46,7 @@ from gateway.connections import (
     Refusal,
     hang_up,
 )
+from gateway.data_budget import DataBudget
 from storage.errors import Unstorable
 from storage.inbox import Accepted, NewItem
 
@@ -161,9 +162,10 @@ class _IntakeSession:
     smtp_RCPT = _refusing_nul(SMTP.smtp_RCPT)
 
     def __init__(self, handler: Any, *, connections: Connections, tracked: Connection,
-                 timeouts: SessionTimeouts, **kwargs: Any) -> None:
+                 timeouts: SessionTimeouts, budget: DataBudget, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)  # type: ignore[call-arg]
         self._connections = connections
+        self._budget = budget  # the listener's message data in flight
         self._timeouts = timeouts
         self.tracked = tracked  # admitted by the listener's gate (`_Gate`)
         tracked.cut = self._cut
@@ -178,6 +180,7 @@ class _IntakeSession:
 
     def connection_lost(self, error: Exception | None) -> None:
         self._connections.release(self.tracked)
+        self._budget.release(self)
         super().connection_lost(error)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
@@ -186,6 +189,26 @@ class _IntakeSession:
             self._wait(self._timeouts.command, Cause.COMMAND, evictable=True)
         self.tracked.got(len(data))
         super().data_received(data)  # type: ignore[misc]
+        if self._phase == _Phase.DATA and not self._budget.add(self, len(data)):
+            self._hold()
+
+    def _hold(self) -> None:
+        """Stop reading until the listener has room for more message data."""
+        self.transport.pause_reading()  # type: ignore[attr-defined]
+        # asyncio's StreamReader resumes a transport it paused itself as soon
+        # as its buffer drains, which would let a packet in at every line read;
+        # told it paused nothing, it leaves this pause alone.
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader._paused = False
+        self.tracked.busy()  # our wait, not the client's
+        self._budget.hold(self, self._go_on)
+
+    def _go_on(self) -> None:
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+            self.tracked.wait(self._timeouts.data, Cause.DATA)
 
     def pause_writing(self) -> None:
         self.tracked.stalled(True)
@@ -207,6 +230,7 @@ class _IntakeSession:
             self._phase = _Phase.DATA
             self.tracked.wait(self._timeouts.data, Cause.DATA)
         else:
+            self._budget.release(self)  # the message, if any, is stored or refused
             self._await_command()
         await super().push(status)  # type: ignore[misc]
 
@@ -374,6 +398,7 @@ class SmtpListener:
         self._sessions: set[SMTP] = set()
         self._server: asyncio.base_events.Server | None = None
         self._timeouts = SessionTimeouts.of(config)
+        self.budget = DataBudget(config.smtp.data_in_flight_bytes)
         # Its caps, deadlines and counts (`refused`, `cut`) for tests and metrics.
         self.connections = Connections(
             name="lmtp" if lmtp else "smtp",
@@ -394,6 +419,7 @@ class SmtpListener:
             connections=self.connections,
             tracked=tracked,
             timeouts=self._timeouts,
+            budget=self.budget,
             data_size_limit=self.config.intake.max_message_bytes,
             enable_SMTPUTF8=True,
             hostname=self.config.smtp.hostname,

@@ -111,6 +111,10 @@ class SmtpSection(_Connections):
     # is 50; with HTTP's and the database pool they fit under a 1,024-file limit.
     max_connections: int = Field(default=200, gt=0)
     max_connections_per_client: int = Field(default=50, gt=0)
+    # Message data received and not yet stored, per listener: past it, sessions
+    # wait to be read (gateway/data_budget.py). aiosmtpd holds about three
+    # times this at the peak (lines, joined, handed over).
+    data_in_flight_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
 
 
 class HttpSection(_Connections):
