@@ -8,8 +8,9 @@ gateway ask it and store what it says, so each rule lives here once.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -43,6 +44,12 @@ RESOLVING = (Status.RESOLVED, Status.CLOSED)
 # A new request starting in one of these gets service-level deadlines (automatic
 # mail, closed at once, gets none).
 TIMED = (Status.NEW, Status.QUARANTINED)
+# The service-level clock stands still in these: waiting on the customer, and held
+# in quarantine (its clocks start when it is released: the time held is a pause).
+HELD = (Status.WAITING, Status.QUARANTINED)
+# A customer's reply reopens a resolved or closed request within this many days
+# of its resolution (`[[queue]] reopen_days`); 0: never.
+DEFAULT_REOPEN_DAYS = 14
 
 
 class EventKind(StrEnum):
@@ -56,6 +63,13 @@ class EventKind(StrEnum):
     ACKNOWLEDGEMENT = "acknowledgement"  # the decision: send one or not, and why
     ACKNOWLEDGEMENT_QUEUED = "acknowledgement_queued"
     ACKNOWLEDGEMENT_SKIPPED = "acknowledgement_skipped"
+    # Its template would not render: the request stands, the mail is a dead letter.
+    ACKNOWLEDGEMENT_FAILED = "acknowledgement_failed"
+    # What became of one of our outbound mails at the relay: delivered, deferred
+    # (will be retried) or failed (dead letter), with the SMTP reply code.
+    DELIVERY = "delivery"
+    # A delivery report (5.x.x) says one of our mails could not be delivered.
+    DELIVERY_FAILED = "delivery_failed"
     MESSAGE_RECEIVED = "message_received"
     DUPLICATE_DELIVERY = "duplicate_delivery"
     MESSAGE_SENT = "message_sent"
@@ -72,6 +86,9 @@ class EventKind(StrEnum):
     RELEASED_CLAIM = "released_claim"
     SLA_WARNING = "sla_warning"
     SLA_BREACHED = "sla_breached"
+    REOPENED = "reopened"  # a customer's reply or a merge undid the resolution
+    LINKED_FROM = "linked_from"  # a new request that follows up a finished one
+    FOLLOWED_UP = "followed_up"  # the finished request a new one follows up
 
 
 class PublicEvent(StrEnum):
@@ -82,6 +99,13 @@ class PublicEvent(StrEnum):
     STATUS_CHANGED = "status_changed"
     REPLIED = "replied"
     ESCALATED = "escalated"
+    MESSAGE_RECEIVED = "message_received"  # a customer's message on an existing request
+    BOUNCED = "bounced"  # a delivery report on our mail
+    MERGED = "merged"
+    NOTE_ADDED = "note_added"
+    REOPENED = "reopened"
+    SLA_WARNING = "sla_warning"  # a service-level target reached its warning time
+    SLA_BREACHED = "sla_breached"  # a service-level target was missed
 
 
 class Actor(StrEnum):
@@ -101,6 +125,7 @@ class Outcome(StrEnum):
     STALE = "stale"  # changed since the caller read it (If-Match)
     SAME = "same"  # merging a request into itself
     MERGED = "merged"  # merged already
+    LINKED = "linked"  # not merged: the target is finished past its reopen window
 
 
 class ItemState(StrEnum):
@@ -152,11 +177,11 @@ def transition(old: Status, new: Status, *, paused: bool) -> Transition | None:
     whether the clock is paused now."""
     if old == new:
         return None
-    waiting = new == Status.WAITING
+    held = new in HELD
     return Transition(
         old=old, new=new,
-        pause_starts=waiting and not paused,
-        pause_ends=not waiting and paused,
+        pause_starts=held and not paused,
+        pause_ends=not held and paused,
         resolves=new in RESOLVING,
         reopens=new == Status.REOPENED or (old in RESOLVING
                                            and new in (Status.OPEN, Status.NEW)),
@@ -165,12 +190,40 @@ def transition(old: Status, new: Status, *, paused: bool) -> Transition | None:
 
 def status_after_reply(status: Status, *, automatic: bool) -> Status | None:
     """The status a request takes when the customer writes again, or None for
-    no change: an answer to our question puts it back in the queue. Automatic
-    mail (auto-replies, bounces) changes nothing; nor does a reply to a
-    resolved request (an agent decides whether to reopen)."""
-    if automatic or status != Status.WAITING:
+    no change: an answer to our question puts it back in the queue, and a reply
+    to a resolved or closed request reopens it (one past its reopen window never
+    gets here: `reply_starts_new`). Automatic mail (auto-replies, bounces)
+    changes nothing."""
+    if automatic:
         return None
-    return Status.OPEN
+    if status == Status.WAITING:
+        return Status.OPEN
+    if status in RESOLVING:
+        return Status.REOPENED
+    return None
+
+
+def reply_starts_new(status: Status, *, automatic: bool, done_at: datetime | None,
+                     now: datetime, reopen_days: int) -> bool:
+    """Whether a person's message to a request in `status` starts a new request
+    linked to it instead of joining it: the request is resolved or closed, and
+    `done_at` (when it was) lies more than `reopen_days` before `now` (0: a
+    finished request is never reopened). Automatic mail joins it (it never
+    reopens anything, and a bounce belongs with the mail that bounced)."""
+    if automatic or status not in RESOLVING:
+        return False
+    if reopen_days <= 0:
+        return True
+    return done_at is None or now - done_at > timedelta(days=reopen_days)
+
+
+def status_after_merge(target: Status, *, source: Status) -> Status | None:
+    """The status of the request merged into: a finished one takes in open work
+    as a reply would (reopened); merging finished work changes nothing. The
+    reopen window applies as for a reply (`reply_starts_new`)."""
+    if target in RESOLVING and source in OPEN:
+        return Status.REOPENED
+    return None
 
 
 def announces_work(status: Status) -> bool:
@@ -188,6 +241,11 @@ def initial_status(*, quarantined: bool, automatic: bool) -> Status:
 
 def gets_deadlines(status: Status) -> bool:
     return status in TIMED
+
+
+def clock_held(status: Status) -> bool:
+    """Whether the service-level clock stands still in `status` (HELD)."""
+    return status in HELD
 
 
 # --- Acknowledgements ---------------------------------------------------------
@@ -225,6 +283,16 @@ class MailTraits:
     def automatic(self) -> bool:
         """Nobody wrote it: it never reopens, notifies or becomes open work."""
         return self.own_outbound or self.auto_reply or self.bounce
+
+
+def written_by_person(direction: str, flags: Mapping[str, Any]) -> bool:
+    """Whether a stored message is a person's: one of ours (an agent's answer,
+    an acknowledgement) or an inbound one whose flags mark no automatic mail
+    (an auto-reply such as an out-of-office, a bounce, our own mail come back).
+    An agent's answer threads on the last such message."""
+    if direction != "in":
+        return True
+    return not (flags.get("auto_reply") or flags.get("bounce") or flags.get("own_outbound"))
 
 
 def acknowledgement_veto(mail: MailTraits) -> str | None:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,6 +24,8 @@ from gateway.config import Config
 from gateway.delivery.worker import OutboxWorker
 from gateway.file_limit import descriptors_needed, raise_file_limit
 from gateway.health import HEALTH_KEY, INTAKE_TASK, Health
+from gateway.http.access_log import LOGGER as ACCESS_LOG
+from gateway.http.access_log import AccessLogger
 from gateway.http.app import init_app
 from gateway.http_connections import GuardedSite, HttpConnections
 from gateway.pipeline.scheduler import Scheduler
@@ -98,8 +101,21 @@ class Gateway:
         self.smtp_port = (await self.smtp.start(*config.smtp_address))[1]
         if self.lmtp is not None and config.lmtp_address:
             self.lmtp_port = (await self.lmtp.start(*config.lmtp_address))[1]
-        log.info("intake ready: smtp %s:%d, http %s, database %s", config.smtp_address[0],
-                 self.smtp_port, self.http_url, engine.url.render_as_string())
+        log.info("intake ready: %s", self._ready_parts())
+
+    def _ready_parts(self) -> str:
+        """Every listener and every service this process talks to (passwords hidden)."""
+        config = self.config
+        parts = [f"smtp {config.smtp_address[0]}:{self.smtp_port}"]
+        if config.lmtp_address:
+            parts.append(f"lmtp {config.lmtp_address[0]}:{self.lmtp_port}")
+        parts += [f"http {self.http_url}",
+                  f"database {self.engine.url.render_as_string()}"]
+        if config.relay_address:
+            parts.append("relay {}:{}".format(*config.relay_address))
+        if config.broker_url:
+            parts.append(f"broker {_without_password(config.broker_url)}")
+        return ", ".join(parts)
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop accepting, finish what is in flight (bounded), drain the workers."""
@@ -149,6 +165,16 @@ class Gateway:
             tasks.start(f"outbox-{number}", self.outbox.run, drain=True)
 
 
+def _without_password(url: str) -> str:
+    """A URL for a log line: its password replaced, as SQLAlchemy shows one."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
 def build(config: Config, *, engine: AsyncEngine | None = None,
           workers: bool = True, supervisor: Supervisor | None = None) -> Gateway:
     """Every part of one process, each given what it calls; nothing runs yet.
@@ -182,7 +208,9 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
         lmtp=(SmtpListener(config=config, submit=writer.submit, lmtp=True)
               if config.lmtp_address else None),
         runner=web.AppRunner(app, shutdown_timeout=config.http.shutdown_seconds,
-                             access_log=None, **http_connections.runner_options()),
+                             access_log=ACCESS_LOG if config.log.access else None,
+                             access_log_class=AccessLogger,
+                             **http_connections.runner_options()),
         http_connections=http_connections,
         pipeline_workers=config.pipeline.workers if workers else 0,
         # With nothing to deliver to, rows wait in the outbox (visible) until configured.

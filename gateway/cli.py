@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from domain.errors import ConfigError, GatewayError
 from gateway.config import Config, load_config
+from gateway.logs import LEVELS, configure, parse_level
 from storage.engine import create_engine
 from storage.errors import StorageUnavailable, is_storage_fault, unavailable
 from storage.location import UnwritableLocation, check_location, check_temporary_directory
@@ -39,10 +39,39 @@ async def _migrate(config: Config, args: argparse.Namespace) -> int:
 
     engine = _engine(config)
     try:
+        before = await current_revision(engine)
         await upgrade(engine)
-        print(f"database at revision {await current_revision(engine)}")
+        after = await current_revision(engine)
     finally:
         await engine.dispose()
+    # Says whether anything was done: an operator runs it to find out.
+    if before == after:
+        print(f"database already at revision {after}; nothing to do")
+    else:
+        print(f"database migrated from revision {before or 'none (empty)'} to {after}")
+    return 0
+
+
+async def _postfix_maps(config: Config, args: argparse.Namespace) -> int:
+    from gateway.postfix_maps import DEFAULT_DIRECTORY, lmtp_nexthop, postfix_maps
+
+    try:
+        nexthop = lmtp_nexthop(config, args.lmtp)
+    except ValueError as exc:
+        print(f"intake: {exc}", file=sys.stderr)
+        return 2
+    maps = postfix_maps(config, nexthop)
+    if args.output is None:
+        print("# main.cf\n" + maps.main_cf(DEFAULT_DIRECTORY), end="")
+        for name, text in maps.files().items():
+            print(f"\n# {DEFAULT_DIRECTORY / name}\n{text}", end="")
+        return 0
+    try:
+        directory = await asyncio.to_thread(maps.write, Path(args.output))
+    except OSError as exc:
+        print(f"intake: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(maps.main_cf(directory), end="")
     return 0
 
 
@@ -177,9 +206,11 @@ async def _tokens(config: Config, args: argparse.Namespace) -> int:
                 print(f"unknown queue: {unknown[0]}", file=sys.stderr)
                 return 2
             info, secret = await create_token(engine, name=args.name or args.role,
-                                              role=args.role, queues=args.queue)
+                                              role=args.role, queues=args.queue,
+                                              may_hand_off=not args.no_hand_off)
             scope = ", ".join(info.queues) or "all queues"
-            print(f"token {info.id} ({info.name}): role {info.role}, {scope}")
+            hand_off = "" if info.may_hand_off else ", no hand-off to other queues"
+            print(f"token {info.id} ({info.name}): role {info.role}, {scope}{hand_off}")
             print("Shown once; store it now. Use it as: Authorization: Bearer <token>")
             print(secret)
         elif args.tokens_command == "list":
@@ -198,23 +229,24 @@ async def _tokens(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _reprocess(config: Config, args: argparse.Namespace) -> int:
+    from storage.install_key import references
     from storage.processing import requeue_dead
-    from storage.reference import id_for
 
-    ids: list[int] | None = None
-    if not args.all:
-        ids = []
-        for value in args.items:
-            item_id = int(value) if value.isdigit() else id_for(value)
-            if item_id is None:
-                print(f"not an inbox id or reference: {value}", file=sys.stderr)
-                return 2
-            ids.append(item_id)
-        if not ids:
-            print("name inbox items (ids or references) or use --all", file=sys.stderr)
-            return 2
+    if not args.all and not args.items:
+        print("name inbox items (ids or references) or use --all", file=sys.stderr)
+        return 2
     engine = _engine(config)
     try:
+        ids: list[int] | None = None
+        if not args.all:
+            refs = await references(engine)  # this install's, to read references
+            ids = []
+            for value in args.items:
+                item_id = int(value) if value.isdigit() else refs.id_for(value)
+                if item_id is None:
+                    print(f"not an inbox id or reference: {value}", file=sys.stderr)
+                    return 2
+                ids.append(item_id)
         count = await requeue_dead(engine, ids)
     finally:
         await engine.dispose()
@@ -295,12 +327,24 @@ async def _parse(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+class _Subcommand(argparse.ArgumentParser):
+    """A subcommand's parser (nested ones too): it takes --config as well, so
+    `intake check-config --config x` works. SUPPRESS: without it, the value
+    given before the subcommand stands."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--config", default=argparse.SUPPRESS,
+                          help="TOML config file (also accepted before the subcommand)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="intake", description="Request intake gateway")
     parser.add_argument("--config", help="TOML config file (default: $INTAKE_CONFIG, "
                         "else the embedded default)")
-    parser.add_argument("--log-level", default="INFO")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--log-level", default=None, metavar="LEVEL",
+                        help=f"{', '.join(LEVELS)} (default: [log] level, else info)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
     sub.add_parser("serve", help="run SMTP/LMTP, HTTP and the workers")
     sub.add_parser("migrate", help="bring the database schema up to date")
     sub.add_parser("check-config", help="validate the configuration and exit")
@@ -311,6 +355,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--queue", action="append", default=[],
                         help="limit to this queue (repeatable)")
     create.add_argument("--name", help="a label for the token")
+    create.add_argument("--no-hand-off", action="store_true",
+                        help="may not move requests to queues outside its scope")
     tokens_sub.add_parser("list", help="list tokens (never their secrets)")
     revoke = tokens_sub.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id", type=int)
@@ -340,6 +386,13 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("items", nargs="*", help="inbox:ID or outbox:ID")
     dead.add_argument("--all", action="store_true", help="retry every dead-lettered item")
     dead.add_argument("--json", action="store_true")
+    maps = sub.add_parser("postfix-maps",
+                          help="Postfix tables relaying our addresses to the LMTP listener")
+    maps.add_argument("--output", metavar="DIR",
+                      help="write relay_domains, transport and relay_recipients here and "
+                      "print the main.cf lines (default: print everything)")
+    maps.add_argument("--lmtp", metavar="HOST:PORT",
+                      help="where Postfix reaches the LMTP listener (default: smtp.lmtp_listen)")
     return parser
 
 
@@ -347,23 +400,29 @@ COMMANDS: dict[str, Command] = {
     "serve": _serve, "migrate": _migrate, "check-config": _check_config, "tokens": _tokens,
     "reprocess": _reprocess, "dead-letters": _dead_letters, "parse": _parse,
     "route": _route, "reroute": _reroute, "quarantine": _quarantine,
+    "postfix-maps": _postfix_maps,
 }
 # The commands that open the database: its location is checked before they run.
 DATABASE_COMMANDS = frozenset({"serve", "migrate", "tokens", "reprocess", "dead-letters",
                                "reroute", "quarantine"})
+DATABASE_CREATING_COMMANDS = frozenset({"serve", "migrate"})
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # aiosmtpd logs every SMTP command at INFO, Alembic every plugin: too chatty.
-    for noisy in ("mail.log", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.log_level is not None:
+        try:
+            parse_level(args.log_level)
+        except ValueError as exc:
+            print(f"intake: --log-level: {exc}", file=sys.stderr)
+            return 2
+    configure(args.log_level or "info")  # until the config's [log] is read
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         return _exit_code(exc)
+    # --log-level wins over [log] level; [log] format decides text or JSON lines.
+    configure(args.log_level or config.log.level, config.log.format)
     try:
         import uvloop  # optional: a faster event loop when installed
 
@@ -372,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
         run = asyncio.run
     try:
         if args.command in DATABASE_COMMANDS:
-            check_location(config.database.url)
+            # Only these two create the database; the others would read an empty one.
+            check_location(config.database.url,
+                           create=args.command in DATABASE_CREATING_COMMANDS)
         if args.command == "serve":
             check_temporary_directory()
         return run(COMMANDS[args.command](config, args))

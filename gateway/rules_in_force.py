@@ -6,7 +6,7 @@ changes: the whole file is checked again by the same loader, and a valid one
 is swapped in as a whole (one attribute assignment, between two batches); an
 invalid one leaves the old rules running, with every problem logged and kept
 for the admin endpoint. Settings other than rules, components, classifier
-cues, service levels, escalations and queues need a restart.
+cues, service levels, escalations, queues and outbound templates need a restart.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from storage.engine import utcnow
 log = logging.getLogger("intake.rules")
 
 # What a reload takes over from the new file; listeners, database and the rest stay.
-RELOADED = ("queue", "rules", "sla", "escalations", "digest")
+RELOADED = ("queue", "rules", "sla", "escalations", "templates", "digest")
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from domain.errors import GatewayError
+from gateway import logs
 from gateway.config import Config
 from gateway.connections import (
     LISTEN_BACKLOG,
@@ -319,6 +320,9 @@ class IntakeHandler:
         if len(envelope.rcpt_tos) >= self._config.intake.max_recipients:
             return TOO_MANY_RECIPIENTS
         if not self._config.accepts(address):
+            logs.item("refused", reference=None, channel=self._channel,
+                      outcome=NO_SUCH_USER[:9])  # the address itself only at DEBUG
+            log.debug("recipient refused: %s", address)
             return NO_SUCH_USER
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -327,6 +331,8 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         if has_bare_line_ending(raw):
+            logs.item("refused", reference=None, channel=self._channel,
+                      outcome=BARE_LINE_ENDING[:9])
             return self._per_recipient(envelope, BARE_LINE_ENDING)
         meta = {
             "mail_from": envelope.mail_from,
@@ -340,9 +346,13 @@ class IntakeHandler:
         try:
             accepted = await self._submit(NewItem(self._channel, raw, meta))
         except Exception as exc:  # noqa: BLE001 - every failure gets its answer here
-            return self._per_recipient(envelope, _reply_for(exc))
+            reply = _reply_for(exc)
+            logs.item("refused", reference=None, channel=self._channel, outcome=reply[:9])
+            return self._per_recipient(envelope, reply)
         finally:
             self.in_flight -= 1
+        logs.item("accepted", reference=accepted.reference, channel=self._channel,
+                  outcome="250")
         return self._per_recipient(envelope, f"250 2.0.0 Accepted as {accepted.reference}")
 
     def _per_recipient(self, envelope: Envelope, reply: str) -> str:

@@ -117,6 +117,8 @@ class Facts:
             return self.compiled.lists_for(_address(item.sender))
         if field == "is_reply":
             return item.is_reply
+        if field == "bounce":
+            return item.bounce
         if field == "language":
             return self.get("class.language")
         prefix, _, name = field.partition(".")

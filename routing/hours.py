@@ -50,6 +50,8 @@ def hours_errors(hours: BusinessHours) -> list[str]:
 
 def within(hours: BusinessHours, instant: datetime) -> bool:
     """True when `instant` falls inside the business hours (checked config)."""
+    if hours.calendar is not None:
+        return hours.calendar.is_open(instant)
     local = instant.astimezone(ZoneInfo(hours.timezone))
     if WEEKDAYS[local.weekday()] not in hours.days:
         return False

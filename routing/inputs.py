@@ -50,6 +50,8 @@ class RoutingInput:
     custom_fields: tuple[tuple[str, FieldValue], ...] = ()
     # Threaded onto an existing request: rules for new requests do not apply.
     is_reply: bool = False
+    # A delivery report saying our mail could not be delivered for good (5.x.x).
+    bounce: bool = False
 
     def __post_init__(self) -> None:
         # Business hours need a real instant; a naive time would be read in

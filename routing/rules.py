@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from routing.conditions import Condition
 from routing.inputs import FieldValue
+from routing.sla.calendar import Calendar
 
 APPLIES_TO = ("new", "replies", "all")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -83,6 +84,9 @@ class BusinessHours:
     start: str = "09:00"  # local time, inclusive
     end: str = "17:00"  # local time, exclusive
     holidays: tuple[str, ...] = ()  # ISO dates, local
+    # `calendar = NAME`: the hours are that [[calendar]]'s (one source for rules
+    # and service levels); the fields above are then unused.
+    calendar: Calendar | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,11 +17,12 @@ time already.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
     ACKNOWLEDGEMENT_BURST_WINDOW,
@@ -34,6 +35,7 @@ from domain.lifecycle import (
     acknowledgement_held,
     counted_recipient,
 )
+from storage.engine import transaction
 from storage.models import messages, outbox
 from storage.outbox import enqueue, message_payload
 from storage.records import NewMessage, NewRequest
@@ -74,13 +76,23 @@ async def queue_acknowledgements(conn: AsyncConnection, created: list[tuple[int,
                 continue
             counts.add(one.recipient)  # this batch counts too
         ack = one.message
+        # A template that would not render: the request is stored all the same,
+        # its acknowledgement a dead letter of its own, rendered again on retry.
+        failed = ack.flags.get("render_error")
+        payload: dict[str, Any] = {"message": message_payload(ack), "purpose": "acknowledgement"}
+        if failed:
+            payload["render"] = ack.flags.get("render")
+            ack = replace(ack, flags={k: v for k, v in ack.flags.items() if k != "render"})
         await conn.execute(insert(messages), outbound_row(one.request_id, ack, now))
-        await enqueue(conn, "email", {"message": message_payload(ack),
-                                      "purpose": "acknowledgement"},
+        await enqueue(conn, "email", payload,
                       request_id=one.request_id, dedupe_key=f"{ACK_KEY}{one.request_id}",
-                      recipient=one.recipient.mailbox, recipient_domain=one.recipient.domain)
-        found.append((one.request_id, Event(kind=EventKind.ACKNOWLEDGEMENT_QUEUED,
-                                            data={"message_id": ack.message_id, "to": ack.to})))
+                      recipient=one.recipient.mailbox, recipient_domain=one.recipient.domain,
+                      dead_because=f"template: {failed}" if failed else None)
+        found.append((one.request_id, Event(
+            kind=EventKind.ACKNOWLEDGEMENT_FAILED if failed else
+            EventKind.ACKNOWLEDGEMENT_QUEUED,
+            data={"message_id": ack.message_id, "to": ack.to,
+                  **({"error": failed, "dead_letter": True} if failed else {})})))
     return found
 
 
@@ -125,3 +137,19 @@ class _Counts:
         self.by_mailbox[recipient.mailbox] += 1
         self.by_domain[recipient.domain] += 1
         self.last_minute += 1
+
+
+async def store_rendered(engine: AsyncEngine, item_id: int, payload: dict[str, Any]) -> None:
+    """A held acknowledgement rendered at last (retried after its template was
+    fixed): the outbox row and the stored message take the text."""
+    message = payload["message"]
+    async with transaction(engine) as conn:
+        await conn.execute(update(outbox).where(outbox.c.id == item_id)
+                           .values(payload=payload))
+        row = (await conn.execute(select(messages.c.id, messages.c.flags).where(
+            messages.c.message_id == message["message_id"],
+            messages.c.direction == "out"))).first()
+        if row is not None:
+            flags = {k: v for k, v in (row.flags or {}).items() if k != "render_error"}
+            await conn.execute(update(messages).where(messages.c.id == row.id).values(
+                text=message["text"], new_text=message["text"], flags=flags))

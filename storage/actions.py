@@ -3,6 +3,7 @@ re-routing. Each is one transaction with its timeline event."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,20 +12,25 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
+    DEFAULT_REOPEN_DAYS,
     OPEN,
+    RESOLVING,
     EventKind,
     Outcome,
     PublicEvent,
     Status,
     announces_work,
+    reply_starts_new,
+    status_after_merge,
 )
 from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.notify import notify
-from storage.outbox import emit, enqueue, message_payload
+from storage.outbox import Requester, emit, enqueue, message_payload
 from storage.participants import established
 from storage.records import NewMessage
-from storage.sla_store import clock, status_columns
+from storage.rows import insert_attachments
+from storage.sla_store import Clock, clock, status_columns
 
 
 async def list_by_status(engine: AsyncEngine, status: Status,
@@ -43,15 +49,21 @@ async def list_by_status(engine: AsyncEngine, status: Status,
 async def release(engine: AsyncEngine, reference: str, actor: str, *,
                   expected_version: int | None = None) -> str | None:
     """Let a quarantined request in: status new; None if it was not held (or, with
-    `expected_version`, if it is no longer at that version)."""
+    `expected_version`, if it is no longer at that version). Its service-level
+    clocks start now: the time it was held is a pause (domain.lifecycle.HELD)."""
     now = utcnow()
     conditions = [requests.c.reference == reference, requests.c.status == Status.QUARANTINED]
     if expected_version is not None:
         conditions.append(requests.c.version == expected_version)
     async with transaction(engine) as conn:
+        held = (await conn.execute(select(requests.c.id).where(*conditions))).first()
+        current = await clock(conn, held.id) if held is not None else None
+        if current is None:
+            return None
         row = (await conn.execute(
             update(requests).where(*conditions)
-            .values(status=Status.NEW, updated_at=now, version=requests.c.version + 1)
+            .values(status_columns(current, Status.NEW, now) | {
+                "status": Status.NEW, "updated_at": now, "version": requests.c.version + 1})
             .returning(requests.c.id, requests.c.queue))).first()
         if row is None:
             return None
@@ -59,6 +71,8 @@ async def release(engine: AsyncEngine, reference: str, actor: str, *,
             "request_id": row.id, "kind": EventKind.RELEASED, "actor": actor, "at": now,
             "data": {"from": Status.QUARANTINED, "queue": row.queue}})
         await notify(conn, [row.queue])
+        await emit(conn, PublicEvent.STATUS_CHANGED, row.id, reference,
+                   {"from": Status.QUARANTINED, "status": Status.NEW, "actor": actor})
     return str(row.queue)
 
 
@@ -126,29 +140,47 @@ async def update_fields(engine: AsyncEngine, reference: str, expected_version: i
         if expected_version is not None and expected_version != version:
             return Updated(Outcome.STALE, version)
         follow: dict[str, Any] = {}
+        current: Clock | None = None
         if "status" in changes:
             current = await clock(conn, request_id)
             if current is not None:
                 follow = status_columns(current, Status(changes["status"]), now)
+        released = _claim_ends(changes)
         row = (await conn.execute(
             update(requests).where(requests.c.id == request_id, requests.c.version == version)
-            .values({**follow, **changes, "updated_at": now, "version": version + 1})
+            .values({**follow, **released, **changes, "updated_at": now,
+                     "version": version + 1})
             .returning(requests.c.version, requests.c.queue, requests.c.status))).first()
         if row is None:  # changed between our read and write
             return Updated(Outcome.STALE)
         await conn.execute(insert(events), {
             "request_id": request_id, "kind": kind, "actor": actor, "at": now,
-            "data": {"changes": _jsonable(changes)} | (note or {})})
+            "data": {"changes": _jsonable(changes)} | (note or {})
+            | ({"claim_released": True} if released else {})})
         if "queue" in changes or ("status" in changes
                                   and announces_work(Status(changes["status"]))):
             await notify(conn, [row.queue])
-        if "status" in changes:
+        if "status" in changes and (current is None or current.status != changes["status"]):
             await emit(conn, PublicEvent.STATUS_CHANGED, request_id, reference,
-                       {"status": changes["status"], "actor": actor})
+                       {"from": current.status if current else None,
+                        "status": changes["status"], "actor": actor})
+            if "reopened_count" in follow:
+                await emit(conn, PublicEvent.REOPENED, request_id, reference,
+                           {"from": current.status if current else None, "by": "hand",
+                            "actor": actor})
         if kind == EventKind.ESCALATED:
             await emit(conn, PublicEvent.ESCALATED, request_id, reference,
                        {"changes": _jsonable(changes), "actor": actor} | (note or {}))
     return Updated(Outcome.OK, row.version)
+
+
+def _claim_ends(changes: dict[str, Any]) -> dict[str, Any]:
+    """The claim columns to clear: a request resolved or closed, or moved to
+    another queue (handed off), is nobody's work in hand any more."""
+    status = changes.get("status")
+    if "queue" in changes or (status is not None and Status(status) in RESOLVING):
+        return {"claimed_by": None, "claim_until": None}
+    return {}
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +218,9 @@ async def add_event(engine: AsyncEngine, reference: str, kind: EventKind, actor:
             return Updated(Outcome.STALE, version)
         await conn.execute(insert(events), {"request_id": request_id, "kind": kind,
                                             "actor": actor, "at": now, "data": data})
+        if kind == EventKind.NOTE:
+            await emit(conn, PublicEvent.NOTE_ADDED, request_id, reference,
+                       {"actor": actor, "body": data.get("body")})
     return Updated(Outcome.OK, version)
 
 
@@ -204,49 +239,68 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
         if expected_version is not None and expected_version != version or not (
                 await _hold(conn, request_id, version)):
             return Updated(Outcome.STALE, version)
-        await conn.execute(insert(messages), {
+        message_row_id = (await conn.execute(insert(messages).returning(messages.c.id), {
             "request_id": request_id, "inbox_item_id": None, "direction": "out",
             "message_id": message.message_id, "in_reply_to": message.in_reply_to,
             "references": message.references, "from_address": message.from_address,
             "from_name": message.from_name, "to": message.to, "cc": message.cc,
             "subject": message.subject, "new_text": message.new_text, "text": message.text,
-            "html": None, "flags": message.flags, "created_at": now})
+            "html": message.html, "flags": message.flags, "created_at": now})).scalar_one()
+        # Files sent with it are stored as a customer's are (blobs kept once each).
+        await insert_attachments(conn, [(message_row_id, a) for a in message.attachments])
         # The first answer from us meets the first-response target.
         values: dict[str, Any] = {
             "updated_at": now, "version": version + 1, "next_check_at": now,
             "first_response_at": func.coalesce(requests.c.first_response_at, now)}
+        current = await clock(conn, request_id) if status else None
         if status:
-            current = await clock(conn, request_id)
             if current is not None:
                 values |= status_columns(current, Status(status), now)
             values["status"] = status
+            values |= _claim_ends({"status": status})
         await conn.execute(update(requests).where(requests.c.id == request_id).values(values))
         await conn.execute(insert(events), {
             "request_id": request_id, "kind": EventKind.REPLIED, "actor": actor, "at": now,
             "data": {"message_id": message.message_id, "to": message.to,
-                     "status": status}})
+                     "status": status}
+            | ({"cc": message.cc} if message.cc else {})
+            | ({"attachments": len(message.attachments)} if message.attachments else {})})
         if message.to:
             await enqueue(conn, "email", {"message": message_payload(message),
                                           "purpose": "reply"},
                           request_id=request_id, dedupe_key=f"reply:{message.message_id}")
         await emit(conn, PublicEvent.REPLIED, request_id, reference,
                    {"message_id": message.message_id, "actor": actor, "status": status})
+        if status and current is not None and current.status != status:
+            # Setting `waiting` (or resolving) with a reply is a change of status too.
+            await emit(conn, PublicEvent.STATUS_CHANGED, request_id, reference,
+                       {"from": current.status, "status": status, "actor": actor})
     return Updated(Outcome.OK, version + 1)
 
 
 async def merge(engine: AsyncEngine, reference: str, into: str, actor: str, *,
                 expected_version: int | None = None,
-                into_version: int | None = None) -> Outcome:
+                into_version: int | None = None,
+                reopen_days: Mapping[str, int] | None = None) -> Outcome:
     """Merge a duplicate into another request: OK, MISSING, SAME, MERGED (already),
-    or STALE when either is no longer at the version given for it."""
+    or STALE when either is no longer at the version given for it.
+
+    Open work merged into a finished request reopens it, as a customer's reply
+    would (domain.lifecycle.status_after_merge); past the target queue's reopen
+    window (`reopen_days` by queue) it is not merged but linked to it, as a
+    reply then starts a new request: LINKED."""
     now = utcnow()
     try:
         async with transaction(engine) as conn:
             source = (await conn.execute(
-                select(requests.c.id, requests.c.status, requests.c.version)
+                select(requests.c.id, requests.c.status, requests.c.version,
+                       requests.c.requester_email, requests.c.requester_name)
                 .where(requests.c.reference == reference))).first()
-            target = (await conn.execute(select(requests.c.id, requests.c.version)
-                                         .where(requests.c.reference == into))).first()
+            target = (await conn.execute(
+                select(requests.c.id, requests.c.version, requests.c.status, requests.c.queue,
+                       func.coalesce(requests.c.resolved_at,
+                                     requests.c.updated_at).label("done_at"))
+                .where(requests.c.reference == into))).first()
             if source is None or target is None:
                 return Outcome.MISSING
             if source.id == target.id:
@@ -256,6 +310,16 @@ async def merge(engine: AsyncEngine, reference: str, into: str, actor: str, *,
             for row, expected in ((source, expected_version), (target, into_version)):
                 if expected is not None and row.version != expected:
                     return Outcome.STALE
+            days = (reopen_days or {}).get(target.queue, DEFAULT_REOPEN_DAYS)
+            if reply_starts_new(Status(target.status), automatic=Status(source.status) not in OPEN,
+                                done_at=as_utc(target.done_at), now=now, reopen_days=days):
+                await _link(conn, source, target, reference, into, actor, now)
+                return Outcome.LINKED
+            reopen = status_after_merge(Status(target.status), source=Status(source.status))
+            target_values: dict[str, Any] = {}
+            current = await clock(conn, target.id) if reopen is not None else None
+            if reopen is not None and current is not None:
+                target_values = status_columns(current, reopen, now) | {"status": reopen}
             # Compare-and-set on the versions read, in id order (no deadlock with
             # a merge the other way): a concurrent change to either rolls back.
             for row in sorted((source, target), key=lambda r: r.id):
@@ -265,18 +329,57 @@ async def merge(engine: AsyncEngine, reference: str, into: str, actor: str, *,
                     .values(updated_at=now, version=requests.c.version + 1,
                             **({"status": Status.MERGED, "merged_into_id": target.id,
                                 "claimed_by": None, "claim_until": None}
-                               if row is source else {}))
+                               if row is source else target_values))
                     .returning(requests.c.id))).first()
                 if done is None:
                     raise _Changed
-            await conn.execute(insert(events), [
+            found = [
                 {"request_id": source.id, "kind": EventKind.MERGED, "actor": actor,
                  "at": now, "data": {"into": into}},
                 {"request_id": target.id, "kind": EventKind.MERGED_FROM, "actor": actor,
-                 "at": now, "data": {"from": reference}}])
+                 "at": now, "data": {"from": reference}}]
+            if target_values:
+                found += [
+                    {"request_id": target.id, "kind": EventKind.STATUS_CHANGED, "actor": actor,
+                     "at": now, "data": {"from": target.status, "to": reopen, "by": "merge"}},
+                    {"request_id": target.id, "kind": EventKind.REOPENED, "actor": actor,
+                     "at": now, "data": {"from": target.status, "by": "merge",
+                                         "merged": reference}}]
+            await conn.execute(insert(events), found)
+            await emit(conn, PublicEvent.MERGED, source.id, reference,
+                       {"into": into, "actor": actor},
+                       requester=Requester(source.requester_email, source.requester_name))
+            await emit(conn, PublicEvent.STATUS_CHANGED, source.id, reference,
+                       {"from": source.status, "status": Status.MERGED, "actor": actor},
+                       requester=Requester(source.requester_email, source.requester_name))
+            if target_values:
+                await notify(conn, [target.queue])  # work again: wake its agents
+                await emit(conn, PublicEvent.STATUS_CHANGED, target.id, into,
+                           {"from": target.status, "status": reopen, "actor": actor})
+                await emit(conn, PublicEvent.REOPENED, target.id, into,
+                           {"from": target.status, "by": "merge", "merged": reference,
+                            "actor": actor})
     except _Changed:
         return Outcome.STALE
     return Outcome.OK
+
+
+async def _link(conn: AsyncConnection, source: Any, target: Any, reference: str, into: str,
+                actor: str, now: datetime) -> None:
+    """Instead of a merge into a request finished past its reopen window: the
+    open request stays, following up the old one (as a late reply would)."""
+    done = (await conn.execute(
+        update(requests).where(requests.c.id == source.id,
+                               requests.c.version == source.version)
+        .values(linked_from_id=target.id, updated_at=now, version=requests.c.version + 1)
+        .returning(requests.c.id))).first()
+    if done is None:
+        raise _Changed
+    await conn.execute(insert(events), [
+        {"request_id": source.id, "kind": EventKind.LINKED_FROM, "actor": actor, "at": now,
+         "data": {"reference": into, "by": "merge past the reopen window"}},
+        {"request_id": target.id, "kind": EventKind.FOLLOWED_UP, "actor": actor, "at": now,
+         "data": {"reference": reference}}])
 
 
 async def attachment(engine: AsyncEngine, reference: str,

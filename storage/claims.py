@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.lifecycle import WORKABLE, EventKind
 from storage.engine import as_utc, connection, transaction, utcnow
-from storage.models import events, requests
+from storage.models import events, messages, requests, sla_marks
 
 FAR_FUTURE = datetime(9999, 1, 1)  # naive: compared as stored, on both backends
 _PRIORITY = func.coalesce(requests.c.priority, literal("P9"))
@@ -205,23 +205,95 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-async def list_queue(engine: AsyncEngine, queue: str, *, filters: dict[str, str],
-                     limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of a queue, in priority then due order; the cursor gives the next."""
-    conditions: list[Any] = [requests.c.queue == queue]
-    status = filters.get("status")
-    conditions.append(requests.c.status == status if status
-                      else requests.c.status.in_(WORKABLE))
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """What a listing asks for (checked by the gateway); None: no condition."""
+
+    status: str | None = None  # None: the workable ones in a queue, any in a search
+    priority: str | None = None
+    type: str | None = None
+    component: str | None = None
+    tag: str | None = None
+    requester: str | None = None
+    text: str | None = None  # in the subject or any message's text, replies too
+    breached: bool | None = None
+    due_before: datetime | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    claimed_by: str | None = None  # an actor, or "none" for unclaimed
+
+
+def _breached(now: datetime) -> Any:
+    """A target missed: the scheduler marked a breach, or a deadline passed unmet
+    (while the clock runs; a pause pushes the deadlines out when it ends)."""
+    marked = select(sla_marks.c.request_id).where(
+        sla_marks.c.request_id == requests.c.id, sla_marks.c.mark.like("%:breached")).exists()
+    running = requests.c.sla_paused_at.is_(None)
+    missed = []
+    # Every operand is tested for NULL first: the whole is true or false, never
+    # NULL, so `breached=false` (its negation) lists the others.
+    for due, met in ((requests.c.first_response_due_at, requests.c.first_response_at),
+                     (requests.c.resolution_due_at, requests.c.resolved_at)):
+        missed += [and_(due.is_not(None), met.is_(None), running, due < now),
+                   and_(due.is_not(None), met.is_not(None), met > due)]
+    return or_(marked, *missed)
+
+
+def _conditions(engine: AsyncEngine, filters: ListFilters, now: datetime, *,
+                workable_by_default: bool) -> list[Any]:
+    f = filters
+    conditions: list[Any] = []
+    if f.status:
+        conditions.append(requests.c.status == f.status)
+    elif workable_by_default:
+        conditions.append(requests.c.status.in_(WORKABLE))
     for name in ("priority", "type", "component"):
-        if filters.get(name):
-            conditions.append(requests.c[name] == filters[name])
-    if filters.get("requester"):
-        conditions.append(requests.c.requester_email == filters["requester"].lower())
-    if filters.get("text"):
-        pattern = f"%{filters['text'].lower()}%"
-        conditions.append(func.lower(requests.c.subject).like(pattern))
-    if filters.get("tag"):
-        conditions.append(_has_tag(engine, filters["tag"]))
+        if getattr(f, name):
+            conditions.append(requests.c[name] == getattr(f, name))
+    if f.requester:
+        conditions.append(requests.c.requester_email == f.requester.lower())
+    if f.text:
+        # Case-insensitive substring; % and _ in the text are literal.
+        needle = f.text.lower()
+        in_messages = select(messages.c.id).where(
+            messages.c.request_id == requests.c.id,
+            or_(func.lower(messages.c.text).contains(needle, autoescape=True),
+                func.lower(messages.c.new_text).contains(needle, autoescape=True))).exists()
+        conditions.append(or_(func.lower(requests.c.subject).contains(needle, autoescape=True),
+                              in_messages))
+    if f.tag:
+        conditions.append(_has_tag(engine, f.tag))
+    if f.breached is not None:
+        conditions.append(_breached(now) if f.breached else ~_breached(now))
+    if f.due_before is not None:
+        conditions.append(requests.c.due_at < f.due_before)
+    if f.created_after is not None:
+        conditions.append(requests.c.created_at > f.created_after)
+    if f.created_before is not None:
+        conditions.append(requests.c.created_at < f.created_before)
+    if f.claimed_by == "none":
+        conditions.append(_free(now))
+    elif f.claimed_by:
+        conditions.append(and_(requests.c.claimed_by == f.claimed_by,
+                               requests.c.claim_until >= now))
+    return conditions
+
+
+async def list_queue(engine: AsyncEngine, queue: str, *, filters: ListFilters,
+                     limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a queue (its workable requests unless a status is asked for),
+    in priority then due order; the cursor gives the next."""
+    return await list_requests(engine, [queue], filters=filters, limit=limit, cursor=cursor,
+                               workable_by_default=True)
+
+
+async def list_requests(engine: AsyncEngine, queues: list[str], *, filters: ListFilters,
+                        limit: int, cursor: str | None, workable_by_default: bool = False
+                        ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of the requests in `queues` that match, in priority then due order."""
+    now = utcnow()
+    conditions = [requests.c.queue.in_(queues),
+                  *_conditions(engine, filters, now, workable_by_default=workable_by_default)]
     if cursor is not None:
         position = decode_cursor(cursor)
         if position is None:
@@ -239,7 +311,6 @@ async def list_queue(engine: AsyncEngine, queue: str, *, filters: dict[str, str]
              .limit(limit + 1))
     async with connection(engine) as conn:
         rows = (await conn.execute(query)).all()
-    now = utcnow()
     items = [{
         "reference": r.reference, "status": r.status, "queue": r.queue,
         "priority": r.priority, "type": r.type, "component": r.component,

@@ -49,7 +49,7 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 10.0) -> As
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0,
-                                     pool_timeout=timeout,
+                                     pool_timeout=timeout, hide_parameters=True,
                                      connect_args={"cached_statements": SQLITE_STATEMENT_CACHE})
         busy_ms = int(timeout * 800)
         event.listen(engine.sync_engine, "connect",
@@ -60,6 +60,8 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 10.0) -> As
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=timeout,
+        # An error's text must not carry the values (addresses, subjects) into logs.
+        hide_parameters=True,
         # Dead connections (database restarted) are replaced, not handed out.
         pool_pre_ping=True,
         connect_args={"timeout": timeout, "command_timeout": timeout},

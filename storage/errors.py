@@ -111,3 +111,27 @@ def refuses_value(exc: BaseException) -> bool:
     with another row, which a retry may not meet)."""
     code = sqlstate(exc)
     return is_data_fault(exc) and not (code is not None and code.startswith("23"))
+
+
+def described(exc: BaseException) -> str:
+    """An error as a log line above DEBUG may show it, without message content or
+    addresses: a database error's text can quote its SQL, its values and (in
+    PostgreSQL's messages and DETAIL) the failing row, so it is named by its
+    type and SQLSTATE; SQLite's own messages name columns, never values. Any
+    other error shows its first line (the engine hides SQL parameters too)."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        code = sqlstate(exc)
+        text = f"{type(exc).__name__} ({type(orig).__name__}"
+        text += f", SQLSTATE {code})" if code else ")"
+        if type(orig).__module__ == "sqlite3":
+            text += f": {str(orig).splitlines()[0] if str(orig) else ''}"
+        return text[:300]
+    if isinstance(exc, StatementError):
+        # Raised before anything was sent (a missing bind value, a conversion):
+        # the wrapped error's own words, never the statement and its parameters.
+        inner = exc.orig if exc.orig is not None else exc
+        first = (str(inner).splitlines() or [""])[0]
+        return f"{type(exc).__name__} ({type(inner).__name__}): {first}"[:300]
+    first = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}"[:300]

@@ -48,11 +48,13 @@ from storage.errors import (
     IdempotencyConflict,
     StorageUnavailable,
     Unstorable,
+    described,
     is_data_fault,
     refuses_value,
 )
+from storage.install_key import references
 from storage.models import inbox_items
-from storage.reference import reference_for
+from storage.reference import References
 from storage.storable import exact_meta
 from storage.uploads import insert_blobs
 
@@ -145,7 +147,7 @@ def _fail(batch: list[_Waiter], exc: BaseException) -> None:
 
 def _refuse(waiter: _Waiter, exc: BaseException) -> None:
     """Answer the one item the database refused, found by splitting its batch."""
-    detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    detail = described(exc)  # never the statement's values (errors.described)
     if refuses_value(exc):
         log.warning("inbox writer: %s item refused by the database: %s", waiter.item.channel,
                     detail)
@@ -186,6 +188,14 @@ class InboxWriter:
         self._on_commit = on_commit
         self._large_lane = asyncio.Semaphore(LARGE_COMMITS)
         self._alone: set[asyncio.Task[None]] = set()
+        # This install's references: read before the first batch is written (a
+        # database that cannot say is a storage fault like any other).
+        self._references: References | None = None
+
+    async def _refs(self) -> References:
+        if self._references is None:
+            self._references = await references(self._engine)
+        return self._references
 
     async def submit(self, item: NewItem) -> Accepted:
         """Return once the item is committed; raise StorageUnavailable otherwise
@@ -255,6 +265,13 @@ class InboxWriter:
     async def _commit(self, conn: AsyncConnection | None,
                       batch: list[_Waiter]) -> AsyncConnection | None:
         """Commit `batch` and answer every submitter; the connection to keep."""
+        if self._references is None:
+            # Read once, before the first batch: answers are made in _succeed.
+            try:
+                await self._refs()
+            except Exception as exc:  # noqa: BLE001 - StorageUnavailable: try later
+                _fail(batch, exc)
+                return conn
         # Waiters answered (committed or refused) as the batch is split, so a
         # retry never writes one twice.
         settled: set[_Waiter] = set()
@@ -421,9 +438,11 @@ class InboxWriter:
         _fail([w for w, item_id in written if item_id not in found], cause)
 
     def _succeed(self, written: list[tuple[_Waiter, int]]) -> None:
+        assert self._references is not None  # read by _commit() before writing
         for waiter, item_id in written:
             if not waiter.future.done():
-                waiter.future.set_result(Accepted(item_id, reference_for(item_id)))
+                waiter.future.set_result(
+                    Accepted(item_id, self._references.reference_for(item_id)))
         if self._on_commit is not None:
             self._on_commit()
 
@@ -434,6 +453,7 @@ class InboxWriter:
         (a unique-key clash must not fail other submitters' rows).
         """
         digest = hashlib.sha256(item.raw).hexdigest()
+        refs = await self._refs()
         try:
             async with asyncio.timeout(self._timeout):
                 existing = await self._find_key(key)
@@ -452,9 +472,9 @@ class InboxWriter:
                     else:
                         if self._on_commit is not None:
                             self._on_commit()
-                        return Accepted(item_id, reference_for(item_id))
+                        return Accepted(item_id, refs.reference_for(item_id))
         except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            detail = described(exc)  # never the statement's values (errors.described)
             if refuses_value(exc):  # its own transaction: no one else is affected
                 raise Unstorable(f"the input cannot be stored as sent ({detail[:300]})") from None
             if isinstance(exc, SQLAlchemyError | OSError | TimeoutError):
@@ -463,7 +483,7 @@ class InboxWriter:
         item_id, first_digest = existing
         if first_digest != digest:
             raise IdempotencyConflict(key)
-        return Accepted(item_id, reference_for(item_id), replayed=True)
+        return Accepted(item_id, refs.reference_for(item_id), replayed=True)
 
     async def _find_key(self, key: str) -> tuple[int, str] | None:
         async with connection(self._engine) as conn:

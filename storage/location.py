@@ -35,10 +35,12 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database).expanduser().absolute()
 
 
-def check_location(url: str) -> None:
+def check_location(url: str, *, create: bool = True) -> None:
     """Raise UnwritableLocation unless the database file and its directory can be
     written: SQLite writes the file and, beside it, its -wal and -shm files.
-    Creates the (empty) file if it is missing, as SQLite itself would."""
+    Creates the (empty) file if it is missing, as SQLite itself would; with
+    `create=False` a missing file is refused instead (a command that reads the
+    database, run in the wrong directory, must not leave an empty one behind)."""
     path = sqlite_path(url)
     if path is None:
         return
@@ -53,6 +55,11 @@ def check_location(url: str) -> None:
         raise UnwritableLocation(f"database {path}: {directory} is not a directory")
     if path.is_dir():
         raise UnwritableLocation(f"database {path}: is a directory, not a file")
+    if not create and not path.exists():
+        raise UnwritableLocation(
+            f"database {path}: does not exist; `intake migrate` or `intake serve` creates "
+            "it (a relative path is taken from the current directory: give --config or "
+            "INTAKE_DATABASE_URL to name the database you meant)")
     try:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
     except OSError as exc:

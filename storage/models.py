@@ -101,6 +101,9 @@ class Request(Base):
     # The customer's unguessable key to its status page.
     status_token: Mapped[str | None] = mapped_column(String(64), unique=True)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"))
+    # The finished request this one follows up: a customer's reply after the old
+    # one's reopen window (domain.lifecycle.reply_starts_new), or a merge then.
+    linked_from_id: Mapped[int | None] = mapped_column(ForeignKey("requests.id"), index=True)
     # Service levels: the policy, its deadlines, when they were met, and the
     # pauses (waiting on the customer) that push them out.
     sla_policy: Mapped[str | None] = mapped_column(String(100))
@@ -209,6 +212,44 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The person the token belongs to (None: a bare token, acting as `token:<id>`);
+    # such a token's scope is the agent's queues, read at each look-up.
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"), index=True)
+    # May move a request to any queue, also one out of its scope (hand-off).
+    may_hand_off: Mapped[bool] = mapped_column(default=True)
+
+
+class Agent(Base):
+    """A person working requests: named on the timeline and in the replies they sign."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    queues: Mapped[list[Any]]
+    active: Mapped[bool] = mapped_column(default=True)
+    # The agent's own notification settings; null: the queue's.
+    quiet_hours: Mapped[str | None] = mapped_column(String(11))
+    digest_minutes: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class CannedResponse(Base):
+    """A reply template agents insert: per queue and language, rendered with the
+    request's context (sandboxed Jinja2, strict undefined)."""
+
+    __tablename__ = "canned_responses"
+    __table_args__ = (Index(None, "queue", "language", "name", unique=True),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class OutboxRow(Base):
@@ -241,6 +282,18 @@ class OutboxRow(Base):
     recipient_domain: Mapped[str | None] = mapped_column(String(255))
 
 
+class InstallKey(Base):
+    """Secrets of this install, made once (storage/install_key.py). `references`
+    keys the shuffle of inbox ids into references from `keyed_from` on."""
+
+    __tablename__ = "install_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))  # hex
+    keyed_from: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 inbox_items = InboxItem.__table__
 outbox = OutboxRow.__table__
 sla_marks = SlaMark.__table__
@@ -251,3 +304,6 @@ blob_chunks = BlobChunk.__table__
 attachments = Attachment.__table__
 events = Event.__table__
 api_tokens = ApiToken.__table__
+agents = Agent.__table__
+canned_responses = CannedResponse.__table__
+install_keys = InstallKey.__table__

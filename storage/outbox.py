@@ -8,17 +8,18 @@ so two processes never deliver the same row. A unique `dedupe_key` makes
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.lifecycle import DeliveryState, PublicEvent
+from domain.lifecycle import Actor, DeliveryState, EventKind, PublicEvent
 from storage.engine import as_utc, connection, insert_new, transaction, utcnow
-from storage.models import outbox, requests
+from storage.models import events, outbox, requests
 from storage.records import NewMessage
 
 
@@ -37,19 +38,38 @@ def message_payload(m: NewMessage) -> dict[str, Any]:
     return {"subject": m.subject, "text": m.text, "from_address": m.from_address,
             "from_name": m.from_name, "to": m.to, "cc": m.cc, "message_id": m.message_id,
             "in_reply_to": m.in_reply_to, "references": m.references,
-            "auto_submitted": m.flags.get("auto_submitted")}
+            "auto_submitted": m.flags.get("auto_submitted")} | _parts(m)
+
+
+def _parts(m: NewMessage) -> dict[str, Any]:
+    """An HTML alternative and files, when the message has them (an agent's reply:
+    bounded in count and size by the API), carried in the row as the worker sends them."""
+    found: dict[str, Any] = {}
+    if m.html:
+        found["html"] = m.html
+    if m.attachments:
+        found["attachments"] = [
+            {"filename": a.filename, "content_type": a.content_type,
+             "content_base64": base64.b64encode(a.content).decode("ascii")}
+            for a in m.attachments]
+    return found
 
 
 async def enqueue(conn: AsyncConnection, kind: str, payload: dict[str, Any], *,
                   request_id: int | None = None, dedupe_key: str | None = None,
-                  recipient: str | None = None, recipient_domain: str | None = None) -> None:
+                  recipient: str | None = None, recipient_domain: str | None = None,
+                  dead_because: str | None = None) -> None:
     """Add a row in the caller's transaction; a row with the same key is kept once.
-    `recipient` and its domain: what an acknowledgement's limits count it on."""
+    `recipient` and its domain: what an acknowledgement's limits count it on.
+    `dead_because`: the row is a dead letter from the start (it cannot be sent as
+    it is; an operator retries it once the cause is fixed)."""
     now = utcnow()
     values = {"kind": kind, "request_id": request_id, "payload": payload,
               "dedupe_key": dedupe_key, "state": DeliveryState.PENDING, "attempts": 0,
               "next_attempt_at": now, "created_at": now, "recipient": recipient,
               "recipient_domain": recipient_domain}
+    if dead_because is not None:
+        values |= {"state": DeliveryState.DEAD, "last_error": dead_because[:4000]}
     await conn.execute(insert_new(conn, outbox).values(values))
 
 
@@ -76,21 +96,40 @@ async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
                               as_utc(r.created_at) or now) for r in rows), key=lambda i: i.id)
 
 
-async def mark_done(engine: AsyncEngine, item_id: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one of a request's mails, for its timeline: no content,
+    no addresses, only the outcome and the relay's reply code."""
+
+    request_id: int
+    data: dict[str, Any]
+
+
+async def _record_delivery(conn: AsyncConnection, delivery: Delivery | None) -> None:
+    if delivery is not None:
+        await conn.execute(insert(events), {
+            "request_id": delivery.request_id, "kind": EventKind.DELIVERY,
+            "actor": Actor.SYSTEM, "at": utcnow(), "data": delivery.data})
+
+
+async def mark_done(engine: AsyncEngine, item_id: int, *,
+                    delivery: Delivery | None = None) -> None:
     async with transaction(engine) as conn:
         await conn.execute(update(outbox).where(outbox.c.id == item_id).values(
             state=DeliveryState.DONE, delivered_at=utcnow(), lease_until=None,
             last_error=None))
+        await _record_delivery(conn, delivery)
 
 
 async def mark_failed(engine: AsyncEngine, item_id: int, error: str, *,
-                      retry_at: datetime | None) -> None:
+                      retry_at: datetime | None, delivery: Delivery | None = None) -> None:
     """Back to pending until `retry_at`, or dead-lettered when `retry_at` is None."""
     values: dict[str, Any] = {"last_error": error[:4000], "lease_until": None}
     values |= ({"state": DeliveryState.DEAD} if retry_at is None
                else {"state": DeliveryState.PENDING, "next_attempt_at": retry_at})
     async with transaction(engine) as conn:
         await conn.execute(update(outbox).where(outbox.c.id == item_id).values(values))
+        await _record_delivery(conn, delivery)
 
 
 async def dead_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -133,15 +172,31 @@ async def rows_for(engine: AsyncEngine, request_id: int | None = None) -> list[d
 
 
 async def emit(conn: AsyncConnection, event: PublicEvent, request_id: int, reference: str,
-               data: dict[str, Any]) -> None:
+               data: dict[str, Any], *, requester: Requester | None = None) -> None:
     """Record that something happened to a request, for webhooks and brokers.
 
     One `event` row per happening, in the transaction of the change; the
     worker fans it out to each subscriber, so storage needs no configuration.
+    Every event names the request's requester (`requester`, else read here).
     """
+    if requester is None:
+        row = (await conn.execute(select(requests.c.requester_email, requests.c.requester_name)
+                                  .where(requests.c.id == request_id))).first()
+        requester = Requester(row.requester_email if row else None,
+                              row.requester_name if row else None)
     await enqueue(conn, "event", {"event": event, "reference": reference,
-                                  "at": utcnow().isoformat(), "data": data},
+                                  "at": utcnow().isoformat(), "data": data,
+                                  "requester": {"email": requester.email,
+                                                "name": requester.name}},
                   request_id=request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who a request is for, as every event names them."""
+
+    email: str | None
+    name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +221,11 @@ async def fan_out(engine: AsyncEngine, events: Sequence[FanOut]) -> None:
     now = utcnow()
     rows = [{"kind": kind, "request_id": event.request_id, "payload": payload,
              "dedupe_key": f"{event.item_id}:{kind}:{payload.get('target', '')}",
-             "state": DeliveryState.PENDING, "attempts": 0, "next_attempt_at": now,
-             "created_at": now, "recipient": None, "recipient_domain": None}
+             "state": DeliveryState.PENDING, "attempts": 0,
+             # A target may wait (an agent's notice through quiet hours), and name
+             # the address it goes to (a digest gathers that address's notices).
+             "next_attempt_at": _due(payload, now), "created_at": now,
+             "recipient": payload.get("recipient"), "recipient_domain": None}
             for event in events for kind, payload in event.targets]
     async with transaction(engine) as conn:
         if rows:
@@ -175,6 +233,13 @@ async def fan_out(engine: AsyncEngine, events: Sequence[FanOut]) -> None:
         await conn.execute(update(outbox).where(
             outbox.c.id.in_([event.item_id for event in events])).values(
             state=DeliveryState.DONE, delivered_at=now, lease_until=None))
+
+
+def _due(payload: dict[str, Any], now: datetime) -> datetime:
+    try:
+        return max(now, as_utc(datetime.fromisoformat(payload["due"])) or now)
+    except (KeyError, TypeError, ValueError):
+        return now
 
 
 async def give_back(engine: AsyncEngine, item_ids: Sequence[int], error: str, *,

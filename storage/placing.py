@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.lifecycle import Event, EventKind, ItemState
+from domain.lifecycle import (
+    DEFAULT_REOPEN_DAYS,
+    Event,
+    EventKind,
+    ItemState,
+    Status,
+    reply_starts_new,
+)
+from storage.engine import as_utc
 from storage.models import inbox_items, messages, requests
 from storage.participants import in_chunks, read_participants
 from storage.processing import ClaimedItem
@@ -26,12 +35,22 @@ from storage.records import (
     TaggedRequest,
     ThreadHints,
 )
-from storage.reference import id_for, reference_for
+from storage.reference import canonical
 
 Place = Callable[[ThreadHints, Mapping[str, KnownMessage], Mapping[str, TaggedRequest]],
                  Placement]
 Work = Sequence[tuple[ClaimedItem, NewRequest]]
 NEW_REQUEST = Placement(Placed.NEW, "new request")
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a stored request that a message names stands: for its reopen window."""
+
+    reference: str
+    status: Status
+    queue: str
+    done_at: datetime | None  # when it was resolved or closed (else its last change)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +60,7 @@ class Known:
     stored_before: set[int]  # items of the batch stored by an earlier attempt
     messages: Mapping[str, KnownMessage]  # by Message-ID
     tagged: Mapping[str, TaggedRequest]  # by reference tag
+    standing: Mapping[int, Standing] = field(default_factory=dict)  # by request id
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +89,21 @@ async def read_known(conn: AsyncConnection, work: Work,
     tagged = {tag: TaggedRequest(rid, parties[rid].reference, parties[rid].people)
               for tag, rid in tags.items() if rid in parties}
     stored = await _stored_items(conn, [item.id for item, _ in work if item.id not in done])
-    return Known(stored_before=stored | done, messages=known, tagged=tagged)
+    standing = await _standing(conn, {m.request_id for m in known.values()}
+                               | {t.request_id for t in tagged.values()})
+    return Known(stored_before=stored | done, messages=known, tagged=tagged, standing=standing)
+
+
+async def _standing(conn: AsyncConnection, request_ids: set[int]) -> dict[int, Standing]:
+    found: dict[int, Standing] = {}
+    for chunk in in_chunks(request_ids):
+        rows = await conn.execute(
+            select(requests.c.id, requests.c.reference, requests.c.status, requests.c.queue,
+                   func.coalesce(requests.c.resolved_at, requests.c.updated_at))
+            .where(requests.c.id.in_(chunk)))
+        found |= {rid: Standing(reference, Status(status), queue, as_utc(done_at))
+                  for rid, reference, status, queue, done_at in rows}
+    return found
 
 
 def _asking(hints: list[ThreadHints], found: Mapping[str, KnownMessage],
@@ -97,10 +131,15 @@ def placeholder(index: int) -> int:
     return -(index + 1)
 
 
-def place_all(work: Work, known: Known, place: Place) -> list[Placement | None]:
+def place_all(work: Work, known: Known, place: Place, *,
+              reopen_days: Mapping[str, int] | None = None,
+              now: datetime | None = None) -> list[Placement | None]:
     """Each item's placement (None: stored before), decided in order, so a
     reply later in the batch finds an earlier item, and the people an earlier
-    item brought in (as storage/participants.py would count them once stored)."""
+    item brought in (as storage/participants.py would count them once stored).
+    A person's reply to a request finished longer ago than its queue's
+    `reopen_days` (by queue; DEFAULT_REOPEN_DAYS for a queue not named) starts
+    a new request linked to it."""
     batch = _Batch(dict(known.messages), dict(known.tagged))
     placements: list[Placement | None] = []
     for index, (item, new) in enumerate(work):
@@ -109,6 +148,10 @@ def place_all(work: Work, known: Known, place: Place) -> list[Placement | None]:
             continue
         hints = new.hints
         placement = NEW_REQUEST if hints is None else place(hints, batch.seen, batch.tagged)
+        if placement.kind == Placed.THREAD and hints is not None and now is not None:
+            placement = _follow_up(placement, automatic=hints.automatic,
+                                   standing=known.standing, reopen_days=reopen_days or {},
+                                   now=now)
         if placement.kind == Placed.NEW:
             placement = replace(placement, request_id=placeholder(index))
         if hints is not None and placement.kind != Placed.DUPLICATE:
@@ -116,6 +159,24 @@ def place_all(work: Work, known: Known, place: Place) -> list[Placement | None]:
             batch.landed(hints, placement, item.reference)
         placements.append(placement)
     return placements
+
+
+def _follow_up(placement: Placement, *, automatic: bool, standing: Mapping[int, Standing],
+               reopen_days: Mapping[str, int], now: datetime) -> Placement:
+    """`placement`, or a new request linked to the finished request it named
+    when that one's reopen window has passed (domain.lifecycle.reply_starts_new)."""
+    assert placement.request_id is not None
+    old = standing.get(placement.request_id)
+    if old is None:  # a request of this batch: new, so open
+        return placement
+    days = reopen_days.get(old.queue, DEFAULT_REOPEN_DAYS)
+    if not reply_starts_new(old.status, automatic=automatic, done_at=old.done_at, now=now,
+                            reopen_days=days):
+        return placement
+    window = "is never reopened" if days <= 0 else f"was {old.status} more than {days} days ago"
+    return Placement(Placed.NEW, f"{placement.reason}; request {old.reference} {window}: "
+                                 f"a new request follows it up",
+                     linked_from=placement.request_id, linked_reference=old.reference)
 
 
 @dataclass(slots=True)
@@ -184,7 +245,10 @@ def timeline(landing: Landed) -> list[Event]:
                            data={"placement": Placed.NEW, "reason": placement.reason} | refused)]
                     if new.hints is not None else [])
         received = [new.received] if new.received is not None else []
-        return [*received, *threaded, *new.events]
+        linked = ([Event(kind=EventKind.LINKED_FROM,
+                         data={"reference": placement.linked_reference})]
+                  if placement.linked_from is not None else [])
+        return [*received, *threaded, *linked, *new.events]
     hints = new.hints
     about = {"inbox_item": item.id, "channel": item.channel,
              "message_id": hints.message_id if hints else None,
@@ -233,9 +297,9 @@ async def _tagged_requests(conn: AsyncConnection,
     wanted: dict[str, set[str]] = {}
     for h in hints:
         for tag in h.tags:
-            item_id = id_for(tag)
-            if item_id is not None:
-                wanted.setdefault(reference_for(item_id), set()).add(tag)
+            spelled = canonical(tag)
+            if spelled is not None:
+                wanted.setdefault(spelled, set()).add(tag)
     if not wanted:
         return {}
     result: dict[str, int] = {}

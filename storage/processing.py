@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import ItemState
 from storage.engine import as_utc, connection, transaction, utcnow
+from storage.install_key import references
 from storage.models import inbox_items
-from storage.reference import reference_for
+from storage.reference import UNKEYED, References
 from storage.storable import storable_text
 
 # Kept of an error's text (it may quote the input that caused it).
@@ -47,10 +48,13 @@ class ClaimedItem:
     # The claim's token; None for an item not taken by `claim_items` (tools,
     # tests), whose changes are then not checked against a claim.
     claim: str | None = None
+    # The install's references (`claim_items` gives them; tools and tests that
+    # make an item by hand get the unkeyed ones).
+    references: References = UNKEYED
 
     @property
     def reference(self) -> str:
-        return reference_for(self.id)
+        return self.references.reference_for(self.id)
 
 
 def _new_claim() -> str:
@@ -96,11 +100,12 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
                    inbox_items.c.meta, inbox_items.c.attempts, inbox_items.c.received_at,
                    inbox_items.c.claim_token)
     )
+    refs = await references(engine)
     async with transaction(engine) as conn:
         rows = (await conn.execute(statement)).all()
     return sorted(
         (ClaimedItem(r.id, r.channel, r.raw, r.meta, r.attempts, as_utc(r.received_at),  # type: ignore[arg-type]
-                     r.claim_token)
+                     r.claim_token, refs)
          for r in rows),
         key=lambda c: c.id,
     )
@@ -214,12 +219,13 @@ async def requeue_dead(engine: AsyncEngine, item_ids: list[int] | None = None) -
 
 
 async def dead_items(engine: AsyncEngine) -> list[dict[str, Any]]:
+    refs = await references(engine)
     async with connection(engine) as conn:
         rows = (await conn.execute(
             select(inbox_items.c.id, inbox_items.c.channel, inbox_items.c.received_at,
                    inbox_items.c.attempts, inbox_items.c.last_error)
             .where(inbox_items.c.state == ItemState.DEAD).order_by(inbox_items.c.id))).all()
-    return [{"id": r.id, "reference": reference_for(r.id), "channel": r.channel,
+    return [{"id": r.id, "reference": refs.reference_for(r.id), "channel": r.channel,
              "received_at": as_utc(r.received_at), "attempts": r.attempts,
              "last_error": r.last_error} for r in rows]
 

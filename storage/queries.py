@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.lifecycle import ItemState, Status
 from storage.engine import as_utc, connection, utcnow
+from storage.install_key import references
 from storage.models import attachments, events, inbox_items, messages, requests
-from storage.reference import id_for, reference_for
 
 
 def _request_dict(row: Any) -> dict[str, Any]:
@@ -48,10 +48,11 @@ async def get_request(engine: AsyncEngine, reference: str, *,
     `input_reference` naming the reference asked for: the lookup follows it, so
     it never reads "received" forever.
     """
-    item_id = id_for(reference)
+    refs = await references(engine)
+    item_id = refs.id_for(reference)
     if item_id is None:
         return None
-    canonical = reference_for(item_id)
+    canonical = refs.reference_for(item_id)
     async with connection(engine) as conn:
         row = (await conn.execute(
             select(requests).where(requests.c.reference == canonical))).first()
@@ -75,6 +76,14 @@ async def get_request(engine: AsyncEngine, reference: str, *,
         result = _request_dict(row) | ({"input_reference": joined} if joined else {})
         if not whole:
             return result
+        # Links both ways: the finished request this one follows up, and the
+        # requests that follow this one up (a reply after its reopen window).
+        linked = (await conn.execute(select(requests.c.reference).where(
+            requests.c.id == row.linked_from_id))).scalar() if row.linked_from_id else None
+        follow_ups = (await conn.execute(
+            select(requests.c.reference).where(requests.c.linked_from_id == row.id)
+            .order_by(requests.c.id))).scalars().all()
+        result |= {"linked_from": linked, "follow_ups": list(follow_ups)}
         message_rows = (await conn.execute(
             select(messages).where(messages.c.request_id == row.id)
             .order_by(messages.c.id))).all()
@@ -194,3 +203,11 @@ async def overdue_items(engine: AsyncEngine, *, older_than: float) -> bool:
     async with connection(engine) as conn:
         row = (await conn.execute(select(inbox_items.c.id).where(waiting).limit(1))).first()
     return row is not None
+
+
+async def reference_and_queue(engine: AsyncEngine, request_id: int) -> tuple[str, str] | None:
+    """A request's reference and queue by its id (for log lines); None if gone."""
+    async with connection(engine) as conn:
+        row = (await conn.execute(select(requests.c.reference, requests.c.queue)
+                                  .where(requests.c.id == request_id))).first()
+    return None if row is None else (row.reference, row.queue)

@@ -147,3 +147,7 @@ class Placement:
     # The references of requests the message named (by In-Reply-To, References
     # or subject tag) but was not let into: its sender takes no part in them.
     refused: tuple[str, ...] = ()
+    # A new request that follows up a finished one (a reply after its reopen
+    # window): the old request's id and reference.
+    linked_from: int | None = None
+    linked_reference: str | None = None

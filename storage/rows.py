@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import FromClause, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from domain.lifecycle import clock_held
 from storage.fitting import limit
 from storage.models import attachments, messages, requests
 from storage.processing import ClaimedItem
@@ -40,7 +41,18 @@ def fit_row(table: FromClause, row: dict[str, Any]) -> dict[str, Any]:
     return fitted  # type: ignore[no-any-return]
 
 
+# The service-level columns of a new request. Every row carries all of them
+# (None when no deadline applies): a batch is one multi-row INSERT, whose rows
+# must have the same keys, and an automatic mail (closed, no deadlines) may sit
+# next to a normal one.
+SLA_COLUMNS = ("sla_policy", "first_response_due_at", "resolution_due_at", "due_at",
+               "next_check_at")
+
+
 def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, Any]:
+    unknown = set(new.sla) - set(SLA_COLUMNS)
+    if unknown:
+        raise ValueError(f"not service-level columns: {', '.join(sorted(unknown))}")
     return fit_row(requests, {
         "reference": item.reference, "inbox_item_id": item.id, "status": new.status,
         "queue": new.queue, "channel": item.channel, "priority": new.priority,
@@ -50,7 +62,11 @@ def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, 
         "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
         "updated_at": now, "version": 1,
         "status_token": new.status_token or secrets.token_urlsafe(24),
-        **new.sla,
+        **dict.fromkeys(SLA_COLUMNS), **new.sla,
+        # Held in quarantine from the start: its clocks stand still and nothing
+        # is checked until it is released (storage.actions.release).
+        **({"sla_paused_at": now, "next_check_at": None} if clock_held(new.status)
+           else {"sla_paused_at": None}),
     })
 
 
@@ -73,7 +89,13 @@ def outbound_row(request_id: int, m: NewMessage, now: datetime) -> dict[str, Any
 
 async def insert_returning(conn: AsyncConnection, table: Any,
                            rows: list[dict[str, Any]]) -> list[int]:
-    """Insert in one statement; the new ids in the order of `rows`."""
+    """Insert in one statement; the new ids in the order of `rows`, which must
+    all carry the same columns (the statement is compiled from the first)."""
+    keys = set(rows[0]) if rows else set()
+    for row in rows[1:]:
+        if set(row) != keys:
+            raise ValueError("rows of one insert differ in their columns: "
+                             f"{', '.join(sorted(keys ^ set(row)))}")
     statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
     return [row[0] for row in await conn.execute(statement, rows)]
 

@@ -62,9 +62,9 @@ async def claim_checks(engine: AsyncEngine, *, limit: int, hold_seconds: float,
 
 async def take_step(engine: AsyncEngine, request_id: int, reference: str, mark: str, *,
                     kind: EventKind, changes: dict[str, Any], data: dict[str, Any],
-                    notify_event: bool) -> bool:
+                    notify_event: bool, now: datetime | None = None) -> bool:
     """Do one step once: False if some process took it already."""
-    now = utcnow()
+    now = now or utcnow()
     async with transaction(engine) as conn:
         inserted = (await conn.execute(
             insert_new(conn, sla_marks).values(request_id=request_id, mark=mark, at=now)
@@ -85,7 +85,22 @@ async def take_step(engine: AsyncEngine, request_id: int, reference: str, mark: 
         if notify_event:
             await emit(conn, PublicEvent.ESCALATED, request_id, reference,
                        data | {"mark": mark, "changes": changes})
+        reached = _target_reached(mark, data)
+        if reached is not None:  # whether or not a rule escalated it
+            await emit(conn, reached, request_id, reference,
+                       {key: data.get(key) for key in ("target", "due_at", "policy")})
     return True
+
+
+def _target_reached(mark: str, data: dict[str, Any]) -> PublicEvent | None:
+    """The event of a target reaching its warning time or deadline (marks
+    `<target>:warning`, `<target>:breached`), or None for another step."""
+    target = data.get("target")
+    for suffix, event in (("warning", PublicEvent.SLA_WARNING),
+                          ("breached", PublicEvent.SLA_BREACHED)):
+        if target is not None and mark == f"{target}:{suffix}":
+            return event
+    return None
 
 
 async def set_deadlines(engine: AsyncEngine, request_id: int, values: dict[str, Any]) -> None:
@@ -100,6 +115,7 @@ class Clock:
     status: Status
     paused_at: datetime | None
     pauses: list[Any] | None
+    resolved_at: datetime | None = None
 
 
 def status_columns(clock: Clock, new: Status, now: datetime) -> dict[str, Any]:
@@ -123,6 +139,11 @@ def _columns(change: Transition, clock: Clock, now: datetime) -> dict[str, Any]:
     if change.reopens:
         values["resolved_at"] = None
         values["reopened_count"] = requests.c.reopened_count + 1
+        if clock.resolved_at is not None:
+            # The time it stood resolved is no time worked on it: its clocks
+            # resume where they stopped (a pause from resolution to reopening).
+            values["sla_pauses"] = [*values.get("sla_pauses", clock.pauses or []),
+                                    [clock.resolved_at.isoformat(), now.isoformat()]]
     return values
 
 
@@ -133,9 +154,10 @@ async def clocks(conn: AsyncConnection, request_ids: Iterable[int]) -> dict[int,
         return {}
     rows = await conn.execute(
         select(requests.c.id, requests.c.status, requests.c.sla_paused_at,
-               requests.c.sla_pauses)
+               requests.c.sla_pauses, requests.c.resolved_at)
         .where(requests.c.id.in_(wanted)))
-    return {row.id: Clock(Status(row.status), as_utc(row.sla_paused_at), row.sla_pauses)
+    return {row.id: Clock(Status(row.status), as_utc(row.sla_paused_at), row.sla_pauses,
+                          as_utc(row.resolved_at))
             for row in rows}
 
 

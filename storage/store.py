@@ -31,10 +31,11 @@ from domain.lifecycle import (
     announces_work,
 )
 from storage.acknowledgements import queue_acknowledgements
+from storage.bounces import with_bounces
 from storage.engine import transaction, utcnow
 from storage.models import events, inbox_items, messages, requests
 from storage.notify import notify
-from storage.outbox import emit
+from storage.outbox import Requester, emit
 from storage.placing import (
     NEW_REQUEST,
     Landed,
@@ -56,7 +57,6 @@ from storage.records import (
     TaggedRequest,
     ThreadHints,
 )
-from storage.reference import reference_for
 from storage.replies import Answer, answers, apply_answers
 from storage.rows import (
     insert_attachments,
@@ -76,7 +76,8 @@ class Stored:
     # None: not stored by this call, because another claim holds the item now
     # (its lease ran out under this worker); that claim's worker stores it.
     kind: Placed | None
-    # The queue of a new request that is waiting for an agent, else None.
+    # The queue of a request now waiting for an agent (a new one, or one a
+    # customer's reply reopened), else None.
     new_work: str | None = None
 
 
@@ -91,34 +92,45 @@ async def complete_item(engine: AsyncEngine, item: ClaimedItem, new: NewRequest,
 
 
 async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_only, *,
-                         ack_limits: AcknowledgementLimits | None = None) -> list[Stored]:
+                         ack_limits: AcknowledgementLimits | None = None,
+                         reopen_days: Mapping[str, int] | None = None) -> list[Stored]:
     """Store a batch; an item stored before (a retry, a race) adds nothing, and
-    an item held by another claim now is left alone."""
+    an item held by another claim now is left alone. `reopen_days`: each
+    queue's reopen window (storage/placing.py `place_all`)."""
     now = utcnow()
     async with transaction(engine) as conn:
         holding = await hold_items(conn, [item for item, _ in work])
         ours = [(item, new) for item, new in work if item.id not in holding.lost]
-        placements = place_all(ours, await read_known(conn, ours, holding.done), place)
+        placements = place_all(ours, await read_known(conn, ours, holding.done), place,
+                               reopen_days=reopen_days, now=now)
         batch = landed(ours, placements, await _insert_requests(conn, ours, placements, now))
         fresh = [one for one in batch if one.placement.kind == Placed.NEW]
         await _insert_messages(conn, batch, now)
-        answered = await answers(conn, batch, now)
+        answered = await with_bounces(conn, batch, await answers(conn, batch, now))
         await _announce_created(conn, fresh)
+        await _announce_messages(conn, batch, answered)
         acknowledged = await queue_acknowledgements(
             conn, [(one.request_id, one.new) for one in fresh], now, ack_limits)
-        await _write_events(conn, _timelines(batch, answered) + acknowledged, now)
-        await apply_answers(conn, batch, answered, now)
+        await _write_events(conn, _timelines(batch, answered) + _follow_ups(fresh)
+                            + acknowledged, now)
+        reopened = await apply_answers(conn, batch, answered, now)
         await _finish_items(conn, [item.id for item, _ in ours],
-                            [one.new.queue for one in fresh if announces_work(one.new.status)])
+                            [one.new.queue for one in fresh if announces_work(one.new.status)]
+                            + list(reopened.values()))
         references = iter(await _references(conn, ours, placements, batch))
         placed = iter(placements)
-    return [Stored(reference_for(item.id), None) if item.id in holding.lost
-            else _stored(next(references), next(placed), new) for item, new in work]
+    return [Stored(item.reference, None) if item.id in holding.lost
+            else _stored(next(references), next(placed), new, reopened)
+            for item, new in work]
 
 
-def _stored(reference: str, placement: Placement | None, new: NewRequest) -> Stored:
+def _stored(reference: str, placement: Placement | None, new: NewRequest,
+            reopened: Mapping[int, str]) -> Stored:
+    """`reopened`: the queues of requests a reply made work again, by id."""
     if placement is None:
         return Stored(reference, Placed.STORED_BEFORE)
+    if placement.kind == Placed.THREAD and placement.request_id in reopened:
+        return Stored(reference, placement.kind, reopened[placement.request_id])
     is_work = placement.kind == Placed.NEW and announces_work(new.status)
     return Stored(reference, placement.kind, new.queue if is_work else None)
 
@@ -126,15 +138,17 @@ def _stored(reference: str, placement: Placement | None, new: NewRequest) -> Sto
 async def _insert_requests(conn: AsyncConnection, work: Work,
                            placements: list[Placement | None], now: datetime) -> dict[int, int]:
     """Insert the new requests; their ids by placeholder."""
-    fresh = [(index, item, new) for index, ((item, new), placement)
+    fresh = [(index, item, new, placement) for index, ((item, new), placement)
              in enumerate(zip(work, placements, strict=True))
              if placement is not None and placement.kind == Placed.NEW]
     if not fresh:
         return {}
-    inserted = await insert_returning(conn, requests, [request_row(item, new, now)
-                                                       for _, item, new in fresh])
+    # Every row names the request it follows up, if any: one set of columns.
+    inserted = await insert_returning(conn, requests, [
+        request_row(item, new, now) | {"linked_from_id": placement.linked_from}
+        for _, item, new, placement in fresh])
     return {placeholder(index): request_id
-            for (index, _, _), request_id in zip(fresh, inserted, strict=True)}
+            for (index, _, _, _), request_id in zip(fresh, inserted, strict=True)}
 
 
 async def _insert_messages(conn: AsyncConnection, batch: list[Landed], now: datetime) -> None:
@@ -153,12 +167,54 @@ async def _announce_created(conn: AsyncConnection, fresh: list[Landed]) -> None:
     """Tell subscribers (webhooks, the broker) of each new request and its route."""
     for one in fresh:
         item, new = one.item, one.new
+        requester = Requester(new.requester_email, new.requester_name)
         await emit(conn, PublicEvent.CREATED, one.request_id, item.reference, {
             "queue": new.queue, "status": new.status, "priority": new.priority,
-            "type": new.type, "channel": item.channel, "subject": scrub(new.message.subject)})
+            "type": new.type, "channel": item.channel, "subject": scrub(new.message.subject),
+            "linked_from": one.placement.linked_reference}, requester=requester)
         await emit(conn, PublicEvent.ROUTED, one.request_id, item.reference, {
             "queue": new.queue, "priority": new.priority, "type": new.type,
-            "component": new.component, "tags": new.tags})
+            "component": new.component, "tags": new.tags}, requester=requester)
+
+
+async def _announce_messages(conn: AsyncConnection, batch: list[Landed],
+                             answered: list[Answer | None]) -> None:
+    """Tell subscribers of each message that joined an existing request (a
+    customer's message, or a delivery report on our mail) and of what it changed."""
+    joined = [(one, answer) for one, answer in zip(batch, answered, strict=True)
+              if one.placement.kind == Placed.THREAD]
+    if not joined:
+        return
+    rows = await conn.execute(
+        select(requests.c.id, requests.c.reference, requests.c.requester_email,
+               requests.c.requester_name)
+        .where(requests.c.id.in_({one.request_id for one, _ in joined})))
+    about = {r.id: (r.reference, Requester(r.requester_email, r.requester_name)) for r in rows}
+    for one, answer in joined:
+        reference, requester = about[one.request_id]
+        message, hints = one.new.message, one.new.hints
+        bounce = message.flags.get("bounce")
+        if bounce and hints is not None and hints.bounce_of:
+            found = [(PublicEvent.BOUNCED, {"message_id": message.message_id,
+                                            "bounced_message_id": hints.bounce_of,
+                                            "report": bounce})]
+        else:
+            found = [(PublicEvent.MESSAGE_RECEIVED, {
+                "message_id": message.message_id, "channel": one.item.channel,
+                "from": {"email": message.from_address, "name": message.from_name},
+                "subject": message.subject,
+                "automatic": bool(hints.automatic) if hints is not None else False})]
+        for event, data in (*found, *(answer.public if answer is not None else ())):
+            await emit(conn, event, one.request_id, reference, scrub(data),
+                       requester=requester)
+
+
+def _follow_ups(fresh: list[Landed]) -> list[tuple[int, Event]]:
+    """On each finished request a new one follows up: which one (the new one's
+    own timeline says `linked_from`)."""
+    return [(one.placement.linked_from, Event(kind=EventKind.FOLLOWED_UP, actor=Actor.REQUESTER,
+                                              data={"reference": one.item.reference}))
+            for one in fresh if one.placement.linked_from is not None]
 
 
 def _timelines(batch: list[Landed], answered: list[Answer | None]) -> list[tuple[int, Event]]:
@@ -193,7 +249,7 @@ async def _references(conn: AsyncConnection, work: Work, placements: list[Placem
         by_id = {request_id: reference for request_id, reference in rows}
     landing = iter(batch)  # in the order of the items that have a placement
     return [by_id[next(landing).request_id] if placement is not None
-            else reference_for(item.id)
+            else item.reference
             for (item, _), placement in zip(work, placements, strict=True)]
 
 

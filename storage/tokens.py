@@ -15,7 +15,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.engine import as_utc, connection, transaction, utcnow
-from storage.models import api_tokens
+from storage.models import agents, api_tokens
 
 ROLES = ("admin", "agent", "intake")
 PREFIX = "itk_"
@@ -27,6 +27,11 @@ class TokenInfo:
     name: str
     role: str
     queues: tuple[str, ...]
+    # May move a request to any queue, also one it cannot see (hand-off).
+    may_hand_off: bool = True
+    # The person the token belongs to: actions are theirs (`agent:<id>`).
+    agent_id: int | None = None
+    agent_name: str | None = None
 
 
 def hash_secret(secret: str) -> str:
@@ -34,31 +39,44 @@ def hash_secret(secret: str) -> str:
 
 
 async def create_token(engine: AsyncEngine, *, name: str, role: str,
-                       queues: list[str]) -> tuple[TokenInfo, str]:
+                       queues: list[str], may_hand_off: bool = True,
+                       agent_id: int | None = None) -> tuple[TokenInfo, str]:
+    """A new token; with `agent_id`, an agent's (its scope is the agent's queues)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     secret = PREFIX + secrets.token_urlsafe(32)
     async with transaction(engine) as conn:
         token_id = (await conn.execute(insert(api_tokens).returning(api_tokens.c.id), {
             "name": name, "role": role, "queues": sorted(set(queues)),
-            "token_hash": hash_secret(secret), "created_at": utcnow()})).scalar_one()
-    return TokenInfo(token_id, name, role, tuple(sorted(set(queues)))), secret
+            "token_hash": hash_secret(secret), "created_at": utcnow(),
+            "agent_id": agent_id, "may_hand_off": may_hand_off})).scalar_one()
+    return TokenInfo(token_id, name, role, tuple(sorted(set(queues))), may_hand_off,
+                     agent_id), secret
+
+
+_LOOKUP = (select(api_tokens, agents.c.name.label("agent_name"),
+                  agents.c.queues.label("agent_queues"), agents.c.active.label("agent_active"))
+           .outerjoin(agents, agents.c.id == api_tokens.c.agent_id))
 
 
 async def lookup_token(engine: AsyncEngine, secret: str) -> TokenInfo | None:
+    """The token for a secret; None if unknown, revoked, or its agent is inactive."""
     async with connection(engine) as conn:
         row = (await conn.execute(
-            select(api_tokens).where(api_tokens.c.token_hash == hash_secret(secret),
-                                     api_tokens.c.revoked_at.is_(None)))).first()
-    if row is None:
+            _LOOKUP.where(api_tokens.c.token_hash == hash_secret(secret),
+                          api_tokens.c.revoked_at.is_(None)))).first()
+    if row is None or (row.agent_id is not None and not row.agent_active):
         return None
-    return TokenInfo(row.id, row.name, row.role, tuple(row.queues))
+    queues = row.agent_queues if row.agent_id is not None else row.queues
+    return TokenInfo(row.id, row.name, row.role, tuple(queues), bool(row.may_hand_off),
+                     row.agent_id, row.agent_name)
 
 
 async def list_tokens(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with connection(engine) as conn:
         rows = (await conn.execute(select(api_tokens).order_by(api_tokens.c.id))).all()
     return [{"id": r.id, "name": r.name, "role": r.role, "queues": r.queues,
+             "agent_id": r.agent_id, "may_hand_off": r.may_hand_off,
              "created_at": as_utc(r.created_at), "revoked_at": as_utc(r.revoked_at)}
             for r in rows]
 

@@ -85,7 +85,9 @@ async def _empty(url: str) -> None:
     database = url.rsplit("/", 1)[1]
     conn = await asyncpg.connect(_pg_dsn(database), timeout=5)
     try:
-        statements = [f"DELETE FROM {t.name}" for t in reversed(Base.metadata.sorted_tables)]
+        # The install key stays, as in production: the migration made it once.
+        statements = [f"DELETE FROM {t.name}" for t in reversed(Base.metadata.sorted_tables)
+                      if t.name != "install_keys"]
         sequences = await conn.fetch(
             "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
         statements += [f'ALTER SEQUENCE "{row[0]}" RESTART' for row in sequences]

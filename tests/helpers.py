@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config, build_config
+from storage.install_key import references
 
 # pytest-aiohttp's client of the HTTP app alone (the `app_client` fixture).
 AppClient = TestClient[web.Request, web.Application]
@@ -60,3 +61,13 @@ async def count_rows(engine: AsyncEngine, table: Any, *where: Any) -> int:
     async with engine.connect() as conn:
         query = select(func.count()).select_from(table).where(*where)
         return int((await conn.execute(query)).scalar_one())
+
+
+async def reference_of(engine: AsyncEngine, item_id: int) -> str:
+    """The reference of an inbox id, under the install key of `engine`'s database."""
+    return (await references(engine)).reference_for(item_id)
+
+
+async def item_of(engine: AsyncEngine, reference: str) -> int | None:
+    """The inbox id behind a reference, under the install key of `engine`'s database."""
+    return (await references(engine)).id_for(reference)

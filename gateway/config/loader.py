@@ -21,9 +21,10 @@ from pydantic import ValidationError
 from domain.errors import ConfigError
 from gateway.config.model import Config
 from gateway.config.sections import Sections
+from gateway.config.templates import TemplateSet, read_templates
 from gateway.config.webhooks import read_webhooks
 from parsers.forms import read_forms
-from routing.api import compile_rules, read_routing
+from routing.api import RuleSet, compile_rules, read_routing
 from routing.sla import SlaConfig, SlaConfigError, load_sla_config
 from routing.sla.escalation import Escalation, EscalationConfigError, load_escalations
 
@@ -47,6 +48,7 @@ ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
     ("INTAKE_PUBLIC_URL", ("http", "public_url")),
     ("INTAKE_SMTP_RELAY", ("outbound", "relay")),
     ("INTAKE_FORM_SECRET", ("http", "form_secret")),
+    ("INTAKE_LOG_FORMAT", ("log", "format")),
 )
 
 # With no config file: one support form, so a new install can be tried in a browser.
@@ -114,12 +116,35 @@ def build_config(data: Mapping[str, Any], source: str, env: Mapping[str, str], *
                                       None if queues is None else set(queues))
     webhooks, webhook_problems = read_webhooks(merged.get("webhook", []), env)
     problems += [f"{source}: key {p}" for p in (*form_problems, *webhook_problems)]
+    templates = _templates(sections, rules, escalations, source, problems)
     if problems or sections is None or rules is None:
         raise InvalidConfigError(problems)
     compile_rules(rules)  # now, so the first message does not wait for it
     return Config(**dict(sections), source=source,
                   digest=hashlib.sha256(text.encode()).hexdigest(), rules=rules, sla=sla,
-                  escalations=escalations, forms=forms, webhooks=webhooks)
+                  escalations=escalations, forms=forms, webhooks=webhooks,
+                  templates=templates)
+
+
+def _templates(sections: Sections | None, rules: RuleSet | None,
+               escalations: tuple[Escalation, ...], source: str,
+               problems: list[str]) -> TemplateSet:
+    """Every template read, compiled and rendered against sample values, and
+    every template name that rules and escalations give checked against them."""
+    folder = sections.outbound.templates if sections is not None else None
+    templates, found = read_templates(folder)
+    problems += [f"{source}: key outbound.templates: {p}" for p in found]
+    known = templates.names | {"default"}  # "default": the queue's, else acknowledgement
+    named: list[tuple[str, str | None]] = []
+    if rules is not None:
+        named.append(("routing.template", rules.settings.template))
+        named += [(f"rule[{r.name}].then.template", r.then.template) for r in rules.rules]
+    named += [(f"escalation[{e.name}].then.template", getattr(e, "template", None))
+              for e in escalations]
+    problems += [f"{source}: key {where}: unknown template {name!r} (no {name}.txt in "
+                 f"outbound.templates or the built-in ones)"
+                 for where, name in named if name is not None and name not in known]
+    return templates
 
 
 def _with_overrides(data: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

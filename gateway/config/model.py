@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import Field, SkipValidation
 
 from gateway.config.sections import Sections, parse_listen
+from gateway.config.templates import TemplateSet, built_in
 from gateway.config.webhooks import Subscription
 from parsers.forms import FormSpec
 from routing.api import RuleSet
@@ -42,6 +43,9 @@ class Config(Sections):
         default_factory=dict, exclude=True, repr=False)
     webhooks: Annotated[tuple[Subscription, ...], SkipValidation] = Field(
         default=(), exclude=True, repr=False)
+    # Outbound templates, read and checked by the loader; swapped whole on reload.
+    templates: Annotated[TemplateSet, SkipValidation] = Field(
+        default_factory=built_in, exclude=True, repr=False)
 
     @property
     def smtp_address(self) -> tuple[str, int]:

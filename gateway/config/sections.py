@@ -1,12 +1,12 @@
 """The gateway's own tables, checked by pydantic: `[intake]`, `[database]`,
-`[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]` and
-`[[queue]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
+`[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]`, `[log]`
+and `[[queue]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
 """
 
 from __future__ import annotations
 
 from email.headerregistry import Address
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -17,9 +17,22 @@ from pydantic import (
     model_validator,
 )
 
-from domain.lifecycle import AcknowledgementLimits
+from domain.lifecycle import DEFAULT_REOPEN_DAYS, AcknowledgementLimits
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///intake.db"
+
+
+def _one_address(value: str | None) -> str | None:
+    """Our envelope sender and From: exactly one addr-spec (any host name)."""
+    if value is None:
+        return value
+    try:
+        parsed = Address(addr_spec=value)
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"not one email address: {value!r}") from exc
+    if parsed.addr_spec != value or not parsed.username or not parsed.domain:
+        raise ValueError(f"not one email address: {value!r}")
+    return value
 
 
 class _Section(BaseModel):
@@ -38,6 +51,9 @@ def _check_listen(value: str) -> str:
     parse_listen(value)
     return value
 
+
+# Listening on every address: no address others could use in a link.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
 
 # A "host:port" string, checked where the config is read.
 HostPort = Annotated[str, AfterValidator(_check_listen)]
@@ -147,6 +163,16 @@ class HttpSection(_Connections):
     # the same one; unset, each process makes its own at start.
     form_secret: str | None = Field(default=None, min_length=16)
 
+    @model_validator(mode="after")
+    def _public_url_behind_a_wildcard(self) -> Self:
+        # Links in acknowledgements are made with no request at hand: on 0.0.0.0
+        # they would read http://0.0.0.0:8080, so the address must be given.
+        if self.public_url is None and parse_listen(self.listen)[0] in WILDCARD_HOSTS:
+            raise ValueError(f"public_url is required when listen is a wildcard address "
+                             f"({self.listen}): links sent to customers must name an "
+                             "address they can reach, e.g. https://desk.example.com")
+        return self
+
 
 class PipelineSection(_Section):
     workers: int = Field(default=2, ge=0)
@@ -191,6 +217,10 @@ class OutboundSection(_Section):
     password_env: str | None = None  # the name of the variable holding the password
     from_address: str | None = None  # default: the first intake address
     from_name: str = "Support"
+    # Added to agents' replies and given to templates as `signature` (a queue's own wins).
+    signature: str = ""
+    # The name we give in EHLO to the relay; default smtp.hostname.
+    helo: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9.\-\[\]:]+$")
     templates: str | None = None     # folder of Jinja2 templates, before the built-in ones
     # Acknowledgements at most, counted on the address each one goes to (an
     # email's Reply-To; ann+x@ counts as ann@); 0: none. Per mailbox per hour: stops
@@ -211,16 +241,7 @@ class OutboundSection(_Section):
     @field_validator("from_address")
     @classmethod
     def _one_address(cls, value: str | None) -> str | None:
-        """Our envelope sender and From: exactly one addr-spec (any host name)."""
-        if value is None:
-            return value
-        try:
-            parsed = Address(addr_spec=value)
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"not one email address: {value!r}") from exc
-        if parsed.addr_spec != value or not parsed.username or not parsed.domain:
-            raise ValueError(f"not one email address: {value!r}")
-        return value
+        return _one_address(value)
 
     @property
     def acknowledgement_limits(self) -> AcknowledgementLimits:
@@ -245,11 +266,63 @@ class BrokerSection(_Section):
         return value
 
 
+class LogSection(_Section):
+    # The least severe level logged (`intake --log-level` overrides it).
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # "text": one readable line per record; "json": one JSON object per line.
+    format: Literal["text", "json"] = "text"
+    # One line per HTTP request (method, path, status, size, time; no query, no body).
+    access: bool = False
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
 class QueueSection(_Section):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
+    # A customer's reply reopens a resolved request within this many days; later
+    # it becomes a new request linked to the old one (0: never reopen).
+    reopen_days: int = Field(default=DEFAULT_REOPEN_DAYS, ge=0, le=3650)
     # Service levels are a later issue; kept as data so the file can carry them.
     sla: dict[str, str] = Field(default_factory=dict)
+    # Mail of this queue comes from here (default: the intake address the customer
+    # wrote to, else outbound.from_address), with this name and signature
+    # (default: [outbound]'s).
+    from_address: str | None = None
+    from_name: str | None = Field(default=None, max_length=100)
+    signature: str | None = None
+    # Email to the queue's agents (active `agents` who work it, and the `notify`
+    # addresses) on these happenings; empty (the default): none. Sent through the
+    # outbox, never inline; held through `quiet_hours` ("HH:MM-HH:MM" in the
+    # time zone of the queue's SLA calendar) and gathered per recipient for
+    # `digest_minutes` (0: each on its own) into one mail.
+    notify_on: list[Literal["new_request", "escalated", "sla_breached"]] = Field(
+        default_factory=list)
+    notify: list[str] = Field(default_factory=list)
+    quiet_hours: str | None = Field(default=None, pattern=r"^\d\d:\d\d-\d\d:\d\d$")
+    digest_minutes: int = Field(default=0, ge=0, le=24 * 60)
+
+    @field_validator("from_address")
+    @classmethod
+    def _one_address(cls, value: str | None) -> str | None:
+        return _one_address(value)
+
+    @field_validator("notify")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [str(_one_address(a)) for a in value]
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _clock_times(cls, value: str | None) -> str | None:
+        for part in (value or "").split("-") if value else ():
+            hour, minute = int(part[:2]), int(part[3:])
+            if hour > 23 or minute > 59:
+                raise ValueError(f"not a time of day: {part!r}")
+        return value
 
 
 class Sections(BaseModel):
@@ -266,6 +339,7 @@ class Sections(BaseModel):
     threading: ThreadingSection = Field(default_factory=ThreadingSection)
     outbound: OutboundSection = Field(default_factory=OutboundSection)
     broker: BrokerSection = Field(default_factory=BrokerSection)
+    log: LogSection = Field(default_factory=LogSection)
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
 
     @field_validator("queue")

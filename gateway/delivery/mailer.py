@@ -14,6 +14,7 @@ connection problems, timeouts and 4xx are temporary.
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -45,6 +46,8 @@ class SendResult:
     error: str | None = None
     # The row was replaced by others (an event fanned out): it is done already.
     fanned_out: bool = False
+    # The relay's SMTP reply code, when it answered (250 on success).
+    code: int | None = None
 
 
 def _header_addresses(entries: list[dict[str, Any]]) -> list[tuple[Address, Mailbox]]:
@@ -84,6 +87,13 @@ def compose(payload: dict[str, Any]) -> Outgoing:
         msg["Auto-Submitted"] = payload["auto_submitted"]  # RFC 3834
         msg["X-Auto-Response-Suppress"] = "All"  # and Exchange's equivalent
     msg.set_content(payload["text"])
+    if payload.get("html"):  # an agent's reply: sanitised when it was stored
+        msg.add_alternative(payload["html"], subtype="html")
+    for item in payload.get("attachments") or []:
+        maintype, _, subtype = str(item["content_type"]).partition("/")
+        msg.add_attachment(base64.b64decode(item["content_base64"]), maintype=maintype,
+                           subtype=subtype or "octet-stream",
+                           filename=one_line(str(item["filename"]), 255))
     recipients = tuple(dict.fromkeys(mailbox for _, mailbox in (*to, *cc)))
     return Outgoing(message=msg, sender=sender.addr_spec, recipients=recipients)
 
@@ -106,16 +116,20 @@ async def send(config: Config, row: dict[str, Any]) -> SendResult:
                               recipients=[m.addr_spec for m in outgoing.recipients],
                               hostname=relay[0], port=relay[1],
                               start_tls=out.starttls, username=out.username, password=password,
-                              timeout=out.timeout_seconds)
+                              timeout=out.timeout_seconds,
+                              # Our name in EHLO, not the library's default (the host's FQDN).
+                              local_hostname=out.helo or config.smtp.hostname)
     except aiosmtplib.SMTPNotSupported as exc:
         # A relay without SMTPUTF8 for an address that needs it: retrying will not help.
         needs_utf8 = any(m.smtputf8 for m in outgoing.recipients)
         return SendResult(False, needs_utf8, f"{type(exc).__name__}: {exc}")
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
-        return SendResult(False, all(500 <= c < 600 for c in codes), f"refused: {exc}")
+        return SendResult(False, all(500 <= c < 600 for c in codes), f"refused: {exc}",
+                          code=max(codes, default=None))
     except aiosmtplib.SMTPResponseException as exc:
-        return SendResult(False, 500 <= exc.code < 600, f"{exc.code} {exc.message}")
+        return SendResult(False, 500 <= exc.code < 600, f"{exc.code} {exc.message}",
+                          code=exc.code)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         return SendResult(False, False, f"{type(exc).__name__}: {exc}")
-    return SendResult(True)
+    return SendResult(True, code=250)

@@ -10,22 +10,16 @@ of line breaks before they reach a header.
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import (
-    Environment,
-    FileSystemLoader,
-    StrictUndefined,
-    TemplateNotFound,
-    select_autoescape,
-)
-
+from domain.lifecycle import written_by_person
 from gateway.config import Config
+from gateway.config.templates import TemplateSet, read_templates
 from parsers.addresses import AddressError, Mailbox, parse_address
 from storage.records import NewMessage
 
-BUILT_IN = Path(__file__).with_name("templates")
 MAX_SUBJECT = 200
 
 
@@ -45,26 +39,65 @@ def tagged_subject(config: Config, subject: str, reference: str, prefix: str = "
     return f"{prefix}{body}" if prefix and not clean.lower().startswith(prefix.lower()) else body
 
 
-class Templates:
-    """Jinja2 templates: the configured folder first, then the built-in ones."""
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a mail of ours comes from, and the signature it carries."""
 
-    def __init__(self, folder: str | None) -> None:
-        paths = ([folder] if folder else []) + [str(BUILT_IN)]
-        self._env = Environment(loader=FileSystemLoader(paths), undefined=StrictUndefined,
-                                autoescape=select_autoescape(enabled_extensions=("html",)),
-                                keep_trailing_newline=True)
+    address: str
+    name: str
+    signature: str
 
-    def render(self, template: str | None, *, queue: str | None = None,
-               **values: object) -> str:
-        """The rule's template, else the queue's, else the default acknowledgement."""
-        names = [*([template] if template else []), *([queue] if queue else []),
-                 "acknowledgement"]
-        for candidate in (f"{name}.txt" for name in names):
-            try:
-                return self._env.get_template(candidate).render(**values)
-            except TemplateNotFound:
-                continue
-        raise TemplateNotFound(template)
+
+def identity(config: Config, queue: str | None, written_to: Iterable[str] = ()) -> Identity:
+    """The queue's `from_address`, else the intake address the customer wrote to
+    (the first of `written_to`, envelope recipients first, that is one of
+    `intake.addresses`), else `outbound.from_address`, else the first intake
+    address; the queue's `from_name` and `signature` over `[outbound]`'s."""
+    spec = next((q for q in config.queue if q.name == queue), None)
+    ours = config.intake.addresses
+    written = next((a.strip().lower() for a in written_to
+                    if a and a.strip().lower() in ours), None)
+    address = ((spec.from_address if spec else None) or written
+               or config.outbound.from_address or ours[0])
+    name = spec.from_name if spec is not None and spec.from_name is not None else (
+        config.outbound.from_name)
+    signature = (spec.signature if spec is not None and spec.signature is not None
+                 else config.outbound.signature)
+    return Identity(address=address, name=name, signature=signature)
+
+
+def written_to(request: dict[str, Any]) -> list[str]:
+    """The addresses a stored request's customer wrote to: each received mail's
+    envelope recipients, then the To and Cc of its messages from outside."""
+    found: list[str] = []
+    for entry in request.get("timeline", []):
+        if entry.get("kind") == "received":
+            envelope = (entry.get("data") or {}).get("envelope") or {}
+            found += [a for a in envelope.get("rcpt_tos") or [] if isinstance(a, str)]
+    for message in request.get("messages", []):
+        if message.get("direction") == "in":
+            found += [str(a.get("address") or "") for a in (*(message.get("to") or []),
+                                                           *(message.get("cc") or []))
+                      if isinstance(a, dict)]
+    return found
+
+
+def rendered_again(config: Config, payload: dict[str, Any]
+                   ) -> tuple[dict[str, Any], str | None]:
+    """A held acknowledgement's outbox payload with its text rendered by the
+    templates on disk now (checked as the loader checks them), or what still
+    stops it."""
+    templates, problems = read_templates(config.outbound.templates)
+    if problems:
+        return payload, "; ".join(problems)
+    held = payload["render"]
+    try:
+        text = templates.render(held.get("template"), queue=held.get("queue"),
+                                **held.get("values", {}))
+    except Exception as exc:  # noqa: BLE001 - jinja2 and any filter
+        return payload, f"{type(exc).__name__}: {exc}"[:500]
+    return {**{k: v for k, v in payload.items() if k != "render"},
+            "message": {**payload["message"], "text": text}}, None
 
 
 def recipient(mailbox: Mailbox, name: str | None) -> dict[str, str]:
@@ -72,25 +105,36 @@ def recipient(mailbox: Mailbox, name: str | None) -> dict[str, str]:
     return {"name": one_line(name or "", 100), "address": mailbox.addr_spec}
 
 
-def acknowledgement(config: Config, templates: Templates, *, reference: str, queue: str,
+def acknowledgement(config: Config, templates: TemplateSet, *, reference: str, queue: str,
                     status_token: str, template: str | None, to_name: str | None,
                     to: Mailbox, subject: str, customer_message_id: str | None,
-                    references: list[str]) -> NewMessage:
-    """The acknowledgement of a new request, to the one checked address `to`."""
+                    references: list[str], sent_to: Iterable[str] = ()) -> NewMessage:
+    """The acknowledgement of a new request, to the one checked address `to`,
+    from the queue's identity (`sent_to`: the addresses the customer wrote to).
+
+    A template that cannot be rendered does not stop the request: the message
+    comes back with no text and `flags.render_error` (storage queues it as a
+    dead letter on its own, visible and retried once the template is fixed)."""
     tag = config.threading.subject_tag.replace("{ref}", reference)
+    sender = identity(config, queue, sent_to)
     # "default" is the rules' name for "no particular template".
-    body = templates.render(
-        template if template != "default" else None, queue=queue, name=one_line(to_name or "", 100),
-        subject=one_line(subject), reference=reference, tag=tag,
-        status_url=f"{config.public_url}/v1/status/{status_token}")
+    chosen = template if template != "default" else None
+    values = {"name": one_line(to_name or "", 100), "subject": one_line(subject),
+              "reference": reference, "tag": tag, "signature": sender.signature,
+              "status_url": f"{config.public_url}/v1/status/{status_token}"}
+    flags: dict[str, Any] = {"kind": "acknowledgement", "auto_submitted": "auto-replied"}
+    try:
+        body = templates.render(chosen, queue=queue, **values)
+    except Exception as exc:  # noqa: BLE001 - jinja2 and any filter: the request goes on
+        body = ""
+        flags["render_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        flags["render"] = {"template": chosen, "queue": queue, "values": values}
     chain = [*references, customer_message_id] if customer_message_id else list(references)
     return NewMessage(
         subject=tagged_subject(config, subject, reference, "Re: "), text=body, new_text=body,
-        from_address=config.outbound.from_address or config.intake.addresses[0],
-        from_name=config.outbound.from_name, message_id=new_message_id(config),
+        from_address=sender.address, from_name=sender.name, message_id=new_message_id(config),
         in_reply_to=customer_message_id, references=chain[-20:],
-        to=[recipient(to, to_name)],
-        flags={"kind": "acknowledgement", "auto_submitted": "auto-replied"},
+        to=[recipient(to, to_name)], flags=flags,
     )
 
 
@@ -102,7 +146,7 @@ def agent_reply(config: Config, request: dict[str, Any], text: str) -> NewMessag
     is kept on the request, not sent, and says why (`flags.undeliverable`).
     """
     messages = request["messages"]
-    last_inbound = next((m for m in reversed(messages) if m["direction"] == "in"), None)
+    in_reply_to, references = thread_on(messages)
     requester = request["requester"]
     flags: dict[str, Any] = {"kind": "reply"}  # delivered by the outbox worker, with retries
     to: list[dict[str, str]] = []
@@ -113,12 +157,35 @@ def agent_reply(config: Config, request: dict[str, Any], text: str) -> NewMessag
             to = [recipient(parse_address(requester["email"]), requester["name"])]
         except AddressError as exc:
             flags["undeliverable"] = f"the requester's address cannot take mail: {exc.reason}"
+    sender = identity(config, request.get("queue"), written_to(request))
+    if sender.signature:
+        text = f"{text.rstrip()}\n\n-- \n{sender.signature}\n"  # RFC 3676 4.3 separator
     return NewMessage(
         subject=tagged_subject(config, request["subject"], request["reference"], "Re: "),
         text=text, new_text=text,
-        from_address=config.outbound.from_address or config.intake.addresses[0],
-        from_name=config.outbound.from_name, message_id=new_message_id(config),
-        in_reply_to=last_inbound["message_id"] if last_inbound else None,
-        references=[m["message_id"] for m in messages if m["message_id"]][-10:],
+        from_address=sender.address, from_name=sender.name, message_id=new_message_id(config),
+        in_reply_to=in_reply_to, references=references,
         to=to, flags=flags,
     )
+
+
+# An answer's References name at most this many earlier messages (the most recent).
+MAX_REFERENCES = 10
+
+
+def thread_on(messages: list[dict[str, Any]]) -> tuple[str | None, list[str]]:
+    """In-Reply-To and References for an agent's answer: the last inbound message
+    a person wrote (never an out-of-office or a bounce: mail clients would show
+    the answer under it), else the request's first message; References are the
+    thread's messages up to that one, automatic ones left out, ending with it."""
+    people = [m for m in messages if m["direction"] == "in"
+              and written_by_person(m["direction"], m.get("flags") or {})]
+    parent = people[-1] if people else (messages[0] if messages else None)
+    if parent is None or not parent["message_id"]:
+        return None, []
+    upto = messages[:next(i for i, m in enumerate(messages) if m is parent)]
+    earlier = [m["message_id"] for m in upto if m["message_id"]
+               and m["message_id"] != parent["message_id"]
+               and written_by_person(m["direction"], m.get("flags") or {})]
+    chain = [*dict.fromkeys(earlier), parent["message_id"]]
+    return parent["message_id"], chain[-MAX_REFERENCES:]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -32,13 +32,26 @@ from tenacity import (
 )
 
 from domain.errors import GatewayError
+from gateway import logs
 from gateway.config import Config
+from gateway.delivery import notifications
 from gateway.delivery.broker import Publisher
 from gateway.delivery.mailer import SendResult, send
+from gateway.delivery.outbound import rendered_again
 from gateway.delivery.webhooks import deliver, make_session
 from gateway.supervisor import Heartbeat
+from storage.acknowledgements import store_rendered
 from storage.engine import utcnow
+from storage.notifications import KIND as NOTIFICATION
+from storage.notifications import (
+    Recipient,
+    claim_digest,
+    finish_digest,
+    queue_agents,
+    request_facts,
+)
 from storage.outbox import (
+    Delivery,
     FanOut,
     OutboxItem,
     claim_due,
@@ -47,11 +60,14 @@ from storage.outbox import (
     mark_done,
     mark_failed,
 )
+from storage.queries import reference_and_queue
 
 log = logging.getLogger("intake.outbox")
 
 Deliver = Callable[[OutboxItem], Awaitable[SendResult]]
 Targets = tuple[tuple[str, dict[str, Any]], ...]
+# Agents by queue, and the facts of requests whose events may notify them.
+Notifying = tuple[Mapping[str, Sequence[Recipient]], Mapping[int, Mapping[str, Any]]]
 
 # Rows claimed for delivery at a time (each is a network call).
 DELIVERY_BATCH = 20
@@ -76,6 +92,7 @@ class OutboxWorker:
         self._deliverers: dict[str, Deliver] = {}
         if config.relay_address is not None:
             self._deliverers["email"] = self._email
+            self._deliverers[NOTIFICATION] = self._notification
         # Events are always fanned out, to no target at all when none is configured,
         # so they never pile up.
         self._deliverers["event"] = self._fan_out
@@ -105,13 +122,64 @@ class OutboxWorker:
             await self._publisher.close()
 
     async def _email(self, item: OutboxItem) -> SendResult:
+        if item.payload.get("render"):
+            # An acknowledgement whose template failed, retried: render it with the
+            # templates as they are now, and keep the text with the request.
+            payload, problem = await asyncio.to_thread(rendered_again, self._config,
+                                                       item.payload)
+            if problem is not None:
+                return SendResult(False, True, f"template: {problem}")
+            await store_rendered(self._engine, item.id, payload)
+            return await send(self._config, payload)
         return await send(self._config, item.payload)
 
-    def _targets(self, item: OutboxItem) -> Targets:
-        """The rows one event becomes: one per interested webhook, one for the broker."""
+    @staticmethod
+    def _delivery(item: OutboxItem, result: SendResult, outcome: str) -> Delivery | None:
+        """The timeline entry of a request's mail: delivered, deferred or failed."""
+        if item.kind != "email" or item.request_id is None:
+            return None
+        message = item.payload.get("message") or {}
+        return Delivery(item.request_id, {
+            "outcome": outcome, "message_id": message.get("message_id"),
+            "purpose": item.payload.get("purpose") or (message.get("flags") or {}).get("kind"),
+            "attempt": item.attempts, "code": result.code})
+
+    async def _notifying(self, items: Sequence[OutboxItem]) -> Notifying:
+        """Who works which queue, and the requests of `items` that may notify
+        (nothing when no queue notifies its agents)."""
+        if not notifications.wanted(self._config):
+            return {}, {}
+        ids = [item.request_id for item in items if item.request_id is not None
+               and item.payload.get("event") in notifications.FROM_EVENTS]
+        if not ids:
+            return {}, {}
+        return await queue_agents(self._engine), await request_facts(self._engine, ids)
+
+    async def _notification(self, item: OutboxItem) -> SendResult:
+        """The recipient's notices that are pending, in one mail (a digest)."""
+        lease = self._config.outbound.lease_seconds
+        others = await claim_digest(self._engine, item.payload["to"], lease_seconds=lease)
+        carried = [row_id for row_id, _ in others if row_id != item.id]
+        try:
+            message = notifications.digest(self._config, [
+                item.payload, *(p for row_id, p in others if row_id != item.id)])
+        except Exception as exc:  # noqa: BLE001 - a template that fails: the row's failure
+            await finish_digest(self._engine, carried, sent=False)
+            return SendResult(False, True, f"notification template: {type(exc).__name__}: "
+                                           f"{exc}"[:500])
+        result = await send(self._config, {"message": message})
+        retry_at = utcnow() + timedelta(seconds=self._delay(max(item.attempts, 1)))
+        await finish_digest(self._engine, carried, sent=result.ok, retry_at=retry_at)
+        return result
+
+    def _targets(self, item: OutboxItem, notifying: Notifying = ({}, {})) -> Targets:
+        """The rows one event becomes: one per interested webhook, one for the broker,
+        one per agent to notify."""
         event = item.payload["event"]
         body = {"event": event, "reference": item.payload["reference"],
                 "at": item.payload["at"], "data": item.payload["data"],
+                # An event stored before requesters were named: null, as documented.
+                "requester": item.payload.get("requester", {"email": None, "name": None}),
                 "delivery": str(item.id)}
         targets: list[tuple[str, dict[str, Any]]] = [
             ("webhook", {"target": sub.name, "event": event, "body": body,
@@ -121,11 +189,18 @@ class OutboxWorker:
         if self._publisher is not None and ("*" in broker.events or event in broker.events):
             targets.append(("broker", {"target": broker.exchange, "event": event,
                                        "body": body, "delivery_id": str(item.id)}))
+        agents, requests = notifying
+        request = requests.get(item.request_id) if item.request_id is not None else None
+        if request is not None:
+            targets += [(NOTIFICATION, notice.payload) for notice in notifications.from_event(
+                self._config, agents, request, item.id, item.payload, utcnow())]
         return tuple(targets)
 
     async def _fan_out(self, item: OutboxItem) -> SendResult:
         """One event alone (a batch's row that failed with others is tried so)."""
-        await fan_out(self._engine, [FanOut(item.id, item.request_id, self._targets(item))])
+        notifying = await self._notifying([item])
+        await fan_out(self._engine, [FanOut(item.id, item.request_id,
+                                            self._targets(item, notifying))])
         self._wake.set()
         return SendResult(True, fanned_out=True)
 
@@ -198,9 +273,15 @@ class OutboxWorker:
             return 0
         batch: list[FanOut] = []
         alone: list[OutboxItem] = []
+        try:
+            notifying = await self._notifying(items)
+        except Exception as exc:  # noqa: BLE001 - the database: give the batch back
+            beat.failed(exc)
+            await self._give_back([item.id for item in items], exc)
+            return len(items)
         for item in items:
             try:
-                batch.append(FanOut(item.id, item.request_id, self._targets(item)))
+                batch.append(FanOut(item.id, item.request_id, self._targets(item, notifying)))
             except Exception:  # noqa: BLE001 - a malformed row: the usual failure path
                 alone.append(item)
         try:
@@ -242,22 +323,41 @@ class OutboxWorker:
             result = SendResult(False, False, f"{type(exc).__name__}: {exc}")
         if result.ok:
             if not result.fanned_out:
-                await self._record(item, "done", beat, lambda: mark_done(self._engine, item.id))
+                delivered = self._delivery(item, result, "delivered")
+                await self._record(item, "done", beat, lambda: mark_done(
+                    self._engine, item.id, delivery=delivered))
+                await self._log_acknowledged(item, "sent")
             return
         error = result.error or "failed"
         too_old = utcnow() - item.created_at > timedelta(hours=out.max_age_hours)
         if result.permanent or item.attempts >= out.max_attempts or too_old:
             why = ("permanent failure" if result.permanent else
                    "too old" if too_old else f"{item.attempts} attempts")
-            log.warning("outbox row %s dead-lettered (%s): %s", item.id, why, error)
+            log.warning("outbox row %s dead-lettered (%s): %s", item.id, why,
+                        logs.without_addresses(error))
+            await self._log_acknowledged(item, "failed")
+            failed = self._delivery(item, result, "failed")
             await self._record(item, "dead", beat, lambda: mark_failed(
-                self._engine, item.id, f"{why}: {error}", retry_at=None))
+                self._engine, item.id, f"{why}: {error}", retry_at=None, delivery=failed))
             return
         retry_at = utcnow() + timedelta(seconds=self._delay(item.attempts))
         log.info("outbox row %s failed (attempt %d), retry at %s: %s", item.id,
-                 item.attempts, retry_at.isoformat(), error)
+                 item.attempts, retry_at.isoformat(), logs.without_addresses(error))
+        deferred = self._delivery(item, result, "deferred")
         await self._record(item, "failed", beat, lambda: mark_failed(
-            self._engine, item.id, error, retry_at=retry_at))
+            self._engine, item.id, error, retry_at=retry_at, delivery=deferred))
+
+    async def _log_acknowledged(self, item: OutboxItem, outcome: str) -> None:
+        """The item line of an acknowledgement: sent to the relay, or failed for good."""
+        if item.payload.get("purpose") != "acknowledgement" or item.request_id is None:
+            return
+        try:
+            found = await reference_and_queue(self._engine, item.request_id)
+        except Exception:  # noqa: BLE001 - a log line must not fail the delivery
+            found = None
+        reference, queue = found or (None, None)
+        logs.item("acknowledged", reference=reference, channel="email", queue=queue,
+                  outcome=outcome)
 
     async def _record(self, item: OutboxItem, outcome: str, beat: Heartbeat,
                       write: Callable[[], Awaitable[None]]) -> None:

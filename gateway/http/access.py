@@ -4,9 +4,11 @@ leases, release from quarantine, attachments).
 
 Scope: a token sees a request only in its queues (an unscoped agent and an
 admin see all); out of scope answers 404, exactly like a reference that does
-not exist. A queue the action would move the request to is checked against the
-same scope by the body's model (422 naming the field), a request it would be
-merged into by `merge_target`.
+not exist. A queue the action would move the request to must be configured
+(the body's model: 422 naming the field); one out of the token's scope is a
+hand-off, allowed to tokens that `may_hand_off` (the default) and 403 for
+others (`check_hand_off`). A request it would be merged into is checked by
+`merge_target`.
 
 Concurrency (RFC 9110 13.1.1, strong comparison): If-Match is required (428)
 where the client chooses the new values from what it read: PATCH, and escalate
@@ -29,6 +31,7 @@ from domain.lifecycle import Status
 from gateway.http.auth import STAFF, ensure_role, may_read, require_token
 from gateway.http.problems import Problem, invalid
 from gateway.http.shared import CONFIG, ENGINE
+from parsers.api_request import FieldProblem
 from storage import queries
 from storage.tokens import TokenInfo
 
@@ -112,6 +115,15 @@ class Acting:
             return names
         return [n for n in names if n in self.token.queues]
 
+    def check_hand_off(self, request: web.Request, queue: str | None) -> None:
+        """403 for a move to a queue this token cannot see, unless it may hand off
+        (the queue is configured: the body's model checked that)."""
+        if queue is None or self.token.may_hand_off or queue in self.queues(request):
+            return
+        raise Problem(403, "this token may not hand requests to a queue outside its scope",
+                      errors=[FieldProblem("/queue", "is a queue this token may not hand "
+                                                      "requests to")])
+
     def require_if_match(self) -> None:
         """428 unless the client said which version it is changing."""
         if self.if_match is None:
@@ -157,9 +169,9 @@ def _stale() -> Problem:
 
 
 async def _authorised(request: web.Request, token: TokenInfo, *, act: bool, whole: bool,
-                      if_match: IfMatch | None) -> Acting:
-    found = await queries.get_request(request.app[ENGINE], request.match_info["reference"],
-                                      whole=whole)
+                      if_match: IfMatch | None, reference: str | None = None) -> Acting:
+    found = await queries.get_request(request.app[ENGINE],
+                                      reference or request.match_info["reference"], whole=whole)
     if found is None or not may_read(token, found.get("queue")):
         raise not_found()  # out of scope looks exactly like unknown
     if act:
@@ -170,15 +182,16 @@ async def _authorised(request: web.Request, token: TokenInfo, *, act: bool, whol
     return Acting(token=token, request=found, if_match=if_match, act=act, whole=whole)
 
 
-async def authorise(request: web.Request, *, act: bool = True,
-                    whole: bool = False) -> Acting:
+async def authorise(request: web.Request, *, act: bool = True, whole: bool = False,
+                    reference: str | None = None) -> Acting:
     """The caller's token and the request the path names, as the caller may see it.
 
     401 without a token; 404 for a request out of the token's scope (or none);
     with `act` (a change, not a read): 403 for a role that may not change
     requests, 409 while the input is still being processed. `whole` reads the
-    messages and timeline too.
+    messages and timeline too; `reference`, when the path does not name it.
     """
     token = await require_token(request)
     return await _authorised(request, token, act=act, whole=whole,
-                             if_match=IfMatch.parse(request.headers.get("If-Match")))
+                             if_match=IfMatch.parse(request.headers.get("If-Match")),
+                             reference=reference)

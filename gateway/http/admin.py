@@ -32,9 +32,11 @@ async def create_api_token(request: web.Request) -> web.Response:
     await require_role(request, ADMINS)
     new = await _token_request(request)
     info, secret = await create_token(request.app[ENGINE], name=new.name or new.role,
-                                      role=new.role, queues=list(new.queues))
+                                      role=new.role, queues=list(new.queues),
+                                      may_hand_off=new.may_hand_off)
     return json_response({"id": info.id, "name": info.name, "role": info.role,
-                          "queues": list(info.queues), "token": secret}, status=201)
+                          "queues": list(info.queues), "may_hand_off": info.may_hand_off,
+                          "agent_id": None, "token": secret}, status=201)
 
 
 async def list_api_tokens(request: web.Request) -> web.Response:

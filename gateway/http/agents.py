@@ -15,13 +15,13 @@ from aiohttp import web
 
 from domain.lifecycle import EventKind, Outcome, Status
 from gateway.delivery.outbound import agent_reply
-from gateway.http import queues
+from gateway.http import queues, replies
 from gateway.http.access import Acting, Changed, authorise, etag, not_found
 from gateway.http.auth import actor
 from gateway.http.bodies import AdminChanges, AgentChanges, Escalation, Merge, Note, Reply
 from gateway.http.downloads import content_disposition, media_type
 from gateway.http.problems import Problem, invalid
-from gateway.http.shared import CONFIG, ENGINE, json_response, small_int
+from gateway.http.shared import CONFIG, ENGINE, RULES, json_response, small_int
 from gateway.http.validation import json_object, parse, read
 from storage import actions
 from storage.uploads import read_blob
@@ -40,6 +40,11 @@ def _version(outcome: actions.Updated) -> int:
     return outcome.version
 
 
+def configured_queues(request: web.Request) -> list[str]:
+    """Every queue a request may be moved to (scope is checked as a hand-off)."""
+    return [q.name for q in request.app[CONFIG].queue]
+
+
 def _versioned(reference: str, version: int) -> web.Response:
     return json_response({"reference": reference, "version": version},
                          headers={"ETag": etag(version)})
@@ -50,9 +55,10 @@ async def update_request(request: web.Request) -> web.Response:
     acting.require_if_match()
     body = await json_object(request)
     model = AdminChanges if acting.token.role == "admin" else AgentChanges
-    changes = parse(model, body, queues=acting.queues(request)).changes(body)
+    changes = parse(model, body, queues=configured_queues(request)).changes(body)
     if not changes:
         raise invalid("", "name at least one field to change")
+    acting.check_hand_off(request, changes.get("queue"))
 
     async def attempt(now: Acting) -> int:
         return _version(await actions.update_fields(
@@ -77,9 +83,12 @@ async def add_note(request: web.Request) -> web.Response:
 async def add_reply(request: web.Request) -> web.Response:
     acting = await authorise(request, whole=True)  # threads on the messages
     reply = await read(request, Reply)
+    # Copies, files, HTML, a canned response and the agent's name (replies.py).
+    found = await replies.parts(request, acting, reply)
 
     async def attempt(now: Acting) -> tuple[str, int]:
-        message = agent_reply(request.app[CONFIG], now.request, reply.body)
+        message = replies.finish(agent_reply(request.app[CONFIG], now.request, found.text),
+                                 found)
         version = _version(await actions.add_reply(
             request.app[ENGINE], now.reference, message, actor(now.token),
             status=reply.status, expected_version=now.version))
@@ -92,8 +101,9 @@ async def add_reply(request: web.Request) -> web.Response:
 
 async def escalate(request: web.Request) -> web.Response:
     acting = await authorise(request)
-    # The queue it may be moved to is one this token can see, as for PATCH.
-    asked = await read(request, Escalation, queues=acting.queues(request))
+    # A configured queue; one out of scope is a hand-off, as for PATCH.
+    asked = await read(request, Escalation, queues=configured_queues(request))
+    acting.check_hand_off(request, asked.queue)
     if asked.queue is not None:
         acting.require_if_match()  # a move is a field the client chose: as PATCH
 
@@ -113,14 +123,17 @@ async def escalate(request: web.Request) -> web.Response:
 async def merge(request: web.Request) -> web.Response:
     acting = await authorise(request)
     into = (await read(request, Merge)).into
+    # The queues in force (they reload): a finished target's reopen window.
+    windows = {q.name: q.reopen_days for q in request.app[RULES].config.queue}
 
-    async def attempt(now: Acting) -> str:
+    async def attempt(now: Acting) -> tuple[str, Outcome]:
         # The request merged into is in this token's scope too, read afresh each try.
         target = await now.merge_target(request, into)
         outcome = await actions.merge(request.app[ENGINE], now.reference,
                                       target["reference"], actor(now.token),
                                       expected_version=now.version,
-                                      into_version=int(target["version"]))
+                                      into_version=int(target["version"]),
+                                      reopen_days=windows)
         if outcome == Outcome.SAME:
             raise invalid("/into", "cannot merge a request into itself")
         if outcome == Outcome.MERGED:
@@ -129,11 +142,16 @@ async def merge(request: web.Request) -> web.Response:
             raise not_found()
         if outcome == Outcome.STALE:
             raise Changed
-        return str(target["reference"])
+        return str(target["reference"]), outcome
 
-    target = await acting.perform(request, attempt)
+    target, outcome = await acting.perform(request, attempt)
+    if outcome == Outcome.LINKED:
+        # Finished longer ago than its reopen window: this request stays open work,
+        # following up the old one (as a customer's late reply would).
+        return json_response({"reference": acting.reference, "merged": False,
+                              "linked_from": target})
     return json_response({"reference": acting.reference, "status": Status.MERGED,
-                          "into": target})
+                          "into": target, "merged": True})
 
 
 async def download_attachment(request: web.Request) -> web.StreamResponse:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
 from gateway.health import HEALTH_KEY, Health
-from gateway.http import admin, agents, forms, openapi, requests
+from gateway.http import admin, agents, canned, forms, openapi, people, requests
 from gateway.http.auth import TOKENS, TokenCache
 from gateway.http.limits import Buckets, rate_limit_middleware
 from gateway.http.problems import problems_middleware
@@ -83,6 +83,8 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/admin/tokens", admin.create_api_token)
     app.router.add_get("/v1/admin/tokens", admin.list_api_tokens)
     app.router.add_delete("/v1/admin/tokens/{token_id}", admin.revoke_api_token)
+    people.add_routes(app)  # /v1/admin/agents
+    canned.add_routes(app)  # canned responses: admin CRUD and per queue
     app.router.add_get("/v1/admin/dead-letters", admin.list_dead_letters)
     app.router.add_post("/v1/admin/dead-letters/{kind}/{item_id}/retry", admin.retry_dead_letter)
     app.router.add_delete("/v1/admin/dead-letters/{kind}/{item_id}", admin.discard_dead_letter)

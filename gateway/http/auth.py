@@ -105,5 +105,6 @@ def may_read(token: TokenInfo, queue: str | None) -> bool:
 
 
 def actor(token: TokenInfo) -> str:
-    """How a token's actions are recorded on a request's timeline."""
-    return f"token:{token.id}"
+    """How a token's actions are recorded on a request's timeline (and who holds a
+    claim): the agent it belongs to, so all of one person's tokens act as one."""
+    return f"agent:{token.agent_id}" if token.agent_id is not None else f"token:{token.id}"

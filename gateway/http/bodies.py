@@ -33,6 +33,17 @@ MAX_TAGS = 50
 MAX_TAG = 100
 MAX_ESCALATION = 10
 MAX_TOKEN_NAME = 100
+# Replies: copies, files (count, and their decoded bytes together) and the HTML part.
+MAX_REPLY_CC = 20
+MAX_REPLY_ATTACHMENTS = 10
+MAX_REPLY_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_REPLY_HTML = 500_000
+MAX_FILENAME = 255
+MEDIA_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
+MAX_AGENT_NAME = 200
+MAX_CANNED_NAME = 100
+MAX_CANNED_BODY = 20_000
+LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$"  # a BCP 47 tag such as en, de, pt-BR
 
 T = TypeVar("T")
 
@@ -73,6 +84,23 @@ def _refuse_null(value: Any) -> Any:
     if value is None:
         raise ValueError("null")
     return value
+
+
+def _clock_window(value: str | None) -> str | None:
+    """Quiet hours as `HH:MM-HH:MM`, each a real time of day (over midnight allowed)."""
+    if value is None:
+        return None
+    parts = value.split("-")
+    if len(parts) != 2 or not all(len(p) == 5 and p[2] == ":" and p[:2].isdigit()
+                                  and p[3:].isdigit() and int(p[:2]) < 24 and int(p[3:]) < 60
+                                  for p in parts):
+        raise ValueError("not HH:MM-HH:MM")
+    return value
+
+
+QUIET_HOURS_PROBLEM = Says("must be quiet hours as HH:MM-HH:MM, or null for the queue's")
+DIGEST_PROBLEM = Says("must be a whole number of minutes from 0 to 1440, or null for the "
+                      "queue's")
 
 
 def _unique(tags: list[str]) -> list[str]:
@@ -122,7 +150,7 @@ class AgentChanges(Body):
     in_body_order: ClassVar[bool] = True
 
     status: Annotated[Settable | None, STATUS_PROBLEM] = None
-    queue: Annotated[Queue | None, Says("is not a queue this token can see")] = None
+    queue: Annotated[Queue | None, Says("is not a configured queue")] = None
     priority: Annotated[Priority | None, Says("must be " + ", ".join(PRIORITIES[:-1])
                                               + f" or {PRIORITIES[-1]}")] = None
     type: Annotated[str | None, Field(max_length=FIELD_LIMITS["type"]), _text("type")] = None
@@ -159,18 +187,42 @@ class Note(Body):
     body: Annotated[str, AfterValidator(_not_blank), Says("is required and must be text")]
 
 
-class Reply(Note):
-    """POST /v1/requests/{reference}/replies: the text, and a status to set with it."""
+class ReplyAttachment(Body):
+    """A file sent with a reply: its content in base64 (RFC 4648, padded)."""
 
+    model_config = ConfigDict(extra="forbid")
+
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILENAME),
+                        AfterValidator(_no_nul)]
+    content_type: Annotated[str, StringConstraints(pattern=MEDIA_TYPE, max_length=200)] = (
+        "application/octet-stream")
+    content_base64: str
+
+
+class Reply(Body):
+    """POST /v1/requests/{reference}/replies: the text (or a canned response, or
+    both: the text first), a status to set with it, copies, an HTML part and files."""
+
+    body: Annotated[str, Says("must be text")] = ""
+    canned_response: Annotated[int | None, Field(ge=1), Says("must be a canned response's id")
+                               ] = None
     status: Annotated[Settable | None, STATUS_PROBLEM] = None
+    cc: Annotated[list[str], Field(max_length=MAX_REPLY_CC),
+                  Says(f"must be a list of at most {MAX_REPLY_CC} email addresses")] = []
+    html: Annotated[str | None, Field(max_length=MAX_REPLY_HTML),
+                    Says("must be HTML text", too_long=f"must be at most {MAX_REPLY_HTML} "
+                                                       "characters")] = None
+    attachments: Annotated[list[ReplyAttachment], Field(max_length=MAX_REPLY_ATTACHMENTS),
+                           Says(f"must be at most {MAX_REPLY_ATTACHMENTS} objects with "
+                                "filename, content_type (a media type) and content_base64")
+                           ] = []
 
 
 class Escalation(Body):
-    """POST /v1/requests/{reference}/escalate; `queue` moves it there too (a queue
-    the token can see, as for PATCH)."""
+    """POST /v1/requests/{reference}/escalate; `queue` moves it there too (any
+    configured queue; one out of the token's scope is a hand-off, as for PATCH)."""
 
     reason: Annotated[str, Says("must be text")] = ""
-    # A queue out of the token's scope reads as unknown: no leak of what exists.
     queue: Annotated[Queue | None, Says("is not a configured queue")] = None
 
     _present = field_validator("queue", mode="before")(_refuse_null)
@@ -193,3 +245,85 @@ class NewToken(Body):
     queues: Annotated[list[Queue], Says("must be a list of known queues")] = []
     name: Annotated[str, Field(max_length=MAX_TOKEN_NAME), AfterValidator(_no_nul),
                     Says(f"must be text of at most {MAX_TOKEN_NAME} characters")] = ""
+    may_hand_off: Annotated[bool, Says("must be true or false")] = True
+
+
+class NewAgent(Body):
+    """POST /v1/admin/agents: every problem is listed, unknown keys too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(max_length=MAX_AGENT_NAME),
+                    AfterValidator(_not_blank), AfterValidator(_no_nul),
+                    Says(f"is required: text of 1 to {MAX_AGENT_NAME} characters")]
+    email: Annotated[str, Says("is required: the agent's email address")]
+    queues: Annotated[list[Queue], Says("must be a list of known queues (none: all)")] = []
+    active: Annotated[bool, Says("must be true or false")] = True
+    # The agent's own notification settings, over the queue's (null: the queue's).
+    quiet_hours: Annotated[str | None, AfterValidator(_clock_window), QUIET_HOURS_PROBLEM] = None
+    digest_minutes: Annotated[int | None, Field(ge=0, le=24 * 60), DIGEST_PROBLEM] = None
+
+
+class AgentUpdate(Body):
+    """PATCH /v1/admin/agents/{id}: the fields to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str | None, StringConstraints(max_length=MAX_AGENT_NAME),
+                    Says(f"must be text of 1 to {MAX_AGENT_NAME} characters")] = None
+    email: Annotated[str | None, Says("must be an email address")] = None
+    queues: Annotated[list[Queue] | None, Says("must be a list of known queues (none: all)")
+                      ] = None
+    active: Annotated[bool | None, Says("must be true or false")] = None
+    quiet_hours: Annotated[str | None, AfterValidator(_clock_window), QUIET_HOURS_PROBLEM] = None
+    digest_minutes: Annotated[int | None, Field(ge=0, le=24 * 60), DIGEST_PROBLEM] = None
+
+    _present = field_validator("name", "email", "queues", "active", mode="before")(_refuse_null)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _no_nul(_not_blank(value))
+
+
+class NewAgentToken(Body):
+    """POST /v1/admin/agents/{id}/tokens: a token acting as the agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=MAX_TOKEN_NAME), AfterValidator(_no_nul),
+                    Says(f"must be text of at most {MAX_TOKEN_NAME} characters")] = ""
+    may_hand_off: Annotated[bool, Says("must be true or false")] = True
+
+
+class NewCanned(Body):
+    """POST /v1/admin/canned-responses: a reply template for a queue and language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: Annotated[Queue, Says("is required: a configured queue")]
+    language: Annotated[str, StringConstraints(pattern=LANGUAGE, max_length=16),
+                        Says("must be a language tag such as en, de or pt-BR")] = "en"
+    name: Annotated[str, StringConstraints(max_length=MAX_CANNED_NAME),
+                    AfterValidator(_not_blank), AfterValidator(_no_nul),
+                    Says(f"is required: text of 1 to {MAX_CANNED_NAME} characters")]
+    body: Annotated[str, StringConstraints(max_length=MAX_CANNED_BODY),
+                    AfterValidator(_not_blank),
+                    Says(f"is required: a template of 1 to {MAX_CANNED_BODY} characters")]
+
+
+class CannedUpdate(Body):
+    """PATCH /v1/admin/canned-responses/{id}: the fields to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: Annotated[Queue | None, Says("must be a configured queue")] = None
+    language: Annotated[str | None, StringConstraints(pattern=LANGUAGE, max_length=16),
+                        Says("must be a language tag such as en, de or pt-BR")] = None
+    name: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_CANNED_NAME),
+                    Says(f"must be text of 1 to {MAX_CANNED_NAME} characters")] = None
+    body: Annotated[str | None, StringConstraints(min_length=1, max_length=MAX_CANNED_BODY),
+                    Says(f"must be a template of 1 to {MAX_CANNED_BODY} characters")] = None
+
+    _present = field_validator("queue", "language", "name", "body",
+                               mode="before")(_refuse_null)

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from domain.lifecycle import Status
+from gateway import logs
 from gateway.config import Config
 from gateway.http import form_pages
 from gateway.http.auth import ADMINS, require_role
@@ -262,6 +263,8 @@ def _refused(request: web.Request, spec: FormSpec, refused: Refused,
     desk.counts[(spec.id, refused.reason)] += 1
     log.info("form %s: refused (%s) from %s: %s", spec.id, refused.reason, request.remote,
              refused.detail)
+    logs.item("refused", reference=None, channel="form", queue=spec.queue,
+              outcome=f"{refused.status} {refused.reason}")
     refused.headers.update(_cors(request, spec))
     if _wants_json(request):
         raise refused
@@ -293,6 +296,8 @@ async def submit_form(request: web.Request) -> web.Response:
         if post is not None:
             post.close()
     request.app[FORMS].counts[(spec.id, "accepted")] += 1
+    logs.item("accepted", reference=accepted.reference, channel="form", queue=spec.queue,
+              outcome="replayed" if accepted.replayed else "201")
     cors = _cors(request, spec)
     if _wants_json(request):
         return json_response({"reference": accepted.reference, "status": Status.RECEIVED},

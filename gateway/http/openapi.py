@@ -22,6 +22,7 @@ from gateway.http.openapi_components import component_schemas
 from gateway.http.openapi_forms import form_paths, form_schemas
 from gateway.http.openapi_paths import api_paths
 from gateway.http.openapi_schema import HEADERS, RESPONSES
+from gateway.http.openapi_webhooks import webhook_schemas, webhooks
 from gateway.http.shared import CONFIG, json_response
 
 
@@ -49,8 +50,10 @@ def document(public_url: str, queues: Sequence[str] = (), *,
         "tags": [{"name": n} for n in ("intake", "forms", "requests", "agents", "admin",
                                         "public", "operations")],
         "paths": paths,
+        # What `[[webhook]]` subscribers (and the broker) are sent.
+        "webhooks": webhooks(),
         "components": {
-            "schemas": component_schemas(queues) | form_schemas(),
+            "schemas": component_schemas(queues) | form_schemas() | webhook_schemas(),
             "responses": RESPONSES,
             "headers": HEADERS,
             "securitySchemes": {"bearerAuth": {

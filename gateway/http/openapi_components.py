@@ -9,11 +9,21 @@ from collections.abc import Sequence
 from domain.lifecycle import SETTABLE, Status
 from gateway.http.bodies import (
     DEFAULT_LEASE_SECONDS,
+    LANGUAGE,
+    MAX_AGENT_NAME,
+    MAX_CANNED_BODY,
+    MAX_CANNED_NAME,
     MAX_CLAIM,
     MAX_ESCALATION,
+    MAX_FILENAME,
     MAX_LEASE_SECONDS,
+    MAX_REPLY_ATTACHMENT_BYTES,
+    MAX_REPLY_ATTACHMENTS,
+    MAX_REPLY_CC,
+    MAX_REPLY_HTML,
     MAX_TOKEN_NAME,
     MAX_WAIT_SECONDS,
+    MEDIA_TYPE,
 )
 from gateway.http.openapi_schema import (
     DATE_TIME,
@@ -36,8 +46,24 @@ from storage.tokens import ROLES
 
 SETTABLE_STATUSES = [s.value for s in SETTABLE]
 REQUEST_STATUSES = [*SETTABLE_STATUSES, Status.QUARANTINED.value, Status.MERGED.value]
+HAND_OFF: Schema = {"type": "boolean", "default": True,
+                    "description": "may move requests to any queue, also one outside its "
+                                   "scope (a hand-off)"}
+CANNED_BODY = ("a Jinja2 template (sandboxed, undefined names are errors) over `reference`, "
+               "`subject`, `queue`, `status`, `priority`, `requester.name`, "
+               "`requester.email`, `agent.name`; 422 if it cannot be rendered")
 LEASE_SECONDS: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_LEASE_SECONDS,
                          "default": DEFAULT_LEASE_SECONDS, "description": WHOLE}
+
+
+# An agent's own notification settings (null: the queue's).
+_CLOCK = "([01][0-9]|2[0-3]):[0-5][0-9]"
+QUIET_HOURS: Schema = {
+    "type": ["string", "null"], "pattern": f"^{_CLOCK}-{_CLOCK}$",
+    "description": "quiet hours HH:MM-HH:MM in the queue's calendar time zone; null: the queue's"}
+DIGEST_MINUTES: Schema = {
+    "type": ["integer", "null"], "minimum": 0, "maximum": 1440,
+    "description": "notices gathered this many minutes into one mail; null: the queue's"}
 
 
 def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
@@ -106,8 +132,14 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "created_at": DATE_TIME,
             "attachments": {"type": "array", "items": ref("AttachmentInfo")},
         }),
-        "Event": obj({"kind": STR, "actor": STR, "at": DATE_TIME,
-                      "data": {"type": "object"}}),
+        "Event": obj({"kind": STR,
+                      "actor": {**STR, "description": "`agent:<id>` (a person), "
+                                "`token:<id>` (a token of no agent), `system`, `rule`, "
+                                "`requester`, `scheduler`"},
+                      "actor_name": {**OPT_STR, "description": "the agent's name, for "
+                                     "`agent:<id>`"},
+                      "at": DATE_TIME, "data": {"type": "object"}},
+                     required=["kind", "actor", "at", "data"]),
         "Request": obj({
             "reference": STR,
             "status": {"type": "string", "enum": REQUEST_STATUSES},
@@ -123,13 +155,20 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "version": {"type": "integer", "minimum": 1,
                         "description": "also sent as the ETag `\"v<version>\"`"},
             "claimed_by": OPT_STR, "claim_until": nullable(DATE_TIME),
+            "claimed_by_name": {**OPT_STR, "description": "the agent's name, when an agent "
+                                "holds the claim"},
             "due_at": nullable(DATE_TIME),
             "sla_policy": OPT_STR,
             "first_response_due_at": nullable(DATE_TIME),
             "resolution_due_at": nullable(DATE_TIME),
             "first_response_at": nullable(DATE_TIME),
             "resolved_at": nullable(DATE_TIME),
-            "reopened_count": {"type": "integer", "minimum": 0},
+            "reopened_count": {"type": "integer", "minimum": 0,
+                               "description": "how often it was reopened"},
+            "linked_from": {**OPT_STR, "description": "the finished request this one "
+                            "follows up (a reply after that one's reopen window)"},
+            "follow_ups": {"type": "array", "items": STR,
+                           "description": "the requests that follow this one up"},
             "sla": {"oneOf": [{"type": "null"}, ref("ServiceLevels")],
                     "description": "each target's due and warning times and status now"},
             "url": URL,
@@ -195,17 +234,75 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "queues": {"type": "array", "items": queue_name,
                        "description": "for agents: the queues it may see (none: all)"},
             "name": {"type": "string", "maxLength": MAX_TOKEN_NAME},
+            "may_hand_off": HAND_OFF,
         }, required=["role"]),
         "CreatedToken": obj({
             "id": INT, "name": STR, "role": {"enum": list(ROLES)},
             "queues": {"type": "array", "items": STR},
+            "may_hand_off": {"type": "boolean"},
+            "agent_id": {"type": ["integer", "null"],
+                         "description": "the agent it acts for (`agent:<id>`)"},
             "token": {"type": "string", "description": "the secret, shown only this once"},
         }),
         "TokenInfo": obj({
             "id": INT, "name": STR, "role": {"enum": list(ROLES)},
             "queues": {"type": "array", "items": STR},
+            "agent_id": {"type": ["integer", "null"]}, "may_hand_off": {"type": "boolean"},
             "created_at": DATE_TIME, "revoked_at": nullable(DATE_TIME),
         }),
+        "NewAgent": obj({
+            "name": {"type": "string", "minLength": 1, "maxLength": MAX_AGENT_NAME,
+                     "pattern": NOT_BLANK},
+            "email": {"type": "string", "pattern": EMAIL,
+                      "description": "one address (unique among agents)"},
+            "queues": {"type": "array", "items": queue_name,
+                       "description": "the queues they work: their tokens' scope (none: all)"},
+            "active": {"type": "boolean", "default": True,
+                       "description": "false: their tokens stop working"},
+            "quiet_hours": QUIET_HOURS, "digest_minutes": DIGEST_MINUTES,
+        }, required=["name", "email"]),
+        "AgentChanges": obj({
+            "name": {"type": "string", "minLength": 1, "maxLength": MAX_AGENT_NAME,
+                     "pattern": NOT_BLANK},
+            "email": {"type": "string", "pattern": EMAIL},
+            "queues": {"type": "array", "items": queue_name},
+            "active": {"type": "boolean"},
+            "quiet_hours": QUIET_HOURS, "digest_minutes": DIGEST_MINUTES,
+        }, required=[], minProperties=1),
+        "Agent": obj({
+            "id": INT, "name": STR, "email": STR, "queues": {"type": "array", "items": STR},
+            "active": {"type": "boolean"}, "quiet_hours": QUIET_HOURS,
+            "digest_minutes": DIGEST_MINUTES, "created_at": DATE_TIME, "updated_at": DATE_TIME,
+        }),
+        "NewAgentToken": obj({
+            "name": {"type": "string", "maxLength": MAX_TOKEN_NAME,
+                     "description": "default: the agent's name"},
+            "may_hand_off": HAND_OFF,
+        }, required=[]),
+        "NewCannedResponse": obj({
+            "queue": queue_name,
+            "language": {"type": "string", "pattern": LANGUAGE, "maxLength": 16,
+                         "default": "en"},
+            "name": {"type": "string", "minLength": 1, "maxLength": MAX_CANNED_NAME,
+                     "pattern": NOT_BLANK},
+            "body": {"type": "string", "minLength": 1, "maxLength": MAX_CANNED_BODY,
+                     "pattern": NOT_BLANK, "description": CANNED_BODY},
+        }, required=["queue", "name", "body"]),
+        "CannedResponseChanges": obj({
+            "queue": queue_name,
+            "language": {"type": "string", "pattern": LANGUAGE, "maxLength": 16},
+            "name": {"type": "string", "minLength": 1, "maxLength": MAX_CANNED_NAME},
+            "body": {"type": "string", "minLength": 1, "maxLength": MAX_CANNED_BODY,
+                     "description": CANNED_BODY},
+        }, required=[], minProperties=1),
+        "CannedResponse": obj({
+            "id": INT, "queue": STR, "language": STR, "name": STR, "body": STR,
+            "created_at": DATE_TIME, "updated_at": DATE_TIME,
+            "rendered": {**OPT_STR, "description": "with `reference`: the text for that "
+                         "request (null if it cannot be rendered for it)"},
+            "render_error": {**STR, "description": "why it could not be rendered"},
+        }, required=["id", "queue", "language", "name", "body", "created_at",
+                     "updated_at"]),
         "Quarantined": obj({
             "reference": STR, "queue": STR, "subject": STR, "requester": OPT_STR,
             "created_at": DATE_TIME, "url": URL,
@@ -226,6 +323,8 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "tags": {"type": "array", "items": STR},
             "due_at": nullable(DATE_TIME), "created_at": DATE_TIME, "version": INT,
             "claimed_by": {**OPT_STR, "description": "null once the lease has run out"},
+            "claimed_by_name": {**OPT_STR, "description": "the agent's name, when an agent "
+                                "holds the claim"},
             "url": URL,
         }),
         "QueuePage": obj({
@@ -256,7 +355,8 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
         "Lease": obj({"reference": STR, "lease_until": DATE_TIME}),
         "RequestChanges": obj({
             "status": {"enum": SETTABLE_STATUSES},
-            "queue": {**queue_name, "description": "a queue this token can see"},
+            "queue": {**queue_name, "description": "a configured queue; one outside the "
+                      "token's scope is a hand-off (403 without `may_hand_off`)"},
             "priority": {"enum": list(PRIORITIES)},
             "type": OPT_STR, "category": OPT_STR, "component": OPT_STR,
             "tags": {"type": "array", "items": STR,
@@ -274,12 +374,35 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
         "NewReply": {
             "type": "object",
             "properties": {
-                "body": {"type": "string", "pattern": NOT_BLANK},
+                "body": {"type": "string",
+                         "description": "the text; required unless `canned_response` or "
+                                        "`html` gives it"},
+                "canned_response": {"type": "integer", "minimum": 1,
+                                    "description": "a canned response of a queue the token "
+                                                   "sees, rendered for this request and "
+                                                   "put after `body`"},
                 "status": {"enum": [*SETTABLE_STATUSES, None],
                            "description": "also set the request's status"},
+                "cc": {"type": "array", "maxItems": MAX_REPLY_CC,
+                       "items": {"type": "string", "pattern": EMAIL},
+                       "description": "copies: each exactly one address"},
+                "html": {"type": ["string", "null"], "maxLength": MAX_REPLY_HTML,
+                         "description": "an HTML part, sanitised (allow-list: no script, "
+                                        "style, event handlers or javascript: links)"},
+                "attachments": {"type": "array", "maxItems": MAX_REPLY_ATTACHMENTS,
+                                "items": ref("ReplyAttachment"),
+                                "description": f"at most {MAX_REPLY_ATTACHMENT_BYTES} bytes "
+                                               "together, decoded"},
             },
-            "required": ["body"], "description": "other keys are ignored",
+            "description": "other keys are ignored",
         },
+        "ReplyAttachment": obj({
+            "filename": {"type": "string", "minLength": 1, "maxLength": MAX_FILENAME},
+            "content_type": {"type": "string", "pattern": MEDIA_TYPE, "maxLength": 200,
+                             "default": "application/octet-stream",
+                             "description": "not multipart/* or message/*"},
+            "content_base64": {"type": "string", "contentEncoding": "base64"},
+        }, required=["filename", "content_base64"]),
         "ReplyQueued": obj({"reference": STR, "message_id": STR, "version": INT}),
         "Escalation": {
             "type": "object",
@@ -291,8 +414,13 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
                          "properties": {"into": {"type": "string",
                                                  "description": "reference of the survivor"}},
                          "required": ["into"], "description": "other keys are ignored"},
-        "Merged": obj({"reference": STR, "status": {"const": Status.MERGED.value},
-                       "into": STR}),
+        "Merged": {"oneOf": [
+            obj({"reference": STR, "status": {"const": Status.MERGED.value},
+                 "into": STR, "merged": {"const": True}}),
+            obj({"reference": STR, "merged": {"const": False},
+                 "linked_from": {**STR, "description": "the target was finished longer "
+                                 "ago than its queue's reopen_days: this request stays "
+                                 "open, linked to it"}})]},
         "StatusPage": obj({
             "reference": STR, "status": STR, "subject": STR,
             "created_at": DATE_TIME, "updated_at": DATE_TIME,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.http.listing import LISTED, MAX_PAGE, MAX_TEXT
 from gateway.http.openapi_schema import (
     AUTH,
     HEADERS,
@@ -21,7 +22,6 @@ from gateway.http.openapi_schema import (
     query_param,
     ref,
 )
-from gateway.http.queues import MAX_PAGE
 from gateway.http.requests import MAX_IDEMPOTENCY_KEY
 
 REFERENCE = path_param("reference", "the request's reference, e.g. `7PY9-9T9S` (case and "
@@ -38,6 +38,41 @@ IF_MATCH_TEXT = ("when sent, the change applies only to this version (412 if the
                  "was authorised")
 IF_MATCH: Schema = {"name": "If-Match", "in": "header", "required": False,
                     "description": IF_MATCH_TEXT, "schema": STR}
+
+
+AGENT_ID = path_param("agent_id", "the agent's `id`", {"type": "integer", "minimum": 0})
+CANNED_ID = path_param("canned_id", "the canned response's `id`",
+                       {"type": "integer", "minimum": 0})
+HAND_OFF = ("`queue` must be a configured queue (422 naming the field otherwise); one "
+            "outside the token's scope is a hand-off: allowed to tokens with "
+            "`may_hand_off` (the default), 403 for others. The token then no longer sees "
+            "the request.")
+NON_EMPTY: Schema = {"type": "string", "minLength": 1}
+RFC3339: Schema = {"type": "string", "format": "date-time"}
+# The queue listing's filters and paging (gateway/http/listing.py), shared by the
+# search across queues.
+LIST_PARAMS: list[Schema] = [
+    query_param("status", "only this status (a queue's default: new, open, reopened; a "
+                "search's: any)", {"type": "string", "enum": list(LISTED)}),
+    query_param("priority", "only this priority", {"type": "string",
+                                                   "enum": ["P1", "P2", "P3", "P4"]}),
+    query_param("type", "only this type", NON_EMPTY),
+    query_param("component", "only this component", NON_EMPTY),
+    query_param("tag", "only requests with this tag", NON_EMPTY),
+    query_param("requester", "only this requester's email", NON_EMPTY),
+    query_param("breached", "`true`: a service-level target was missed (the scheduler "
+                "marked a breach, or a deadline passed unmet); `false`: none was",
+                {"type": "string", "enum": ["true", "false"]}),
+    query_param("due_before", "the next deadline is before this RFC 3339 time", RFC3339),
+    query_param("created_after", "created after this RFC 3339 time", RFC3339),
+    query_param("created_before", "created before this RFC 3339 time", RFC3339),
+    query_param("claimed_by", "held under a running lease by `agent:<id>` or "
+                "`token:<id>`, by the caller (`me`), or by nobody (`none`)",
+                {"type": "string", "pattern": "^((agent|token):[0-9]{1,18}|me|none)$"}),
+    query_param("limit", "page size", {"type": "integer", "minimum": 1,
+                                       "maximum": MAX_PAGE, "default": 50}),
+    query_param("cursor", "`next_cursor` of the previous page"),
+]
 
 
 def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
@@ -66,12 +101,26 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                 description="Any token role may submit; without a token only when "
                             "`http.open_intake` is set. 400 for a bad Idempotency-Key."),
             "get": operation(
-                "findRequestsByMessageId", "Find requests by an email's Message-ID",
-                "requests", {"200": ok("requests holding that email (readable ones only)",
-                                       listing(ref("MessageMatch")))},
-                (400, *AUTH),
-                params=[query_param("message_id", "Message-ID, angle brackets optional",
-                                    {"type": "string", "minLength": 1}, required=True)]),
+                "findRequests", "Find requests by an email's Message-ID, or search "
+                "across queues", "requests",
+                {"200": ok("with `message_id`: the requests holding that email (readable "
+                           "ones only); with `text`: one page of the matching requests in "
+                           "every queue the token sees",
+                           {"oneOf": [listing(ref("MessageMatch")), ref("QueuePage")]})},
+                (400, 403, *AUTH),
+                params=[query_param("message_id", "Message-ID, angle brackets optional; "
+                                    "no other parameter goes with it",
+                                    {"type": "string", "minLength": 1}),
+                        *[p for p in LIST_PARAMS if p["name"] != "text"],
+                        query_param("text", "search (agents and admins): the subject or "
+                                    "any message's text, replies included, contains this "
+                                    "(any case); required without `message_id`",
+                                    {"type": "string", "minLength": 1,
+                                     "maxLength": MAX_TEXT})],
+                description="Exactly one of `message_id` and `text`; a search takes the "
+                            "queue listing's filters and lists requests in any status "
+                            "unless `status` is given. An unknown parameter, one given "
+                            "twice or a value it cannot take is a 400 naming it."),
         },
         "/v1/requests/{reference}": {
             "parameters": [REFERENCE],
@@ -96,7 +145,9 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                 body=ref("RequestChanges"),
                 description="Agents may set status, queue, priority, type, category, "
                             "component, tags and custom_fields; admins also "
-                            "escalation_level. Any other field is rejected with 422."),
+                            "escalation_level. Any other field is rejected with 422. "
+                            + HAND_OFF + " Resolving or closing a request, or moving it "
+                            "to another queue, releases its claim."),
         },
         "/v1/requests/{reference}/lease": {
             "parameters": [REFERENCE],
@@ -121,7 +172,8 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
         "/v1/requests/{reference}/replies": {
             "parameters": [REFERENCE],
             "post": operation(
-                "addReply", "Reply to the requester (queued for delivery)", "agents",
+                "addReply", "Reply to the requester (queued for delivery), with copies, "
+                "files, an HTML part or a canned response", "agents",
                 {"201": ok("reply stored, delivery pending", ref("ReplyQueued"),
                            headers=etag)},
                 (400, 403, 404, 409, 412, 413, 422, *AUTH), params=[IF_MATCH],
@@ -136,7 +188,7 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                 params=[{**IF_MATCH, "description": "required with `queue` (a move, as "
                          "with PATCH: 428 without it); " + IF_MATCH_TEXT}],
                 body=ref("Escalation"), body_required=False,
-                description="`queue` must be one the token can see (422 otherwise)."),
+                description=HAND_OFF),
         },
         "/v1/requests/{reference}/merge": {
             "parameters": [REFERENCE],
@@ -146,7 +198,10 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                 (400, 403, 404, 409, 412, 413, 422, *AUTH), params=[IF_MATCH],
                 body=ref("MergeRequest"),
                 description="`into` must be a processed request the token can see that "
-                            "is not merged itself (422 otherwise)."),
+                            "is not merged itself (422 otherwise). Open work merged into "
+                            "a resolved or closed request reopens it within its queue's "
+                            "`reopen_days`; past them it is linked instead "
+                            "(`merged: false`, `linked_from`)."),
         },
         "/v1/requests/{reference}/attachments/{attachment_id}": {
             "parameters": [REFERENCE, path_param("attachment_id", "the attachment's `id`",
@@ -179,6 +234,75 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
             "delete": operation("revokeToken", "Revoke an API token", "admin",
                                 {"204": ok("revoked; refused everywhere within seconds", None)},
                                 (403, 404, *AUTH)),
+        },
+        "/v1/admin/agents": {
+            "post": operation("createAgent", "Add an agent (a person who works requests)",
+                              "admin", {"201": ok("created", ref("Agent"))},
+                              (400, 403, 409, 413, 422, *AUTH), body=ref("NewAgent"),
+                              description="409 if another agent has this email."),
+            "get": operation("listAgents", "List agents, inactive ones included", "admin",
+                             {"200": ok("all agents", listing(ref("Agent")))},
+                             (400, 403, *AUTH)),
+        },
+        "/v1/admin/agents/{agent_id}": {
+            "parameters": [AGENT_ID],
+            "get": operation("getAgent", "Read an agent", "admin",
+                             {"200": ok("the agent", ref("Agent"))}, (403, 404, *AUTH)),
+            "patch": operation("updateAgent", "Change an agent's name, email, queues or "
+                               "whether they are active", "admin",
+                               {"200": ok("changed", ref("Agent"))},
+                               (400, 403, 404, 409, 413, 422, *AUTH),
+                               body=ref("AgentChanges"),
+                               description="Their tokens' scope follows `queues`; "
+                                           "`active: false` stops their tokens."),
+        },
+        "/v1/admin/agents/{agent_id}/tokens": {
+            "parameters": [AGENT_ID],
+            "post": operation("createAgentToken", "Issue a token acting as the agent (its "
+                              "secret is shown once)", "admin",
+                              {"201": ok("created", ref("CreatedToken"))},
+                              (400, 403, 404, 409, 413, 422, *AUTH),
+                              body=ref("NewAgentToken"), body_required=False,
+                              description="Role agent; actions are recorded as "
+                                          "`agent:<id>`. 409 for an inactive agent."),
+        },
+        "/v1/admin/canned-responses": {
+            "post": operation("createCannedResponse", "Add a canned response for a queue "
+                              "and language", "admin",
+                              {"201": ok("created", ref("CannedResponse"))},
+                              (400, 403, 409, 413, 422, *AUTH),
+                              body=ref("NewCannedResponse"),
+                              description="The body is rendered against a sample request "
+                                          "first (422 naming `/body` if it cannot be); 409 "
+                                          "if the queue has one by this name in this "
+                                          "language."),
+            "get": operation("listCannedResponses", "List every canned response", "admin",
+                             {"200": ok("all of them", listing(ref("CannedResponse")))},
+                             (400, 403, *AUTH)),
+        },
+        "/v1/admin/canned-responses/{canned_id}": {
+            "parameters": [CANNED_ID],
+            "get": operation("getCannedResponse", "Read a canned response", "admin",
+                             {"200": ok("it", ref("CannedResponse"))}, (403, 404, *AUTH)),
+            "patch": operation("updateCannedResponse", "Change a canned response", "admin",
+                               {"200": ok("changed", ref("CannedResponse"))},
+                               (400, 403, 404, 409, 413, 422, *AUTH),
+                               body=ref("CannedResponseChanges")),
+            "delete": operation("deleteCannedResponse", "Delete a canned response", "admin",
+                                {"204": ok("deleted", None)}, (403, 404, *AUTH)),
+        },
+        "/v1/queues/{queue}/canned-responses": {
+            "parameters": [queue],
+            "get": operation(
+                "listQueueCannedResponses", "A queue's canned responses, to insert in a "
+                "reply", "agents", {"200": ok("the queue's canned responses",
+                                              listing(ref("CannedResponse")))},
+                (400, 403, 404, *AUTH),
+                params=[query_param("lang", "this language (e.g. `de-AT`), else its primary one "
+                                    "(`de`), per response", NON_EMPTY),
+                        query_param("reference", "render each for this request (one the "
+                                    "token can read; 404 otherwise)", NON_EMPTY)],
+                description="Send `canned_response` with a reply to insert one."),
         },
         "/v1/admin/dead-letters": {
             "get": operation("listDeadLetters", "Inbox items and outbox rows that failed "
@@ -219,18 +343,12 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
             "get": operation(
                 "listQueueRequests", "A page of a queue, in priority then due order",
                 "agents", {"200": ok("one page", ref("QueuePage"))}, (400, 404, *AUTH),
-                params=[
-                    query_param("status", "only this status (default: new, open, reopened)"),
-                    query_param("priority", "only this priority"),
-                    query_param("type", "only this type"),
-                    query_param("component", "only this component"),
-                    query_param("tag", "only requests with this tag"),
-                    query_param("requester", "only this requester's email"),
-                    query_param("text", "subject contains this (any case)"),
-                    query_param("limit", "page size", {"type": "integer", "minimum": 1,
-                                                       "maximum": MAX_PAGE, "default": 50}),
-                    query_param("cursor", "`next_cursor` of the previous page"),
-                ]),
+                params=[*LIST_PARAMS, query_param(
+                    "text", "the subject or any message's text, replies included, "
+                    "contains this (any case)",
+                    {"type": "string", "minLength": 1, "maxLength": MAX_TEXT})],
+                description="An unknown parameter, one given twice or a value it cannot "
+                            "take is a 400 problem naming it (`errors[].parameter`)."),
         },
         "/v1/queues/{queue}/claim": {
             "parameters": [queue],

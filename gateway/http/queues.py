@@ -11,17 +11,15 @@ import asyncio
 
 from aiohttp import web
 
+from gateway.http import listing, people
 from gateway.http.access import authorise
 from gateway.http.auth import STAFF, actor, require_role, require_token
 from gateway.http.bodies import Claim, Lease
 from gateway.http.problems import Problem, bad_parameter
-from gateway.http.shared import CONFIG, ENGINE, SIGNALS, json_response, request_url, small_int
+from gateway.http.shared import CONFIG, ENGINE, SIGNALS, json_response, request_url
 from gateway.http.validation import read
 from storage import claims
 from storage.tokens import TokenInfo
-
-MAX_PAGE = 200
-FILTERS = ("status", "priority", "type", "component", "tag", "requester", "text")
 
 
 def visible_queues(request: web.Request, token: TokenInfo) -> list[str]:
@@ -47,20 +45,25 @@ async def list_queues(request: web.Request) -> web.Response:
 
 
 async def queue_requests(request: web.Request) -> web.Response:
-    _, queue = await _queue(request)
-    limit = small_int(request.query.get("limit", "50"))
-    if limit is None or not 1 <= limit <= MAX_PAGE:
-        raise bad_parameter("limit", f"must be 1 to {MAX_PAGE}",
-                            summary=f"limit must be 1 to {MAX_PAGE}")
-    filters = {k: request.query[k] for k in FILTERS if request.query.get(k)}
+    token, queue = await _queue(request)
+    asked = listing.check_query(request.query, (*listing.PAGING, *listing.FILTERS))
+    return await page(request, [queue], asked, token, workable_by_default=True)
+
+
+async def page(request: web.Request, queues: list[str], asked: dict[str, str],
+               token: TokenInfo, *, workable_by_default: bool) -> web.Response:
+    """One page of the requests in `queues` that the checked query asks for."""
+    limit = listing.page_size(asked.get("limit"))
+    wanted = listing.filters(asked, me=actor(token))
     try:
-        items, cursor = await claims.list_queue(
-            request.app[ENGINE], queue, filters=filters, limit=limit,
-            cursor=request.query.get("cursor"))
+        items, cursor = await claims.list_requests(
+            request.app[ENGINE], queues, filters=wanted, limit=limit,
+            cursor=asked.get("cursor"), workable_by_default=workable_by_default)
     except ValueError as exc:  # a cursor this server did not give out
         raise bad_parameter("cursor", str(exc)) from None
     for item in items:
         item["url"] = request_url(request, item["reference"])
+    await people.name_actors(request, items, "claimed_by")
     return json_response({"items": items, "next_cursor": cursor})
 
 

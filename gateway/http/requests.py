@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from domain.errors import GatewayError
 from domain.lifecycle import Status
+from gateway import logs
 from gateway.health import HEALTH_KEY
+from gateway.http import listing, people, queues
 from gateway.http.access import Acting, Changed, authorise, etag
 from gateway.http.auth import (
     STAFF,
     actor,
+    ensure_role,
     may_read,
     require_role,
     require_token,
@@ -35,6 +39,20 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 async def create_request(request: web.Request) -> web.Response:
+    """POST /v1/requests, with its one item line: accepted, or refused and why."""
+    try:
+        response = await _create_request(request)
+    except (Problem, web.HTTPException) as refused:
+        logs.item("refused", reference=None, channel="api", outcome=str(refused.status))
+        raise
+    except GatewayError as exc:
+        logs.item("refused", reference=None, channel="api",
+                  outcome="503" if exc.temporary else "refused")
+        raise
+    return response
+
+
+async def _create_request(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     token = await token_of(request)
     if token is None and not config.http.open_intake:
@@ -55,6 +73,8 @@ async def create_request(request: web.Request) -> web.Response:
     accepted = await (_submit(request, item) if key is None
                       else _submit_once(request, item, token, key))
     url = request_url(request, accepted.reference)
+    logs.item("accepted", reference=accepted.reference, channel="api",
+              outcome="replayed" if accepted.replayed else "201")
     headers = {"Location": url} | ({"Idempotent-Replayed": "true"} if accepted.replayed else {})
     return json_response({"reference": accepted.reference, "url": url,
                           "status": Status.RECEIVED}, status=201, headers=headers)
@@ -83,6 +103,9 @@ async def _submit_once(request: web.Request, item: NewItem, token: TokenInfo | N
 async def get_request(request: web.Request) -> web.Response:
     found = (await authorise(request, act=False, whole=True)).request
     found["url"] = request_url(request, found["reference"])
+    if "timeline" in found:  # who acted, by name: `actor_name`, `claimed_by_name`
+        await people.name_actors(request, found["timeline"], "actor")
+        await people.name_actors(request, [found], "claimed_by")
     if found.get("status") != Status.RECEIVED:
         found["sla"] = describe(found, request.app[RULES].sla, utcnow())
         for key in ("sla_pauses", "sla_paused_at"):
@@ -98,8 +121,19 @@ async def get_request(request: web.Request) -> web.Response:
 
 
 async def list_requests(request: web.Request) -> web.Response:
+    """By the Message-ID of an email, or a search (`text` and the listing's
+    filters) across every queue the token sees, in any status unless asked."""
     token = await require_token(request)
-    message_id = request.query.get("message_id")
+    if "message_id" not in request.query:
+        asked = listing.check_query(request.query, (*listing.PAGING, *listing.FILTERS))
+        if "text" not in asked:
+            raise Problem(400, "query parameter message_id or text is required",
+                          errors=[ParameterProblem("message_id", "is required without text"),
+                                  ParameterProblem("text", "is required without message_id")])
+        ensure_role(token, STAFF)
+        return await queues.page(request, queues.visible_queues(request, token), asked, token,
+                                 workable_by_default=False)
+    message_id = listing.check_query(request.query, ("message_id",))["message_id"]
     if not message_id:
         raise Problem(400, "query parameter message_id is required",
                       errors=[ParameterProblem("message_id", "is required")])

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from domain import lifecycle
 from domain.lifecycle import Actor, Event, EventKind, Status
 from gateway.config import Config
-from gateway.delivery.outbound import Templates, acknowledgement
+from gateway.delivery.outbound import acknowledgement
 from gateway.pipeline.placement import MAX_PARENTS, MAX_TAGS, sender_check
 from gateway.pipeline.service_levels import deadlines
 from parsers.addresses import Mailbox, mailbox_or_none
@@ -30,6 +29,7 @@ from parsers.reference_tags import find_reference_tags
 from routing.api import Attachment as RoutedAttachment
 from routing.api import Decision, RoutingInput, RuleSet, decide
 from routing.sla import SlaConfig
+from storage.bounces import hard_bounce
 from storage.fitting import fit_request
 from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest, ThreadHints
@@ -43,7 +43,7 @@ REPLY_COLUMNS = {"queue": "queue", "priority": "priority", "type": "type",
 
 def email_input(parsed: ParsedEmail, item: ClaimedItem, *, is_reply: bool = False
                 ) -> RoutingInput:
-    """What the rules see of an email."""
+    """What the rules see of an email (`bounce`: a hard bounce of our mail)."""
     return RoutingInput(
         received_at=item.received_at, channel="email",
         envelope_to=tuple(item.meta.get("rcpt_tos") or ()),
@@ -53,6 +53,7 @@ def email_input(parsed: ParsedEmail, item: ClaimedItem, *, is_reply: bool = Fals
         attachments=tuple(RoutedAttachment(name=a.filename or "", content_type=a.content_type,
                                            size=a.size) for a in parsed.attachments),
         is_reply=is_reply,
+        bounce=parsed.bounce is not None and hard_bounce(bounce_json(parsed.bounce)),
     )
 
 
@@ -118,27 +119,23 @@ def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
     )
 
 
-@lru_cache(maxsize=8)
-def _templates(folder: str | None) -> Templates:
-    return Templates(folder)
-
-
 def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, routed: Routed, *,
                  message: NewMessage, received: Event, parsed: Event | None = None,
                  to_name: str | None, to: Mailbox | None, hints: ThreadHints | None = None,
                  reply_changes: dict[str, Any] | None = None,
-                 reply_decision: dict[str, Any] | None = None) -> NewRequest:
+                 reply_decision: dict[str, Any] | None = None,
+                 sent_to: tuple[str, ...] = ()) -> NewRequest:
     """The request with its timeline, the status token, the service-level
     deadlines and, when the decision says so, the acknowledgement to `to`;
     every value fitted to its column, each change a defect on the message and
     the timeline (storage/fitting.py), so what was accepted can be stored."""
     token = secrets.token_urlsafe(24)
     timed = (deadlines(sla, queue=routed.queue, priority=routed.priority, type=routed.type,
-                       created_at=item.received_at)
+                       created_at=item.received_at, escalations=config.escalations)
              if lifecycle.gets_deadlines(routed.status) else {})
     ack = None
     if routed.acknowledgement.send and to is not None:
-        ack = acknowledgement(config, _templates(config.outbound.templates),
+        ack = acknowledgement(config, config.templates, sent_to=sent_to,
                               reference=item.reference, queue=routed.queue, status_token=token,
                               template=routed.acknowledgement.template, to_name=to_name,
                               to=to, subject=message.subject,
@@ -237,9 +234,12 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
                      or _recipient_veto(config, answer_to, ours=answer_ours))
     # Whether it is a reply is known only when it is stored; a reply rule's
     # changes are worked out now, in case, when the mail looks like a reply.
+    # Automatic mail changes nothing, except a hard bounce (`when = { bounce = true }`).
     reply_changes: dict[str, Any] = {}
     reply_decision = None
-    if not automatic and (hints.parent_ids or hints.tags) and _reply_rules(rules):
+    hard = flags["bounce"] is not None and hard_bounce(flags["bounce"])
+    if ((not automatic or hard) and (hints.parent_ids or hints.tags or hints.bounce_of)
+            and _reply_rules(rules)):
         reply = decide(rules, email_input(parsed, item, is_reply=True))
         reply_changes = {REPLY_COLUMNS[f]: getattr(reply, f) for f in reply.applies
                          if f in REPLY_COLUMNS}
@@ -254,7 +254,10 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     return _new_request(
         item, config, sla, routed, message=message, received=received, parsed=parsed_event,
         to_name=answer_name, to=answer_to, hints=hints, reply_changes=reply_changes,
-        reply_decision=reply_decision)
+        reply_decision=reply_decision,
+        # Our identity follows the address written to: envelope first, then headers.
+        sent_to=(*(item.meta.get("rcpt_tos") or ()),
+                 *(a.address for a in (*parsed.to, *parsed.cc))))
 
 
 def api_request(item: ClaimedItem, config: Config, rules: RuleSet,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -19,6 +21,7 @@ from gateway.pipeline.service_levels import review
 from gateway.rules_in_force import RulesHolder
 from gateway.supervisor import Heartbeat
 from storage.engine import utcnow
+from storage.errors import described
 from storage.sla_store import claim_checks, set_deadlines, take_step
 
 log = logging.getLogger("intake.scheduler")
@@ -26,34 +29,45 @@ log = logging.getLogger("intake.scheduler")
 
 class Scheduler:
     def __init__(self, *, engine: AsyncEngine, rules: RulesHolder,
-                 interval: float = 5.0) -> None:
+                 interval: float = 5.0, clock: Callable[[], datetime] = utcnow) -> None:
+        """`clock` tells the time of each pass (tests move it)."""
         self._engine = engine
         self._rules = rules
         self.interval = interval
+        self._clock = clock
         self.steps_taken = 0
 
     async def tick(self) -> int:
         """One pass; returns how many steps this process took."""
-        now = utcnow()
+        now = self._clock()
         holder = self._rules
         rows = await claim_checks(self._engine, limit=100, hold_seconds=60, now=now)
         taken = 0
         for row in rows:
             found = review(row, holder.sla, holder.escalations, now,
                            check_seconds=self.interval)
-            level = row["escalation_level"]
+            level, priority = row["escalation_level"], row["priority"]
             for mark, kind, fired, facts in found.steps:
                 changes: dict[str, object] = {}
                 for rule in fired:
-                    step = rule.changes(level)
-                    level = int(step.get("escalation_level", level))  # type: ignore[call-overload]
+                    step = rule.changes(level, priority)
+                    level = int(step.get("escalation_level", level))
+                    priority = step.get("priority", priority)
                     changes |= step
                 notify = any(rule.notify for rule in fired) or bool(changes)
                 data = facts | {"rules": [rule.name for rule in fired]}
+                kind = kind if not fired else EventKind.ESCALATED
                 if await take_step(self._engine, row["id"], row["reference"], mark,
-                                   kind=kind if not fired else EventKind.ESCALATED,
-                                   changes=changes, data=data, notify_event=notify):
+                                   kind=kind, changes=changes, data=data,
+                                   notify_event=notify, now=now):
                     taken += 1
+                    # Breaches and escalations are logged: reference and facts, no content.
+                    log.info("%s %s mark=%s queue=%s rules=%s changes=%s", kind.value,
+                             row["reference"], mark, row["queue"],
+                             ",".join(data["rules"]) or "-",
+                             ",".join(f"{k}={v}" for k, v in changes.items()) or "-",
+                             extra={"event": kind.value, "reference": row["reference"],
+                                    "queue": row["queue"], "mark": mark})
             await set_deadlines(self._engine, row["id"], found.columns)
         self.steps_taken += taken
         return taken
@@ -66,7 +80,7 @@ class Scheduler:
                 await self.tick()
             except Exception as exc:  # noqa: BLE001 - a bad pass must not stop the next
                 if isinstance(exc, GatewayError) and exc.temporary:
-                    log.warning("service-level pass failed: %s", exc)
+                    log.warning("service-level pass failed: %s", described(exc))
                 else:
                     log.exception("service-level pass failed")
                 beat.failed(exc)

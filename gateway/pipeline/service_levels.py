@@ -7,28 +7,40 @@ turns stored columns into its inputs and its answers into columns and marks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from domain.lifecycle import EventKind, Status
 from routing.sla import Policy, SlaConfig, TargetState, sla_state
-from routing.sla.escalation import Escalation, steps_for
+from routing.sla.escalation import Escalation, steps_for, unclaimed_due
+from storage.rows import SLA_COLUMNS
 
 
 def deadlines(sla: SlaConfig | None, *, queue: str, priority: str | None, type: str | None,
-              created_at: datetime) -> dict[str, Any]:
-    """The service-level columns of a new request (none when no policy applies)."""
+              created_at: datetime, escalations: Sequence[Escalation] = ()) -> dict[str, Any]:
+    """The service-level columns of a new request, with its first check at the
+    earliest moment a time-based condition can become true: a target's warning
+    time or an `unclaimed_for` rule, with or without an SLA policy."""
+    # All of them, None when nothing applies (storage.rows.SLA_COLUMNS).
+    columns: dict[str, Any] = dict.fromkeys(SLA_COLUMNS)
+    upcoming: list[datetime] = []
+    unclaimed = unclaimed_due(escalations, created_at=created_at, queue=queue,
+                              priority=priority, type=type)
+    if unclaimed is not None:
+        upcoming.append(unclaimed)
     policy = sla.select(queue, priority, type) if sla is not None else None
-    if policy is None:
-        return {}
-    state = sla_state(policy, created_at, created_at)
-    first = state.first_response.due_at if state.first_response else None
-    resolution = state.resolution.due_at if state.resolution else None
-    warns = [t.warn_at for t in (state.first_response, state.resolution) if t is not None]
-    return {"sla_policy": policy.name, "first_response_due_at": first,
-            "resolution_due_at": resolution, "due_at": first or resolution,
-            "next_check_at": min(warns) if warns else None}
+    if policy is not None:
+        state = sla_state(policy, created_at, created_at)
+        first = state.first_response.due_at if state.first_response else None
+        resolution = state.resolution.due_at if state.resolution else None
+        upcoming += [t.warn_at for t in (state.first_response, state.resolution)
+                     if t is not None]
+        columns |= {"sla_policy": policy.name, "first_response_due_at": first,
+                    "resolution_due_at": resolution, "due_at": first or resolution}
+    columns["next_check_at"] = min(upcoming, default=None)
+    return columns
 
 
 # The timeline event of a target reaching its warning time or its deadline.
@@ -54,8 +66,24 @@ def _pause_events(row: dict[str, Any]) -> list[tuple[datetime, str]]:
     return out
 
 
+def _clock_start(row: dict[str, Any]) -> datetime:
+    """When the request's clocks started: when it was created, or, if it was held
+    in quarantine from then, when it was released (the end of that pause)."""
+    created: datetime = row["created_at"]
+    for start, end in row.get("sla_pauses") or []:
+        if datetime.fromisoformat(start) == created:
+            return datetime.fromisoformat(end)
+    return created
+
+
 def review(row: dict[str, Any], sla: SlaConfig | None, rules: tuple[Escalation, ...],
            now: datetime, *, check_seconds: float) -> Review:
+    """The steps due at `now` and the columns to store, `next_check_at` the
+    earliest moment another time-based condition can become true."""
+    if row["status"] == Status.QUARANTINED:
+        # Held for review: no checks, warnings, breaches or escalations until it is
+        # released (actions.release checks it again then; its clocks start there).
+        return Review({"next_check_at": None}, [])
     policy: Policy | None = None
     if sla is not None and row.get("sla_policy"):
         policy = next((p for p in sla.policies if p.name == row["sla_policy"]), None)
@@ -92,11 +120,12 @@ def review(row: dict[str, Any], sla: SlaConfig | None, rules: tuple[Escalation, 
     for rule in rules:
         if rule.trigger == "unclaimed" and rule.unclaimed_for is not None and rule.applies(
                 **facts):
-            due = row["created_at"] + rule.unclaimed_for
+            since = _clock_start(row)
+            due = since + rule.unclaimed_for
             if row["status"] == Status.NEW and row["claimed_by"] is None:
                 if now >= due:
                     steps.append((f"unclaimed:{rule.name}", EventKind.ESCALATED, (rule,),
-                                  {"unclaimed_since": row["created_at"].isoformat()}))
+                                  {"unclaimed_since": since.isoformat()}))
                 else:
                     upcoming.append(due)
         if rule.trigger == "reopened" and rule.reopened is not None and rule.applies(**facts) \

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from domain.errors import GatewayError
+from gateway import logs
 from gateway.config import Config
 from gateway.pipeline.allocator import return_large_buffers
 from gateway.pipeline.building import api_request, email_request, form_request
@@ -42,7 +43,7 @@ from parsers.records import ParsedEmail
 from routing.api import RuleSet
 from routing.sla import SlaConfig
 from storage.engine import utcnow
-from storage.errors import refuses_value
+from storage.errors import described, refuses_value
 from storage.processing import (
     ClaimedItem,
     claim_items,
@@ -50,7 +51,7 @@ from storage.processing import (
     fail_item,
     renew_claims,
 )
-from storage.records import NewRequest
+from storage.records import NewRequest, Placed
 from storage.store import Stored, complete_items
 
 log = logging.getLogger("intake.pipeline")
@@ -85,7 +86,8 @@ class Pipeline:
                  rules: RulesHolder | None = None,
                  on_new_work: Callable[[str], None] | None = None,
                  on_stored: Callable[[], None] | None = None) -> None:
-        """`on_new_work` is told the queue of each new request waiting for an agent;
+        """`on_new_work` is told the queue of each request now waiting for an agent
+        (a new one, or one a customer's reply reopened);
         `on_stored` is told after each store (acknowledgements may wait in the outbox)."""
         self._engine = engine
         self._config = config
@@ -190,8 +192,10 @@ class Pipeline:
         The batch's lease is renewed until it is stored.
         """
         settings = self._config.pipeline
-        # One rule set for the whole batch, even mid-reload.
-        rules, sla = self.rules.rules, self.rules.sla
+        # One rule set for the whole batch, even mid-reload (the config in force
+        # carries the reloaded escalations that set a new request's first check).
+        config = self.rules.config
+        rules, sla = config.rules, config.sla
         work: Work = []
         async with self._renewing(items):
             for item in items:
@@ -202,7 +206,7 @@ class Pipeline:
                 try:
                     parsed = (await self._parser.parse(item.raw)
                               if item.channel in EMAIL_CHANNELS else None)
-                    work.append((item, build_request(item, self._config, rules, sla, parsed)))
+                    work.append((item, build_request(item, config, rules, sla, parsed)))
                 except Exception as exc:  # noqa: BLE001 - the item's own failure, recorded
                     await self._failed(item, exc)
                 await asyncio.sleep(0)  # the loop serves connections between two items
@@ -228,7 +232,7 @@ class Pipeline:
                 await renew_claims(self._engine, items, lease_seconds=lease)
             except Exception as exc:  # noqa: BLE001 - tried again at the next interval
                 log.warning("renewing the lease of %d inbox item(s) failed: %s", len(items),
-                            exc)
+                            described(exc))
 
     async def process(self, item: ClaimedItem) -> None:
         """One claimed item (as a batch of one)."""
@@ -243,7 +247,9 @@ class Pipeline:
         try:
             stored = await complete_items(
                 self._engine, work, place,
-                ack_limits=self._config.outbound.acknowledgement_limits)
+                ack_limits=self._config.outbound.acknowledgement_limits,
+                # The queues in force (they reload): each one's reopen window.
+                reopen_days={q.name: q.reopen_days for q in self.rules.config.queue})
         except Exception as exc:  # noqa: BLE001 - every failure is isolated or deferred
             if isinstance(exc, GatewayError) and exc.temporary:
                 # The database, not the items, is at fault: hand them back for later.
@@ -252,8 +258,9 @@ class Pipeline:
             if len(work) == 1:
                 await self._failed(work[0][0], exc)
                 return True
-            log.info("batch of %d failed (%s); splitting it", len(work),
-                     f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+            # The error as logs may show it (storage.errors.described): a driver's
+            # text can quote the statement's values, addresses and subjects.
+            log.info("batch of %d failed (%s); splitting it", len(work), described(exc))
             middle = len(work) // 2
             halves = (work[:middle], work[middle:])
             for index, half in enumerate(halves):
@@ -263,6 +270,14 @@ class Pipeline:
                     return False
             return True
         self.processed += sum(1 for result in stored if result.kind is not None)
+        for (item, new), result in zip(work, stored, strict=True):
+            if result.kind is not None:
+                # outcome: new (with its status), thread, duplicate, stored before
+                outcome = (f"new {new.status}" if result.kind == Placed.NEW
+                           else str(result.kind))
+                logs.item("routed", reference=result.reference, channel=item.channel,
+                          queue=new.queue if result.kind == Placed.NEW else None,
+                          outcome=outcome)
         self._announce(stored)
         return True
 
@@ -274,19 +289,19 @@ class Pipeline:
         permanent = isinstance(exc, GatewayError) and not exc.temporary or refuses_value(exc)
         if permanent or item.attempts >= attempts:
             log.warning("inbox item %s dead-lettered (attempt %d of %d): %s", item.id,
-                        item.attempts, attempts, error.splitlines()[0][:300])
+                        item.attempts, attempts, described(exc))
             await self._dead(item, error)
             return
         delay = self._delay(item.attempts)
         log.info("inbox item %s failed (attempt %d of %d), next in %.1f s: %s", item.id,
-                 item.attempts, attempts, delay, error.splitlines()[0][:300])
+                 item.attempts, attempts, delay, described(exc))
         try:
             if not await fail_item(self._engine, item.id, error, dead=False,
                                    retry_at=utcnow() + timedelta(seconds=delay),
                                    claim=item.claim):
                 log.info("inbox item %s was taken over by another claim; left to it", item.id)
         except Exception as failure:  # noqa: BLE001 - lease expiry will bring it back
-            log.error("could not reschedule inbox item %s: %s", item.id, failure)
+            log.error("could not reschedule inbox item %s: %s", item.id, described(failure))
 
     def _delay(self, attempt: int) -> float:
         """tenacity's exponential backoff with jitter, as the outbox uses it."""
@@ -306,11 +321,12 @@ class Pipeline:
         statement; if the database refuses that too, it is owed (`_settle_owed`)."""
         error = f"{type(exc).__name__}: {exc}"
         log.warning("%d inbox item(s) deferred, storage fault: %s", len(items),
-                    error.splitlines()[0][:300])
+                    described(exc))
         try:
             await defer_items(self._engine, items, error, retry_at=self._deferred_until())
         except Exception as failure:  # noqa: BLE001 - owed, made before the next claim
-            log.error("could not defer %d inbox item(s) yet: %s", len(items), failure)
+            log.error("could not defer %d inbox item(s) yet: %s", len(items),
+                      described(failure))
             self._owed |= {item.id: item for item in items}
 
     async def _settle_owed(self) -> None:
@@ -332,4 +348,4 @@ class Pipeline:
             if not await fail_item(self._engine, item.id, error, dead=True, claim=item.claim):
                 log.info("inbox item %s was taken over by another claim; left to it", item.id)
         except Exception as exc:  # noqa: BLE001 - lease expiry will bring it back
-            log.error("could not dead-letter inbox item %s: %s", item.id, exc)
+            log.error("could not dead-letter inbox item %s: %s", item.id, described(exc))

@@ -80,7 +80,7 @@ def read_routing(
     """The rules of a parsed config (`text` is its source, for line numbers), or
     every problem with them. `queues` are the known queue names (None: unchecked)."""
     r = Reader(text, path, queues)
-    settings = read_settings(r, doc.get("routing", {}))
+    settings = read_settings(r, doc.get("routing", {}), calendars=doc.get("calendar"))
     components = read_components(r, doc)
     overrides = read_classifier(r, doc)
     lists = [name for name, _ in settings.lists] if settings else []

@@ -26,7 +26,9 @@ def _settings(s: Settings) -> dict[str, Any]:
         "languages": list(s.languages),
         "lists": {name: list(entries) for name, entries in s.lists},
     }
-    if s.business_hours is not None:
+    if s.business_hours is not None and s.business_hours.calendar is not None:
+        out["business_hours"] = {"calendar": s.business_hours.calendar.name}
+    elif s.business_hours is not None:
         h = s.business_hours
         out["business_hours"] = {
             "timezone": h.timezone,

@@ -5,22 +5,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from routing.config.reader import Reader, strings, unknown_keys
+from routing.config.reader import Reader, Report, strings, unknown_keys
 from routing.fields import PRIORITIES, TYPES
 from routing.hours import hours_errors
 from routing.language import KNOWN_LANGUAGES
 from routing.rules import BusinessHours, Component, CueOverride, Settings
+from routing.sla.config_calendar import read_calendar
+from routing.sla.grammar import Issues
 
 _ROUTING_KEYS = {
     "default_queue", "default_priority", "default_type", "acknowledge", "template",
     "max_text_chars", "language_sample_chars", "languages", "lists", "business_hours",
 }  # fmt: skip
-_HOURS_KEYS = {"timezone", "days", "start", "end", "holidays"}
+_HOURS_KEYS = {"timezone", "days", "start", "end", "holidays", "calendar"}
 _COMPONENT_KEYS = {"name", "aliases", "queue", "description"}
 _CLASSIFIER_KEYS = {"output", "label", "cues", "weight", "mode"}
 
 
-def read_settings(r: Reader, raw: object) -> Settings | None:
+def read_settings(r: Reader, raw: object, *, calendars: object = None) -> Settings | None:
+    """`[routing]`; `calendars`: the `[[calendar]]` tables, which
+    `[routing.business_hours] calendar = NAME` refers to."""
     span = r.lines.section("routing")
     line = span[0]
     report = r.reporter(span, None)
@@ -90,20 +94,22 @@ def read_settings(r: Reader, raw: object) -> Settings | None:
                 pairs.append((name, checked))
         values["lists"] = tuple(pairs)
     if "business_hours" in raw:
-        values["business_hours"] = _read_hours(r, raw["business_hours"])
+        values["business_hours"] = _read_hours(r, raw["business_hours"], calendars)
         ok &= values["business_hours"] is not None
     if not ok:
         return None
     return Settings(**values)
 
 
-def _read_hours(r: Reader, raw: object) -> BusinessHours | None:
+def _read_hours(r: Reader, raw: object, calendars: object) -> BusinessHours | None:
     span = r.lines.section("routing.business_hours")
     report = r.reporter(span if span[0] else r.lines.section("routing"), None)
     if not isinstance(raw, Mapping):
         report("[routing.business_hours] must be a table", "")
         return None
     unknown_keys(r, raw, _HOURS_KEYS, "[routing.business_hours]", report)
+    if "calendar" in raw:
+        return _calendar_hours(raw, calendars, report)
     values: dict[str, Any] = {}
     for key in ("timezone", "start", "end"):
         if key in raw:
@@ -129,6 +135,34 @@ def _read_hours(r: Reader, raw: object) -> BusinessHours | None:
     for problem in problems:
         report(f"business_hours: {problem}", "")
     return None if problems else hours
+
+
+def _calendar_hours(raw: Mapping[str, Any], calendars: object,
+                    report: Report) -> BusinessHours | None:
+    """`calendar = NAME`: the hours of that `[[calendar]]`, the one place business
+    hours are defined for rules and service levels alike."""
+    own = sorted(set(raw) - {"calendar"})
+    if own:
+        report("business_hours: give either calendar = NAME or your own "
+               f"{', '.join(own)}, not both (the calendar's hours would be ignored)",
+               own[0])
+        return None
+    name = raw["calendar"]
+    tables = calendars if isinstance(calendars, list) else []
+    table = next((t for t in tables if isinstance(t, Mapping) and t.get("name") == name),
+                 None)
+    if table is None:
+        known = [t.get("name") for t in tables if isinstance(t, Mapping)]
+        report(f"business_hours: unknown calendar {name!r} (the [[calendar]] tables: "
+               f"{', '.join(map(str, known)) or 'none'})", "calendar")
+        return None
+    issues = Issues()
+    calendar = read_calendar(table, "calendar", set(), issues)
+    if calendar is None:
+        # Its own problems are reported where [[calendar]] is read.
+        report(f"business_hours: calendar {name!r} is not valid", "calendar")
+        return None
+    return BusinessHours(timezone=calendar.timezone, calendar=calendar)
 
 
 def read_components(r: Reader, doc: Mapping[str, Any]) -> list[Component]:

@@ -10,7 +10,7 @@ Read from `[[escalation]]` tables of the parsed config::
     [[escalation]]
     name = "nobody took it"
     when = { unclaimed_for = "30m" }        # wall time since creation, never claimed
-    then = { priority = "P2" }
+    then = { priority = "P2" }              # raises P3/P4 to P2; a P1 stays P1
 
     [[escalation]]
     name = "reopened too often"
@@ -21,14 +21,21 @@ Read from `[[escalation]]` tables of the parsed config::
 `unclaimed_for`, `reopened`) and optional filters (`queue`, `priority`,
 `type`: a string or a list). `then` sets `queue`, `priority`, `escalation`
 (a level, or "+1") and `notify` (an `escalated` event for webhooks and the
-broker). Pure: the scheduler passes the facts in.
+broker). An escalation raises priority and never lowers it (P1 is the highest),
+unless `then.priority_may_lower = true` says it may. Pure: the scheduler passes
+the facts in.
+
+Time-based triggers (`warning`, `breached`, `unclaimed_for`) each have a moment
+they become true; the scheduler looks at a request again at the earliest of
+them (`unclaimed_due` here, the targets' warning and due times in
+routing.sla.clock), whether or not an SLA policy applies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from domain.errors import ConfigError
@@ -60,24 +67,43 @@ class Escalation:
     priority: str | None = None
     escalation: str | None = None  # "+1" or a level as text
     notify: bool = False
+    priority_may_lower: bool = False  # else `priority` only ever raises it
 
     def applies(self, *, queue: str, priority: str | None, type: str | None) -> bool:
         return ((not self.queues or queue in self.queues)
                 and (not self.priorities or priority in self.priorities)
                 and (not self.types or type in self.types))
 
-    def changes(self, escalation_level: int) -> dict[str, Any]:
-        """Request columns this rule sets, given the current escalation level."""
+    def changes(self, escalation_level: int, priority: str | None = None) -> dict[str, Any]:
+        """Request columns this rule sets, given the current escalation level and
+        priority: a priority only when it raises the current one (or may lower it)."""
         out: dict[str, Any] = {}
         if self.queue:
             out["queue"] = self.queue
-        if self.priority:
+        if self.priority and self.priority != priority and (
+                self.priority_may_lower or raises(self.priority, priority)):
             out["priority"] = self.priority
         if self.escalation == "+1":
             out["escalation_level"] = escalation_level + 1
         elif self.escalation is not None:
             out["escalation_level"] = max(escalation_level, int(self.escalation))
         return out
+
+
+def raises(new: str, current: str | None) -> bool:
+    """Whether priority `new` is higher than `current` (P1 highest; none or an
+    unknown one is the lowest)."""
+    rank = {name: index for index, name in enumerate(PRIORITIES)}
+    return rank.get(new, len(PRIORITIES)) < rank.get(current or "", len(PRIORITIES))
+
+
+def unclaimed_due(rules: Sequence[Escalation], *, created_at: datetime, queue: str,
+                  priority: str | None, type: str | None) -> datetime | None:
+    """The earliest moment an `unclaimed_for` rule that applies can fire (None: none)."""
+    dues = [created_at + rule.unclaimed_for for rule in rules
+            if rule.trigger == "unclaimed" and rule.unclaimed_for is not None
+            and rule.applies(queue=queue, priority=priority, type=type)]
+    return min(dues, default=None)
 
 
 def _names(value: Any) -> tuple[str, ...] | None:
@@ -169,7 +195,8 @@ def _read_then(then: Mapping[str, Any], where: str, queues: Collection[str] | No
     if not then:
         problems.append(f"{where}.then: must set at least one of queue, priority, "
                         "escalation, notify")
-    for key in sorted(set(then) - {"queue", "priority", "escalation", "notify"}):
+    for key in sorted(set(then) - {"queue", "priority", "priority_may_lower", "escalation",
+                                   "notify"}):
         problems.append(f"{where}.then.{key}: unknown key")
     if "queue" in then:
         if queues is not None and then["queue"] not in queues:
@@ -179,6 +206,12 @@ def _read_then(then: Mapping[str, Any], where: str, queues: Collection[str] | No
         if then["priority"] not in PRIORITIES:
             problems.append(f"{where}.then.priority: must be one of {', '.join(PRIORITIES)}")
         fields["priority"] = then["priority"]
+    if "priority_may_lower" in then:
+        if not isinstance(then["priority_may_lower"], bool):
+            problems.append(f"{where}.then.priority_may_lower: must be true or false")
+        elif "priority" not in then:
+            problems.append(f"{where}.then.priority_may_lower: needs then.priority")
+        fields["priority_may_lower"] = then["priority_may_lower"] is True
     if "escalation" in then:
         level = then["escalation"]
         if level != "+1" and (isinstance(level, bool) or not isinstance(level, int)

@@ -27,7 +27,7 @@ from storage.models import attachments, blobs, events, messages, requests
 from storage.tokens import create_token
 from tests.helpers import AppClient, auth, make_config
 
-CALLERS = ("none", "intake", "billing-agent", "general-agent", "agent", "admin")
+CALLERS = ("none", "intake", "billing-agent", "general-agent", "keeper", "agent", "admin")
 NEW = {"requester": {"email": "ann@example.com"}, "subject": "Printer", "body": "broken"}
 
 
@@ -52,8 +52,11 @@ async def callers(engine: AsyncEngine, admin_token: str) -> dict[str, Caller]:
     found = {"none": Caller(None, None)}
     for name, role, queues in (("intake", "intake", []), ("billing-agent", "agent", ["billing"]),
                                ("general-agent", "agent", ["general"]),
+                               ("keeper", "agent", ["general"]),
                                ("agent", "agent", []), ("admin", "admin", [])):
-        info, secret = await create_token(engine, name=name, role=role, queues=queues)
+        # `keeper`: scoped to general like general-agent, but may not hand off.
+        info, secret = await create_token(engine, name=name, role=role, queues=queues,
+                                          may_hand_off=name != "keeper")
         found[name] = Caller(secret, f"token:{info.id}")
     return found
 
@@ -114,10 +117,13 @@ class Action:
 
 
 def _expect(*, ok: int, general: int | None = None, agent: int | None = None,
-            admin: int | None = None) -> dict[str, int]:
-    """None: 401; intake and the billing agent cannot see a request in general: 404."""
+            admin: int | None = None, keeper: int | None = None) -> dict[str, int]:
+    """None: 401; intake and the billing agent cannot see a request in general: 404.
+    The keeper answers as the general agent unless told (hand-off differs)."""
+    general_answer = ok if general is None else general
     return {"none": 401, "intake": 404, "billing-agent": 404,
-            "general-agent": ok if general is None else general,
+            "general-agent": general_answer,
+            "keeper": general_answer if keeper is None else keeper,
             "agent": ok if agent is None else agent, "admin": ok if admin is None else admin}
 
 
@@ -128,8 +134,11 @@ ACTIONS = [
     Action("patch", "PATCH", "/v1/requests/{ref}", {"priority": "P3"}, True, _expect(ok=200)),
     Action("patch without If-Match", "PATCH", "/v1/requests/{ref}", {"priority": "P3"}, False,
            _expect(ok=428)),
+    # A queue out of scope is a hand-off: allowed by default, 403 without the permission.
     Action("patch into billing", "PATCH", "/v1/requests/{ref}", {"queue": "billing"}, True,
-           _expect(ok=200, general=422)),
+           _expect(ok=200, keeper=403)),
+    Action("patch into an unknown queue", "PATCH", "/v1/requests/{ref}", {"queue": "nope"},
+           True, _expect(ok=422)),
     Action("note", "POST", "/v1/requests/{ref}/notes", {"body": "n"}, False, _expect(ok=201)),
     Action("note, current If-Match", "POST", "/v1/requests/{ref}/notes", {"body": "n"}, True,
            _expect(ok=201)),
@@ -138,9 +147,11 @@ ACTIONS = [
     Action("escalate", "POST", "/v1/requests/{ref}/escalate", {"reason": "r"}, False,
            _expect(ok=200)),
     Action("escalate into billing", "POST", "/v1/requests/{ref}/escalate",
-           {"reason": "r", "queue": "billing"}, True, _expect(ok=200, general=422)),
+           {"reason": "r", "queue": "billing"}, True, _expect(ok=200, keeper=403)),
     Action("escalate into billing without If-Match", "POST", "/v1/requests/{ref}/escalate",
-           {"reason": "r", "queue": "billing"}, False, _expect(ok=428, general=422)),
+           {"reason": "r", "queue": "billing"}, False, _expect(ok=428, keeper=403)),
+    Action("escalate into an unknown queue", "POST", "/v1/requests/{ref}/escalate",
+           {"reason": "r", "queue": "nope"}, True, _expect(ok=422)),
     Action("escalate within general without If-Match", "POST",
            "/v1/requests/{ref}/escalate", {"reason": "r", "queue": "general"}, False,
            _expect(ok=428)),
@@ -202,29 +213,86 @@ async def test_authorisation__every_action_by_every_scope(
     assert failures == []
 
 
-async def test_escalate__cannot_move_a_request_out_of_the_token_scope(
+async def test_hand_off__unknown_queue_is_422_not_yours_is_403(
         app_client: AppClient, engine: AsyncEngine, pipeline: Pipeline, admin_token: str,
         callers: dict[str, Caller]) -> None:
     [ref] = await _create(app_client, admin_token, 1)
     await pipeline.drain()
-    general = callers["general-agent"].headers()
+    keeper = callers["keeper"].headers()
     for headers in ({}, {"If-Match": await _etag(engine, ref)}):
         async with app_client.post(f"/v1/requests/{ref}/escalate",
                                    json={"reason": "not mine", "queue": "billing"},
-                                   headers=general | headers) as resp:
-            assert resp.status == 422
+                                   headers=keeper | headers) as resp:
+            assert resp.status == 403
             problem = await resp.json()
             assert [e["pointer"] for e in problem["errors"]] == ["/queue"]
+        async with app_client.post(f"/v1/requests/{ref}/escalate",
+                                   json={"reason": "typo", "queue": "biling"},
+                                   headers=keeper | headers) as resp:
+            assert resp.status == 422
+            problem = await resp.json()
+            assert [(e["pointer"], e["detail"]) for e in problem["errors"]] == [
+                ("/queue", "is not a configured queue")]
     after = await _read(engine, ref)
     assert (after["queue"], after["escalation_level"]) == ("general", 0)
     assert "escalated" not in [e["kind"] for e in after["timeline"]]
-    # PATCH refuses the same move.
-    async with app_client.patch(f"/v1/requests/{ref}", json={"queue": "billing"},
-                                headers=general | {"If-Match": await _etag(engine, ref)}
-                                ) as resp:
-        assert resp.status == 422
-        assert [e["pointer"] for e in (await resp.json())["errors"]] == ["/queue"]
+    # PATCH answers the same way.
+    for queue, status in (("billing", 403), ("biling", 422)):
+        async with app_client.patch(f"/v1/requests/{ref}", json={"queue": queue},
+                                    headers=keeper | {"If-Match": await _etag(engine, ref)}
+                                    ) as resp:
+            assert resp.status == status, queue
+            assert [e["pointer"] for e in (await resp.json())["errors"]] == ["/queue"]
     assert (await _read(engine, ref))["queue"] == "general"
+
+
+async def test_hand_off__scoped_agent_hands_a_claimed_request_to_another_team(
+        app_client: AppClient, engine: AsyncEngine, pipeline: Pipeline, admin_token: str,
+        callers: dict[str, Caller]) -> None:
+    [ref] = await _create(app_client, admin_token, 1)
+    await pipeline.drain()
+    general = callers["general-agent"]
+    async with app_client.post("/v1/queues/general/claim", json={"limit": 1},
+                               headers=general.headers()) as resp:
+        assert [c["reference"] for c in (await resp.json())["items"]] == [ref]
+    async with app_client.post(f"/v1/requests/{ref}/escalate",
+                               json={"reason": "a billing question", "queue": "billing"},
+                               headers=general.headers() | {"If-Match": await _etag(engine, ref)}
+                               ) as resp:
+        assert resp.status == 200, await resp.text()
+    after = await _read(engine, ref)
+    # In billing, nobody's work in hand: billing's agents can claim it.
+    assert (after["queue"], after["claimed_by"]) == ("billing", None)
+    assert after["timeline"][-1]["actor"] == general.actor
+    # The general agent no longer sees it; the billing agent does.
+    async with app_client.get(f"/v1/requests/{ref}", headers=general.headers()) as resp:
+        assert resp.status == 404
+    async with app_client.post("/v1/queues/billing/claim", json={"limit": 1},
+                               headers=callers["billing-agent"].headers()) as resp:
+        assert [c["reference"] for c in (await resp.json())["items"]] == [ref]
+
+
+async def test_resolving_releases_the_claim(
+        app_client: AppClient, engine: AsyncEngine, pipeline: Pipeline, admin_token: str,
+        callers: dict[str, Caller]) -> None:
+    first, second = await _create(app_client, admin_token, 2)
+    await pipeline.drain()
+    agent = callers["agent"]
+    async with app_client.post("/v1/queues/general/claim", json={"limit": 2},
+                               headers=agent.headers()) as resp:
+        assert len((await resp.json())["items"]) == 2
+    async with app_client.patch(f"/v1/requests/{first}", json={"status": "resolved"},
+                                headers=agent.headers() | {"If-Match": await _etag(engine, first)}
+                                ) as resp:
+        assert resp.status == 200
+    async with app_client.post(f"/v1/requests/{second}/replies",
+                               json={"body": "done", "status": "resolved"},
+                               headers=agent.headers()) as resp:
+        assert resp.status == 201
+    for ref in (first, second):
+        found = await _read(engine, ref)
+        assert (found["status"], found["claimed_by"], found["claim_until"]) == (
+            "resolved", None, None), ref
 
 
 async def test_escalate__if_match_is_required_to_move_and_checked_when_sent(

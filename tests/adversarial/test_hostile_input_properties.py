@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway
 from gateway.config import Config
-from storage.reference import id_for
 from storage.tokens import create_token
 from tests.adversarial.hostile import (
     Envelope,
@@ -34,7 +33,7 @@ from tests.adversarial.hostile import (
     processed,
     run_envelope,
 )
-from tests.helpers import make_config, wait_for
+from tests.helpers import item_of, make_config, wait_for
 
 T = TypeVar("T")
 EXAMPLES = 40
@@ -66,7 +65,7 @@ class OnLoop:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
 
     def becomes_request(self, reference: str) -> None:
-        item_id = id_for(reference)
+        item_id = self(item_of(self.engine, reference))
         assert item_id is not None, reference
         self(wait_for(lambda: processed(self.engine, item_id), timeout=20, interval=0.02))
 

@@ -30,6 +30,7 @@ from gateway.app import Gateway
 from gateway.config import Config
 from gateway.pipeline import worker as worker_module
 from gateway.pipeline.worker import Pipeline
+from routing.api import warm_up
 from storage import queries
 from storage.engine import utcnow
 from storage.fitting import fit_request, limit
@@ -37,7 +38,6 @@ from storage.inbox import NewItem, accept_many
 from storage.models import attachments, inbox_items, messages, outbox, requests
 from storage.processing import ClaimedItem, dead_items, fail_item
 from storage.records import NewAttachment, NewMessage, NewRequest, ThreadHints
-from storage.reference import id_for, reference_for
 from storage.rows import fit_row, message_row, request_row
 from storage.storable import needs_change
 from storage.tokens import create_token
@@ -49,7 +49,7 @@ from tests.adversarial.hostile import (
     processed,
 )
 from tests.e2e.test_cli import intake
-from tests.helpers import count_rows, make_config, wait_for
+from tests.helpers import count_rows, item_of, make_config, reference_of, wait_for
 from tests.process import write_config
 
 LONG_FIELD = 5000
@@ -166,7 +166,7 @@ async def _became_request(engine: AsyncEngine, item_id: int) -> dict[str, Any]:
     await wait_for(lambda: _settled(engine, item_id))
     state, error, made = await item_outcome(engine, item_id)
     assert state == ItemState.DONE and made, (state, error)
-    found = await queries.get_request(engine, reference_for(item_id))
+    found = await queries.get_request(engine, await reference_of(engine, item_id))
     assert found is not None
     return found
 
@@ -190,7 +190,7 @@ async def test_pipeline__hostile_email_field_becomes_request(
     if _fits_smtp(raw):
         reply = await _send_mail(gateway.smtp_port, raw)
         assert reply.startswith("250 2.0.0 Accepted as"), reply
-        item_id = id_for(reply.rsplit(" ", 1)[-1])
+        item_id = await item_of(engine, reply.rsplit(" ", 1)[-1])
     else:
         [item_id] = await accept_many(engine, [NewItem("smtp", raw, {
             "rcpt_tos": ["support@localhost"]})])
@@ -257,7 +257,7 @@ async def test_api__hostile_field_refused_or_becomes_request(
         assert await count_rows(engine, inbox_items) == 0  # refused: nothing stored
         return
     assert answer.status == 201, (answer.status, answer.body[:300])
-    item_id = id_for(answer.json()["reference"])
+    item_id = await item_of(engine, answer.json()["reference"])
     assert item_id is not None
     await _became_request(engine, item_id)
 
@@ -302,7 +302,7 @@ async def test_form__hostile_field_refused_or_becomes_request(
     if answer.status != 201:
         assert await count_rows(engine, inbox_items) == 0
         return
-    item_id = id_for(answer.json()["reference"])
+    item_id = await item_of(engine, answer.json()["reference"])
     assert item_id is not None
     found = await _became_request(engine, item_id)
     assert len(found["requester"]["name"] or "") <= 200
@@ -323,7 +323,7 @@ async def test_pipeline__fitted_values_recorded_as_defects(
         b"From: Ann <ann@example.com>", b"From: " + b"N" * 300 + b" <ann@example.com>")
     [item_id] = await accept_many(engine, [NewItem("smtp", raw, {"rcpt_tos": ["x"]})])
     await Pipeline(engine=engine, config=config).drain()
-    found = await queries.get_request(engine, reference_for(item_id))
+    found = await queries.get_request(engine, await reference_of(engine, item_id))
     assert found is not None
     assert found["requester"]["name"] == "N" * 200
     defects = found["messages"][0]["flags"]["defects"]
@@ -342,7 +342,7 @@ async def test_pipeline__acknowledgement_not_sent_to_a_cut_address(
     raw = _mail(b"From: " + b"a" * 400 + b"@example.com")
     [item_id] = await accept_many(engine, [NewItem("smtp", raw, {"rcpt_tos": ["x"]})])
     await Pipeline(engine=engine, config=config).drain()
-    found = await queries.get_request(engine, reference_for(item_id))
+    found = await queries.get_request(engine, await reference_of(engine, item_id))
     assert found is not None
     kinds = [e["kind"] for e in found["timeline"]]
     assert "acknowledgement_queued" not in kinds
@@ -373,6 +373,7 @@ async def test_pipeline__normal_mail_not_stalled_behind_poison(
         "max_attempts": 5, "poll_seconds": 1.0, "linger_seconds": 0.2})
     ids = await accept_many(engine, [*_poison(), NewItem("smtp", NORMAL, {})])
     pipeline = Pipeline(engine=engine, config=config)
+    warm_up(pipeline.rules.rules)  # as the gateway does before it takes traffic
     worker = asyncio.create_task(pipeline.run_worker())
     started = time.monotonic()
     try:
@@ -467,7 +468,7 @@ async def test_reprocess__dead_poison_item_succeeds_after_the_fix(
     for item_id in ids:
         state, error, made = await item_outcome(engine, item_id)
         assert state == ItemState.DONE and made, (state, error)
-    found = await queries.get_request(engine, reference_for(ids[1]))
+    found = await queries.get_request(engine, await reference_of(engine, ids[1]))
     assert found is not None
     assert found["subject"] == "lone \ufffd"
     assert found["custom_fields"]["score"] is None
@@ -537,6 +538,6 @@ async def test_pipeline__reply_to_a_cut_message_id_still_threads(
     ids = await accept_many(engine, [NewItem("smtp", first, {}), NewItem("smtp", reply, {})])
     await Pipeline(engine=engine, config=config).drain()
     assert await count_rows(engine, requests) == 1
-    found = await queries.get_request(engine, reference_for(ids[0]))
+    found = await queries.get_request(engine, await reference_of(engine, ids[0]))
     assert found is not None
     assert len([m for m in found["messages"] if m["direction"] == "in"]) == 2

@@ -32,8 +32,7 @@ from gateway.pipeline.worker import Pipeline
 from storage import queries
 from storage.inbox import NewItem, accept_many
 from storage.models import inbox_items, outbox
-from storage.reference import reference_for
-from tests.helpers import AppClient, auth, count_rows, make_config, wait_for
+from tests.helpers import AppClient, auth, count_rows, make_config, reference_of, wait_for
 
 FORM = {"id": "help", "title": "Help", "min_fill_seconds": 0, "rate_limit_per_minute": 10_000,
         "field": [{"name": "name", "label": "Name"},
@@ -145,7 +144,7 @@ async def test_stored_items__a_bad_address_from_before_the_check_gets_no_acknowl
     async with engine.connect() as conn:
         item_ids = (await conn.execute(select(inbox_items.c.id))).scalars().all()
     for item_id in item_ids:
-        request = await queries.get_request(engine, reference_for(item_id))
+        request = await queries.get_request(engine, await reference_of(engine, item_id))
         assert request is not None
         decisions += [e["data"] for e in request["timeline"] if e["kind"] == "acknowledgement"]
     assert [(d["send"], d["reason"]) for d in decisions] == [(False, NO_RECIPIENT)] * 2

@@ -29,7 +29,6 @@ from gateway.config import Config
 from storage.errors import StorageUnavailable, Unstorable
 from storage.inbox import Accepted, InboxWriter, NewItem
 from storage.models import inbox_items
-from storage.reference import id_for
 from storage.storable import EXACT, exact_meta, is_storable, needs_change
 from storage.tokens import create_token
 from tests.adversarial.hostile import (
@@ -46,7 +45,7 @@ from tests.adversarial.hostile import (
     run_envelope,
     stored_meta,
 )
-from tests.helpers import auth, count_rows, make_config, wait_for
+from tests.helpers import auth, count_rows, item_of, make_config, wait_for
 
 FORM = {"id": "support", "title": "Contact support", "min_fill_seconds": 0,
         "rate_limit_per_minute": 1_000_000, "field": [
@@ -65,8 +64,8 @@ def config(db_url: str) -> Config:
         **OPEN_LIMITS})
 
 
-def _reference(reply: str) -> int:
-    item_id = id_for(reply.rsplit(" ", 1)[-1])
+async def _reference(engine: AsyncEngine, reply: str) -> int:
+    item_id = await item_of(engine, reply.rsplit(" ", 1)[-1])
     assert item_id is not None, reply
     return item_id
 
@@ -209,7 +208,7 @@ async def test_smtp__hostile_envelope_refused_or_stored(
         assert await count_rows(engine, inbox_items) == 0
         return
     assert refused is None, replies
-    item_id = _reference(replies[-1])
+    item_id = await _reference(engine, replies[-1])
     await wait_for(lambda: processed(engine, item_id))
     meta = await stored_meta(engine, item_id)
     for pointer, sent in (("/helo", envelope.helo),
@@ -247,7 +246,7 @@ async def test_lmtp__hostile_envelope_refused_or_stored(
         assert replies[-1].startswith("250 2.0.0 Accepted as"), replies
     finally:
         await session.close()
-    item_id = _reference(replies[-1])
+    item_id = await _reference(engine, replies[-1])
     await wait_for(lambda: processed(engine, item_id))
     assert exact(await stored_meta(engine, item_id), "/mail_from") == b"j\xf6rg@example.com"
 
@@ -268,7 +267,7 @@ async def test_http__hostile_headers_never_fail_the_post(
     for answer in (posted, form):
         assert answer.status < 500, (answer.status, answer.body[:300])
         if answer.status == 201:
-            item_id = id_for(answer.json()["reference"])
+            item_id = await item_of(engine, answer.json()["reference"])
             assert item_id is not None
             await wait_for(lambda item=item_id: processed(engine, item))
             meta = await stored_meta(engine, item_id)

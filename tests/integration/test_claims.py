@@ -94,7 +94,8 @@ async def test_claims__priority_then_due_order(engine: AsyncEngine) -> None:
                            .values(due_at=now + timedelta(hours=2)))
     got = await claims.claim(engine, "general", "ann", limit=4, lease_seconds=60)
     assert [c.reference for c in got][:2] == [high[1], high[0]]
-    items, _ = await claims.list_queue(engine, "general", filters={}, limit=10, cursor=None)
+    items, _ = await claims.list_queue(engine, "general", filters=claims.ListFilters(),
+                                       limit=10, cursor=None)
     assert [i["reference"] for i in items] == [high[1], high[0], *low]
 
 
@@ -104,20 +105,24 @@ async def test_claims__listing_pages_with_cursor_and_filters(engine: AsyncEngine
     seen: list[str] = []
     cursor = None
     while True:
-        items, cursor = await claims.list_queue(engine, "general", filters={"tag": "vip"},
+        items, cursor = await claims.list_queue(engine, "general",
+                                                filters=claims.ListFilters(tag="vip"),
                                                 limit=10, cursor=cursor)
         seen += [i["reference"] for i in items]
         if cursor is None:
             break
     assert seen == refs
-    items, _ = await claims.list_queue(engine, "general", filters={"priority": "P2"},
+    items, _ = await claims.list_queue(engine, "general",
+                                       filters=claims.ListFilters(priority="P2"),
                                        limit=50, cursor=None)
     assert len(items) == 5
-    items, _ = await claims.list_queue(engine, "general", filters={"text": "R1"}, limit=50,
+    items, _ = await claims.list_queue(engine, "general",
+                                       filters=claims.ListFilters(text="R1"), limit=50,
                                        cursor=None)
     assert {i["subject"] for i in items} <= {f"r{n}" for n in range(30)} and items
     with pytest.raises(ValueError):
-        await claims.list_queue(engine, "general", filters={}, limit=5, cursor="garbage")
+        await claims.list_queue(engine, "general", filters=claims.ListFilters(), limit=5,
+                                cursor="garbage")
 
 
 async def test_claims__queue_overview(engine: AsyncEngine) -> None:

@@ -16,11 +16,11 @@ from gateway.pipeline.worker import Pipeline
 from gateway.rules_in_force import RulesHolder
 from storage.engine import utcnow
 from storage.inbox import InboxWriter, NewItem, accept_many
+from storage.install_key import references
 from storage.models import attachments, blobs, events, inbox_items, messages, requests
 from storage.processing import claim_items, dead_items, requeue_dead
-from storage.reference import reference_for
 from storage.store import complete_item
-from tests.helpers import count_rows
+from tests.helpers import count_rows, reference_of
 
 MAIL = (b"From: Ann <ann@example.com>\r\nTo: support@localhost\r\nSubject: Hello\r\n"
         b"Message-ID: <p1@example.com>\r\n\r\nBody text\r\n")
@@ -64,7 +64,8 @@ async def test_writer__concurrent_submissions_share_commits(engine: AsyncEngine)
     finally:
         task.cancel()
     assert len({a.item_id for a in accepted}) == 200
-    assert {a.reference for a in accepted} == {reference_for(a.item_id) for a in accepted}
+    refs = await references(engine)
+    assert {a.reference for a in accepted} == {refs.reference_for(a.item_id) for a in accepted}
     assert await count_rows(engine, inbox_items) == 200
     assert commits < 200  # batched: fewer commits than items
     # Each submitter got the id of its own row.
@@ -79,7 +80,7 @@ async def test_pipeline__item_becomes_request(engine: AsyncEngine, config: Confi
     async with engine.connect() as conn:
         req = (await conn.execute(select(requests))).one()
         state = (await conn.execute(select(inbox_items.c.state))).scalar_one()
-    assert req.reference == reference_for(item_id)
+    assert req.reference == await reference_of(engine, item_id)
     assert req.subject == "Hello" and req.requester_email == "ann@example.com"
     assert state == "done"
     assert await count_rows(engine, messages, messages.c.direction == "in") == 1

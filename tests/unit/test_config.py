@@ -75,6 +75,15 @@ def test_config__public_url() -> None:
     assert config.public_url == "https://desk.example"
 
 
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080"])
+def test_config__wildcard_listen_needs_a_public_url(listen: str) -> None:
+    """Links customers get must never read http://0.0.0.0:8080."""
+    with pytest.raises(InvalidConfigError, match="key http: .*public_url is required"):
+        build_config({"http": {"listen": listen}}, "t", {})
+    env = {"INTAKE_HTTP_LISTEN": listen, "INTAKE_PUBLIC_URL": "https://desk.example"}
+    assert build_config({}, "t", env).public_url == "https://desk.example"
+
+
 EVERYTHING_WRONG = """\
 [http]
 listen = "8080"
@@ -151,7 +160,7 @@ def test_config__holds_what_each_reader_made() -> None:
     # Dumps hold the gateway's tables only, and read back to the same sections.
     data = json.loads(config.model_dump_json(exclude={"source"}))
     assert set(data) == {"intake", "database", "smtp", "http", "pipeline", "threading",
-                         "outbound", "broker", "queue"}
+                         "outbound", "broker", "log", "queue"}
     assert build_config(data, "t", {}).queue == config.queue
 
 
@@ -203,3 +212,12 @@ def test_rules_holder__reload_with_errors_keeps_the_old_rules(tmp_path: Path) ->
     assert result.ok and result.changed
     assert holder.queues == ["general", "printing"]
     assert holder.rules.rules[0].then.queue == "printing"
+
+
+def test_config__reopen_window_per_queue() -> None:
+    config = build_config({"queue": [{"name": "general"},
+                                     {"name": "billing", "reopen_days": 0}]}, "t", {})
+    assert [(q.name, q.reopen_days) for q in config.queue] == [("general", 14), ("billing", 0)]
+    with pytest.raises(InvalidConfigError) as info:
+        build_config({"queue": [{"name": "general", "reopen_days": -1}]}, "t", {})
+    assert info.value.problems[0].startswith("t: key queue[0].reopen_days")

@@ -53,7 +53,7 @@ def _problem(model: type[Body], body: dict[str, Any]) -> tuple[str, str]:
     (AgentChanges, {"status": "bogus"}, "/status", STATUSES),
     (AgentChanges, {"status": Status.RECEIVED.value}, "/status", STATUSES),
     (AgentChanges, {"status": None}, "/status", STATUSES),  # null is no status
-    (AgentChanges, {"queue": "elsewhere"}, "/queue", "is not a queue this token can see"),
+    (AgentChanges, {"queue": "elsewhere"}, "/queue", "is not a configured queue"),
     (AgentChanges, {"priority": "P9"}, "/priority", "must be P1, P2, P3 or P4"),
     (AgentChanges, {"type": 5}, "/type", "must be a string or null"),
     (AgentChanges, {"type": "x" * 33}, "/type", "must be at most 32 characters"),
@@ -72,7 +72,9 @@ def _problem(model: type[Body], body: dict[str, Any]) -> tuple[str, str]:
     (Note, {}, "/body", "is required and must be text"),
     (Note, {"body": " \t"}, "/body", "is required and must be text"),
     (Reply, {"body": "hi", "status": "merged"}, "/status", STATUSES),
-    (Reply, {"status": "bogus"}, "/body", "is required and must be text"),
+    # The body may be left out for a canned response (the handler requires one of them).
+    (Reply, {"status": "bogus"}, "/status", STATUSES),
+    (Reply, {"body": 5}, "/body", "must be text"),
     (Escalation, {"reason": 5}, "/reason", "must be text"),
     (Escalation, {"queue": None}, "/queue", "is not a configured queue"),
     (Merge, {"into": 7}, "/into", "is required: the reference to merge into"),

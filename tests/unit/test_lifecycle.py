@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from domain.lifecycle import (
     DONE,
     OPEN,
+    RESOLVING,
     SETTABLE,
     WORKABLE,
     Acknowledgement,
@@ -23,10 +25,14 @@ from domain.lifecycle import (
     acknowledgement_limited,
     acknowledgement_veto,
     announces_work,
+    clock_held,
     gets_deadlines,
     initial_status,
+    reply_starts_new,
+    status_after_merge,
     status_after_reply,
     transition,
+    written_by_person,
 )
 
 STORED = [s for s in Status if s != Status.RECEIVED]
@@ -105,11 +111,62 @@ def test_transition__never_contradicts_itself(old: Status, new: Status, paused: 
     assert change.pause_starts <= (not paused) and change.pause_ends <= paused
 
 
-def test_status_after_reply__a_customers_answer_reopens_only_waiting() -> None:
+def test_status_after_reply__answer_reopens_waiting_and_finished_work() -> None:
     assert status_after_reply(Status.WAITING, automatic=False) == Status.OPEN
     assert status_after_reply(Status.WAITING, automatic=True) is None
-    for status in set(STORED) - {Status.WAITING}:
+    for done in RESOLVING:
+        assert status_after_reply(done, automatic=False) == Status.REOPENED
+        assert status_after_reply(done, automatic=True) is None  # automatic mail never
+    for status in set(STORED) - {Status.WAITING, *RESOLVING}:
         assert status_after_reply(status, automatic=False) is None
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("status", "days_ago", "window", "new"), [
+    (Status.RESOLVED, 13, 14, False),  # within the window: it reopens
+    (Status.RESOLVED, 14, 14, False),  # the last moment of it
+    (Status.RESOLVED, 15, 14, True),  # after it: a new request linked to it
+    (Status.CLOSED, 15, 14, True),
+    (Status.CLOSED, 1, 14, False),
+    (Status.RESOLVED, 0, 0, True),  # 0: a finished request is never reopened
+    (Status.OPEN, 400, 14, False),  # open work: the reply joins it
+    (Status.WAITING, 400, 0, False),
+])
+def test_reply_starts_new__the_reopen_window(status: Status, days_ago: int, window: int,
+                                             new: bool) -> None:
+    done_at = NOW - timedelta(days=days_ago)
+    assert reply_starts_new(status, automatic=False, done_at=done_at, now=NOW,
+                            reopen_days=window) is new
+    # Automatic mail (an out-of-office, a bounce) joins the request it names, always.
+    assert reply_starts_new(status, automatic=True, done_at=done_at, now=NOW,
+                            reopen_days=window) is False
+
+
+def test_status_after_merge__open_work_reopens_a_finished_request() -> None:
+    for target in RESOLVING:
+        assert status_after_merge(target, source=Status.NEW) == Status.REOPENED
+        assert status_after_merge(target, source=Status.WAITING) == Status.REOPENED
+        assert status_after_merge(target, source=Status.RESOLVED) is None  # finished too
+    assert status_after_merge(Status.OPEN, source=Status.NEW) is None
+
+
+def test_transition__quarantine_holds_the_clock_until_released() -> None:
+    assert clock_held(Status.QUARANTINED) and clock_held(Status.WAITING)
+    assert not clock_held(Status.NEW)
+    released = transition(Status.QUARANTINED, Status.NEW, paused=True)
+    assert released is not None and released.pause_ends and not released.pause_starts
+    held = transition(Status.OPEN, Status.QUARANTINED, paused=False)
+    assert held is not None and held.pause_starts
+
+
+def test_written_by_person__automatic_flags_and_our_own_mail() -> None:
+    assert written_by_person("in", {"auto_reply": False, "bounce": None})
+    assert not written_by_person("in", {"auto_reply": True})
+    assert not written_by_person("in", {"bounce": {"action": "failed"}})
+    assert not written_by_person("in", {"own_outbound": True})
+    assert written_by_person("out", {"kind": "reply"})
 
 
 def test_initial_status__quarantine_then_automatic_then_new() -> None:

@@ -356,3 +356,18 @@ then = { queue = "duty-managers", notify = "webhook:pager" }
     rules = load_rules(text, "intake.toml")
     assert [r.name for r in rules.rules] == ["billing address", "outage"]
     assert rules.components[0].queue == "network"
+
+
+def test_routing_table__business_hours_defined_once() -> None:
+    both = """[[calendar]]
+name = "office"
+[routing.business_hours]
+calendar = "office"
+start = "08:00"
+"""
+    assert any("give either calendar = NAME or your own start, not both" in f[2]
+               for f in issues(both))
+    unknown = '[routing.business_hours]\ncalendar = "ofice"\n'
+    assert any("unknown calendar 'ofice'" in f[2] for f in issues(unknown))
+    assert issues('[[calendar]]\nname = "office"\n[routing.business_hours]\n'
+                  'calendar = "office"\n') == []

@@ -187,3 +187,29 @@ def test_class__classifier_outputs() -> None:
     assert hit("{ class.type_score.greater = 0.5 }", subject="Complaint: unacceptable")
     assert hit('{ class.language = "en" }', new_text="Hello there, my printer is broken again.")
     assert hit("{ class.language_score.greater = 0.9 }", new_text="Hello there, printer broken.")
+
+
+CALENDAR = """
+[[calendar]]
+name = "office"
+timezone = "Europe/Paris"
+hours = { mon = "09:00-12:00, 13:00-17:30", tue = "09:00-17:30" }
+closed = ["2026-12-01"]
+[routing.business_hours]
+calendar = "office"
+"""
+
+
+def test_business_hours__from_the_calendar_service_levels_use() -> None:
+    """One definition: `calendar = NAME` makes the rules read that [[calendar]]'s hours,
+    its lunch break, weekly days and closed days included."""
+    text = CALENDAR + '[[rule]]\nname = "r"\nwhen = { business_hours = true }\n'
+    rules = load_rules(text, "t.toml", QUEUES)
+
+    def inside(at: datetime) -> bool:
+        return decide(rules, RoutingInput(received_at=at), detector=Fixed()).matched == ("r",)
+
+    assert inside(MONDAY_10_UTC)  # Monday 11:00 Paris
+    assert not inside(datetime(2026, 11, 30, 11, 30, tzinfo=UTC))  # 12:30: the break
+    assert not inside(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))  # Tuesday, closed day
+    assert not inside(datetime(2026, 12, 2, 10, 0, tzinfo=UTC))  # Wednesday: no hours
