@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -71,6 +72,10 @@ class Gateway:
     smtp_port: int = 0
     lmtp_port: int = 0
     http_port: int = 0
+    # Worker N of `intake serve`'s processes (gateway/processes.py): it binds the
+    # ports with SO_REUSEPORT beside the others and leaves migrations to the
+    # supervisor. None: the only process.
+    worker: int | None = None
 
     @property
     def http_url(self) -> str:
@@ -79,7 +84,7 @@ class Gateway:
     async def start(self) -> None:
         """Prepare the database, start the background tasks, then listen."""
         config, engine = self.config, self.engine
-        if config.database.migrate_on_start:
+        if config.database.migrate_on_start and self.worker is None:
             await upgrade(engine)
         if is_sqlite(engine):
             # The embedded database serves one process: claims left over are from
@@ -95,13 +100,20 @@ class Gateway:
         host, port = config.http_address
         # Every listener holds a descriptor per connection: first make room.
         raise_file_limit(descriptors_needed(config))
-        site = GuardedSite(self.runner, host, port, guard=self.http_connections)
+        shared = self.worker is not None
+        site = GuardedSite(self.runner, host, port, guard=self.http_connections,
+                           reuse_port=shared)
         await site.start()
         self.http_port = self.runner.addresses[0][1]
-        self.smtp_port = (await self.smtp.start(*config.smtp_address))[1]
+        self.smtp_port = (await self.smtp.start(*config.smtp_address, reuse_port=shared))[1]
         if self.lmtp is not None and config.lmtp_address:
-            self.lmtp_port = (await self.lmtp.start(*config.lmtp_address))[1]
-        log.info("intake ready: %s", self._ready_parts())
+            self.lmtp_port = (await self.lmtp.start(*config.lmtp_address,
+                                                    reuse_port=shared))[1]
+        if shared:
+            log.info("intake worker %d ready (pid %d): %s", self.worker, os.getpid(),
+                     self._ready_parts())
+        else:
+            log.info("intake ready: %s", self._ready_parts())
 
     def _ready_parts(self) -> str:
         """Every listener and every service this process talks to (passwords hidden)."""
@@ -176,9 +188,11 @@ def _without_password(url: str) -> str:
 
 
 def build(config: Config, *, engine: AsyncEngine | None = None,
-          workers: bool = True, supervisor: Supervisor | None = None) -> Gateway:
+          workers: bool = True, supervisor: Supervisor | None = None,
+          worker: int | None = None) -> Gateway:
     """Every part of one process, each given what it calls; nothing runs yet.
-    `supervisor`: one with other stall and backoff times (tests)."""
+    `supervisor`: one with other stall and backoff times (tests). `worker`: this
+    process's number among `intake serve`'s worker processes (None: the only one)."""
     rules = RulesHolder.load(config)  # a bad rule stops start-up before anything listens
     engine = engine or create_engine(config.database.url, pool_size=config.database.pool_size,
                                      timeout=config.database.timeout_seconds)
@@ -215,12 +229,15 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
         pipeline_workers=config.pipeline.workers if workers else 0,
         # With nothing to deliver to, rows wait in the outbox (visible) until configured.
         outbox_workers=config.outbound.workers if workers and outbox.has_work else 0,
+        worker=worker,
     )
 
 
 async def start(config: Config, *, engine: AsyncEngine | None = None,
-                workers: bool = True, supervisor: Supervisor | None = None) -> Gateway:
-    gateway = build(config, engine=engine, workers=workers, supervisor=supervisor)
+                workers: bool = True, supervisor: Supervisor | None = None,
+                worker: int | None = None) -> Gateway:
+    gateway = build(config, engine=engine, workers=workers, supervisor=supervisor,
+                    worker=worker)
     await gateway.start()
     return gateway
 
@@ -229,9 +246,9 @@ async def stop(gateway: Gateway, *, grace: float = 10.0) -> None:
     await gateway.stop(grace=grace)
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT."""
-    gateway = await start(config)
+async def serve(config: Config, *, worker: int | None = None) -> None:
+    """Run until SIGTERM or SIGINT. `worker`: see `Gateway.worker`."""
+    gateway = await start(config, worker=worker)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -30,8 +30,30 @@ def _engine(config: Config) -> Any:
 async def _serve(config: Config, args: argparse.Namespace) -> int:
     from gateway.app import serve
 
-    await serve(config)
+    # A worker under the supervisor (gateway/processes.py) shares the ports.
+    await serve(config, worker=args.worker)
     return 0
+
+
+def _supervise(config: Config, args: argparse.Namespace) -> int | None:
+    """`intake serve` with more than one process: the supervisor's exit code.
+    None: one process, which is the worker itself (no supervisor)."""
+    from gateway.processes import process_count, supervise
+
+    count = process_count(config, args.processes)
+    if count == 1:
+        return None
+    options = [] if args.config is None else ["--config", str(args.config)]
+    if args.log_level is not None:
+        options += ["--log-level", args.log_level]
+    return supervise(config, count, options)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
 
 
 async def _migrate(config: Config, args: argparse.Namespace) -> int:
@@ -345,7 +367,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, metavar="LEVEL",
                         help=f"{', '.join(LEVELS)} (default: [log] level, else info)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
-    sub.add_parser("serve", help="run SMTP/LMTP, HTTP and the workers")
+    serve = sub.add_parser("serve", help="run SMTP/LMTP, HTTP and the workers")
+    serve.add_argument("--processes", type=_positive, metavar="N",
+                       help="worker processes sharing the ports (default: [process] count, "
+                            "else one per core on PostgreSQL, one on SQLite)")
+    # Given by the supervisor to the processes it starts: worker N of several.
+    serve.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="bring the database schema up to date")
     sub.add_parser("check-config", help="validate the configuration and exit")
     tokens = sub.add_parser("tokens", help="API bearer tokens")
@@ -436,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
                            create=args.command in DATABASE_CREATING_COMMANDS)
         if args.command == "serve":
             check_temporary_directory()
+            if args.worker is None:
+                supervised = _supervise(config, args)
+                if supervised is not None:
+                    return supervised
         return run(COMMANDS[args.command](config, args))
     except GatewayError as exc:
         return _exit_code(exc, database=_shown(config.database.url))

@@ -246,14 +246,16 @@ class _Guarded(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """aiohttp's TCP site, each connection admitted by `guard` first."""
 
-    __slots__ = ("_host", "_port", "_guard")
+    __slots__ = ("_host", "_port", "_guard", "_reuse_port")
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *,
-                 guard: HttpConnections) -> None:
+                 guard: HttpConnections, reuse_port: bool = False) -> None:
         super().__init__(runner, backlog=LISTEN_BACKLOG)
         self._host = host
         self._port = port
         self._guard = guard
+        # Beside other worker processes on the same port (gateway/processes.py).
+        self._reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -266,7 +268,7 @@ class GuardedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: self._guard.protocol(server), self._host, self._port,
-            backlog=self._backlog)
+            backlog=self._backlog, reuse_port=self._reuse_port or None)
         self._guard.connections.start()
 
     async def stop(self) -> None:

@@ -447,10 +447,12 @@ class SmtpListener:
         session.connection_lost = connection_lost  # type: ignore[method-assign]
         return session
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        """Listen; `reuse_port`: beside other worker processes on the same port."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._factory, host, port,
-                                                backlog=LISTEN_BACKLOG)
+                                                backlog=LISTEN_BACKLOG,
+                                                reuse_port=reuse_port or None)
         self.connections.start()
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]

@@ -17,11 +17,11 @@ time already.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
@@ -37,7 +37,7 @@ from domain.lifecycle import (
 )
 from storage.engine import transaction
 from storage.models import messages, outbox
-from storage.outbox import enqueue, message_payload
+from storage.outbox import message_payload, outbox_row
 from storage.records import NewMessage, NewRequest
 from storage.rows import outbound_row
 
@@ -53,19 +53,34 @@ class _Wanted:
     recipient: Recipient
 
 
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What `queue_acknowledgements` decided, for the caller to write in the same
+    transaction with the rest of its batch, one statement per table: the timeline
+    events by request id, the acknowledgements as our outbound messages, and
+    their outbox rows (storage/outbox.py `enqueue_rows`)."""
+
+    events: list[tuple[int, Event]] = field(default_factory=list)
+    message_rows: list[dict[str, Any]] = field(default_factory=list)
+    outbox_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def queue_acknowledgements(conn: AsyncConnection, created: list[tuple[int, NewRequest]],
                                  now: datetime, limits: AcknowledgementLimits | None
-                                 ) -> list[tuple[int, Event]]:
+                                 ) -> Acknowledged:
     """Queue the acknowledgement of each new request that has one, unless a limit
-    holds it back (recorded with the reason); the timeline events, by request id."""
+    holds it back (recorded with the reason); what to write (`Acknowledged`).
+    Reads what the limits count, and writes nothing itself."""
     wanted = [_Wanted(request_id, new.acknowledgement,
                       counted_recipient(new.acknowledgement.to[0]["address"]))
               for request_id, new in created
               if new.acknowledgement is not None and new.acknowledgement.to]
     if not wanted:
-        return []
+        return Acknowledged()
     counts = await _Counts.read(conn, wanted, now) if limits is not None else None
     found: list[tuple[int, Event]] = []
+    message_rows: list[dict[str, Any]] = []
+    outbox_rows: list[dict[str, Any]] = []
     for one in wanted:
         if counts is not None and limits is not None:
             held = acknowledgement_held(recipient=one.recipient, sent=counts.sent(one.recipient),
@@ -83,17 +98,18 @@ async def queue_acknowledgements(conn: AsyncConnection, created: list[tuple[int,
         if failed:
             payload["render"] = ack.flags.get("render")
             ack = replace(ack, flags={k: v for k, v in ack.flags.items() if k != "render"})
-        await conn.execute(insert(messages), outbound_row(one.request_id, ack, now))
-        await enqueue(conn, "email", payload,
-                      request_id=one.request_id, dedupe_key=f"{ACK_KEY}{one.request_id}",
-                      recipient=one.recipient.mailbox, recipient_domain=one.recipient.domain,
-                      dead_because=f"template: {failed}" if failed else None)
+        message_rows.append(outbound_row(one.request_id, ack, now))
+        outbox_rows.append(outbox_row(
+            "email", payload, now, request_id=one.request_id,
+            dedupe_key=f"{ACK_KEY}{one.request_id}", recipient=one.recipient.mailbox,
+            recipient_domain=one.recipient.domain,
+            dead_because=f"template: {failed}" if failed else None))
         found.append((one.request_id, Event(
             kind=EventKind.ACKNOWLEDGEMENT_FAILED if failed else
             EventKind.ACKNOWLEDGEMENT_QUEUED,
             data={"message_id": ack.message_id, "to": ack.to,
                   **({"error": failed, "dead_letter": True} if failed else {})})))
-    return found
+    return Acknowledged(found, message_rows, outbox_rows)
 
 
 @dataclass(slots=True)

@@ -63,14 +63,30 @@ async def enqueue(conn: AsyncConnection, kind: str, payload: dict[str, Any], *,
     `recipient` and its domain: what an acknowledgement's limits count it on.
     `dead_because`: the row is a dead letter from the start (it cannot be sent as
     it is; an operator retries it once the cause is fixed)."""
-    now = utcnow()
-    values = {"kind": kind, "request_id": request_id, "payload": payload,
-              "dedupe_key": dedupe_key, "state": DeliveryState.PENDING, "attempts": 0,
-              "next_attempt_at": now, "created_at": now, "recipient": recipient,
-              "recipient_domain": recipient_domain}
-    if dead_because is not None:
-        values |= {"state": DeliveryState.DEAD, "last_error": dead_because[:4000]}
-    await conn.execute(insert_new(conn, outbox).values(values))
+    await enqueue_rows(conn, [outbox_row(kind, payload, utcnow(), request_id=request_id,
+                                         dedupe_key=dedupe_key, recipient=recipient,
+                                         recipient_domain=recipient_domain,
+                                         dead_because=dead_because)])
+
+
+def outbox_row(kind: str, payload: dict[str, Any], now: datetime, *,
+               request_id: int | None = None, dedupe_key: str | None = None,
+               recipient: str | None = None, recipient_domain: str | None = None,
+               dead_because: str | None = None) -> dict[str, Any]:
+    """One outbox row as `enqueue` describes it. Every row has the same columns,
+    so a batch of them is one executemany (`enqueue_rows`)."""
+    return {"kind": kind, "request_id": request_id, "payload": payload,
+            "dedupe_key": dedupe_key, "attempts": 0, "next_attempt_at": now,
+            "created_at": now, "recipient": recipient, "recipient_domain": recipient_domain,
+            **({"state": DeliveryState.PENDING, "last_error": None} if dead_because is None
+               else {"state": DeliveryState.DEAD, "last_error": dead_because[:4000]})}
+
+
+async def enqueue_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Add `outbox_row`s in the caller's transaction, in one statement (executed
+    for many rows: SQLAlchemy's insertmanyvalues); a row whose key is taken is kept once."""
+    if rows:
+        await conn.execute(insert_new(conn, outbox), rows)
 
 
 async def claim_due(engine: AsyncEngine, *, limit: int, lease_seconds: float,
@@ -184,11 +200,18 @@ async def emit(conn: AsyncConnection, event: PublicEvent, request_id: int, refer
                                   .where(requests.c.id == request_id))).first()
         requester = Requester(row.requester_email if row else None,
                               row.requester_name if row else None)
-    await enqueue(conn, "event", {"event": event, "reference": reference,
-                                  "at": utcnow().isoformat(), "data": data,
-                                  "requester": {"email": requester.email,
-                                                "name": requester.name}},
-                  request_id=request_id)
+    await enqueue_rows(conn, [event_row(event, request_id, reference, data, requester,
+                                        utcnow())])
+
+
+def event_row(event: PublicEvent, request_id: int, reference: str, data: dict[str, Any],
+              requester: Requester, now: datetime) -> dict[str, Any]:
+    """The outbox row of one `emit`: a batch gathers these for one `enqueue_rows`."""
+    return outbox_row("event", {"event": event, "reference": reference,
+                                "at": now.isoformat(), "data": data,
+                                "requester": {"email": requester.email,
+                                              "name": requester.name}},
+                      now, request_id=request_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,8 +96,18 @@ async def insert_returning(conn: AsyncConnection, table: Any,
         if set(row) != keys:
             raise ValueError("rows of one insert differ in their columns: "
                              f"{', '.join(sorted(keys ^ set(row)))}")
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    statement = _RETURNING_ID.get(table)
+    if statement is None:
+        statement = _RETURNING_ID[table] = insert(table).returning(
+            table.c.id, sort_by_parameter_order=True)
     return [row[0] for row in await conn.execute(statement, rows)]
+
+
+# One statement per table, built once: executed with a list of rows it is an
+# executemany that SQLAlchemy batches into few round trips (insertmanyvalues),
+# and a statement kept memoizes its cache key instead of building it per batch.
+_RETURNING_ID: dict[Any, Any] = {}
+_INSERT_ATTACHMENTS = insert(attachments)
 
 
 async def insert_attachments(conn: AsyncConnection,
@@ -109,7 +119,7 @@ async def insert_attachments(conn: AsyncConnection,
               for message_id, a in found]
     await insert_blobs(conn, {sha: a.content for _, a, sha in hashed
                               if a.stored_sha256 is None})
-    await conn.execute(insert(attachments), [fit_row(attachments, {
+    await conn.execute(_INSERT_ATTACHMENTS, [fit_row(attachments, {
         "message_id": message_id, "sha256": sha, "filename": a.filename,
         "content_type": a.content_type,
         "size": a.stored_size if a.stored_sha256 else len(a.content),

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
@@ -35,7 +36,7 @@ from storage.bounces import with_bounces
 from storage.engine import transaction, utcnow
 from storage.models import events, inbox_items, messages, requests
 from storage.notify import notify
-from storage.outbox import Requester, emit
+from storage.outbox import Requester, enqueue_rows, event_row
 from storage.placing import (
     NEW_REQUEST,
     Landed,
@@ -105,14 +106,17 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
                                reopen_days=reopen_days, now=now)
         batch = landed(ours, placements, await _insert_requests(conn, ours, placements, now))
         fresh = [one for one in batch if one.placement.kind == Placed.NEW]
-        await _insert_messages(conn, batch, now)
-        answered = await with_bounces(conn, batch, await answers(conn, batch, now))
-        await _announce_created(conn, fresh)
-        await _announce_messages(conn, batch, answered)
         acknowledged = await queue_acknowledgements(
             conn, [(one.request_id, one.new) for one in fresh], now, ack_limits)
+        await _insert_messages(conn, batch, acknowledged.message_rows, now)
+        answered = await with_bounces(conn, batch, await answers(conn, batch, now))
+        # Every outbox row of the batch in one statement: the subscribers' events
+        # (new requests first, then messages), then the acknowledgements.
+        await enqueue_rows(conn, _announce_created(fresh, now)
+                           + await _announce_messages(conn, batch, answered, now)
+                           + acknowledged.outbox_rows)
         await _write_events(conn, _timelines(batch, answered) + _follow_ups(fresh)
-                            + acknowledged, now)
+                            + acknowledged.events, now)
         reopened = await apply_answers(conn, batch, answered, now)
         await _finish_items(conn, [item.id for item, _ in ours],
                             [one.new.queue for one in fresh if announces_work(one.new.status)]
@@ -151,45 +155,54 @@ async def _insert_requests(conn: AsyncConnection, work: Work,
             for (index, _, _, _), request_id in zip(fresh, inserted, strict=True)}
 
 
-async def _insert_messages(conn: AsyncConnection, batch: list[Landed], now: datetime) -> None:
-    """Each item's message (a duplicate delivery adds none) with its attachments."""
+async def _insert_messages(conn: AsyncConnection, batch: list[Landed],
+                           outbound: list[dict[str, Any]], now: datetime) -> None:
+    """Each item's message (a duplicate delivery adds none) with its attachments,
+    then `outbound` (the acknowledgements' rows), in one statement."""
     adding = [one for one in batch if one.placement.kind != Placed.DUPLICATE]
-    if not adding:
+    if not adding and not outbound:
         return
     message_ids = await insert_returning(conn, messages, [
-        message_row(one.request_id, one.item.id, one.new.message, now) for one in adding])
+        message_row(one.request_id, one.item.id, one.new.message, now) for one in adding]
+        + outbound)
     await insert_attachments(conn, [(message_id, attachment) for message_id, one
-                                    in zip(message_ids, adding, strict=True)
+                                    in zip(message_ids[:len(adding)], adding, strict=True)
                                     for attachment in one.new.message.attachments])
 
 
-async def _announce_created(conn: AsyncConnection, fresh: list[Landed]) -> None:
-    """Tell subscribers (webhooks, the broker) of each new request and its route."""
+def _announce_created(fresh: list[Landed], now: datetime) -> list[dict[str, Any]]:
+    """The outbox rows telling subscribers (webhooks, the broker) of each new
+    request and its route."""
+    rows: list[dict[str, Any]] = []
     for one in fresh:
         item, new = one.item, one.new
         requester = Requester(new.requester_email, new.requester_name)
-        await emit(conn, PublicEvent.CREATED, one.request_id, item.reference, {
+        rows.append(event_row(PublicEvent.CREATED, one.request_id, item.reference, {
             "queue": new.queue, "status": new.status, "priority": new.priority,
             "type": new.type, "channel": item.channel, "subject": scrub(new.message.subject),
-            "linked_from": one.placement.linked_reference}, requester=requester)
-        await emit(conn, PublicEvent.ROUTED, one.request_id, item.reference, {
+            "linked_from": one.placement.linked_reference}, requester, now))
+        rows.append(event_row(PublicEvent.ROUTED, one.request_id, item.reference, {
             "queue": new.queue, "priority": new.priority, "type": new.type,
-            "component": new.component, "tags": new.tags}, requester=requester)
+            "component": new.component, "tags": new.tags}, requester, now))
+    return rows
 
 
 async def _announce_messages(conn: AsyncConnection, batch: list[Landed],
-                             answered: list[Answer | None]) -> None:
-    """Tell subscribers of each message that joined an existing request (a
-    customer's message, or a delivery report on our mail) and of what it changed."""
+                             answered: list[Answer | None],
+                             now: datetime) -> list[dict[str, Any]]:
+    """The outbox rows telling subscribers of each message that joined an existing
+    request (a customer's message, or a delivery report on our mail) and of what
+    it changed."""
     joined = [(one, answer) for one, answer in zip(batch, answered, strict=True)
               if one.placement.kind == Placed.THREAD]
     if not joined:
-        return
-    rows = await conn.execute(
+        return []
+    owners = await conn.execute(
         select(requests.c.id, requests.c.reference, requests.c.requester_email,
                requests.c.requester_name)
         .where(requests.c.id.in_({one.request_id for one, _ in joined})))
-    about = {r.id: (r.reference, Requester(r.requester_email, r.requester_name)) for r in rows}
+    about = {r.id: (r.reference, Requester(r.requester_email, r.requester_name)) for r in owners}
+    rows: list[dict[str, Any]] = []
     for one, answer in joined:
         reference, requester = about[one.request_id]
         message, hints = one.new.message, one.new.hints
@@ -204,9 +217,9 @@ async def _announce_messages(conn: AsyncConnection, batch: list[Landed],
                 "from": {"email": message.from_address, "name": message.from_name},
                 "subject": message.subject,
                 "automatic": bool(hints.automatic) if hints is not None else False})]
-        for event, data in (*found, *(answer.public if answer is not None else ())):
-            await emit(conn, event, one.request_id, reference, scrub(data),
-                       requester=requester)
+        rows.extend(event_row(event, one.request_id, reference, scrub(data), requester, now)
+                    for event, data in (*found, *(answer.public if answer is not None else ())))
+    return rows
 
 
 def _follow_ups(fresh: list[Landed]) -> list[tuple[int, Event]]:
@@ -223,19 +236,29 @@ def _timelines(batch: list[Landed], answered: list[Answer | None]) -> list[tuple
             for event in (*timeline(one), *(answer.events if answer else ()))]
 
 
+_INSERT_EVENTS = insert(events)  # built once: see storage/rows.py
+
+
 async def _write_events(conn: AsyncConnection, found: list[tuple[int, Event]],
                         now: datetime) -> None:
     if found:
-        await conn.execute(insert(events), [
+        await conn.execute(_INSERT_EVENTS, [
             {"request_id": request_id, "kind": event.kind, "actor": event.actor, "at": now,
              "data": scrub(event.data)} for request_id, event in found])
+
+
+_FINISH_ITEMS = (update(inbox_items)
+                 .where(inbox_items.c.id.in_(bindparam("ids", expanding=True)))
+                 .values(state=ItemState.DONE, lease_until=None, claim_token=None,
+                         last_error=None))
+_REFERENCES = (select(requests.c.id, requests.c.reference)
+               .where(requests.c.id.in_(bindparam("ids", expanding=True))))
 
 
 async def _finish_items(conn: AsyncConnection, item_ids: list[int], new_work: list[str]) -> None:
     """Mark the batch's items done, and wake agents waiting on the queues of new work."""
     if item_ids:
-        await conn.execute(update(inbox_items).where(inbox_items.c.id.in_(item_ids)).values(
-            state=ItemState.DONE, lease_until=None, claim_token=None, last_error=None))
+        await conn.execute(_FINISH_ITEMS, {"ids": item_ids})
     await notify(conn, new_work)
 
 
@@ -244,8 +267,8 @@ async def _references(conn: AsyncConnection, work: Work, placements: list[Placem
     """Each item's request reference; an item stored before answers with its own."""
     by_id: dict[int, str] = {}
     if batch:
-        rows = await conn.execute(select(requests.c.id, requests.c.reference)
-                                  .where(requests.c.id.in_({one.request_id for one in batch})))
+        rows = await conn.execute(_REFERENCES,
+                                  {"ids": sorted({one.request_id for one in batch})})
         by_id = {request_id: reference for request_id, reference in rows}
     landing = iter(batch)  # in the order of the items that have a placement
     return [by_id[next(landing).request_id] if placement is not None

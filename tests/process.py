@@ -31,11 +31,12 @@ def write_config(path: Path, db_url: str, **extra: str) -> Path:
 
 
 class ServeProcess:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, *, args: tuple[str, ...] = ()) -> None:
         self.smtp_port = free_port()
         self.http_port = free_port()
         self._config = config
         self._log_path = log
+        self._args = args  # after `serve`, e.g. ("--processes", "2")
         self._log: IO[bytes] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -44,7 +45,8 @@ class ServeProcess:
                    INTAKE_SMTP_LISTEN=f"127.0.0.1:{self.smtp_port}",
                    INTAKE_HTTP_LISTEN=f"127.0.0.1:{self.http_port}")
         self._log = self._log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", *self._args],
+                                     env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

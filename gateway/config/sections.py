@@ -1,6 +1,6 @@
 """The gateway's own tables, checked by pydantic: `[intake]`, `[database]`,
-`[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]`, `[log]`
-and `[[queue]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
+`[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]`, `[log]`,
+`[process]` and `[[queue]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
 """
 
 from __future__ import annotations
@@ -280,6 +280,12 @@ class LogSection(_Section):
         return value.lower() if isinstance(value, str) else value
 
 
+class ProcessSection(_Section):
+    # Worker processes of `intake serve` sharing the listening ports (SO_REUSEPORT)
+    # under a supervisor; unset: one per core on PostgreSQL, one on SQLite.
+    count: int | None = Field(default=None, ge=1, le=256)
+
+
 class QueueSection(_Section):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -340,6 +346,7 @@ class Sections(BaseModel):
     outbound: OutboundSection = Field(default_factory=OutboundSection)
     broker: BrokerSection = Field(default_factory=BrokerSection)
     log: LogSection = Field(default_factory=LogSection)
+    process: ProcessSection = Field(default_factory=ProcessSection)
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
 
     @field_validator("queue")

@@ -219,7 +219,9 @@ async def test_serve__idle_flood_at_1024_files_leaves_others_served(
         pytest.skip("resource.prlimit (Linux) is needed to hold the server to 1,024 files")
     count = room_for(2 * FLOOD + 200)
     assert count > 1024, "the flood must be larger than the server's descriptor limit"
-    server = ServeProcess(_serve_config(tmp_path, db_url), tmp_path / "serve.log")
+    # One process: the limit and the per-client caps are each process's own.
+    server = ServeProcess(_serve_config(tmp_path, db_url), tmp_path / "serve.log",
+                          args=("--processes", "1"))
     server.start()
     try:
         assert server.proc is not None

@@ -92,7 +92,8 @@ async def test_pipeline__memory_bounded_by_configuration_not_input(
     # write_config's [pipeline] has workers = 2 (WORKERS) and a 5 s lease.
     config = write_config(tmp_path / "intake.toml", db_url, batch_bytes=str(BATCH_BYTES),
                           parse_processes=str(parse_processes), max_attempts="1")
-    server = ServeProcess(config, tmp_path / "serve.log")
+    # One process: its pid is the one whose memory is measured (no supervisor).
+    server = ServeProcess(config, tmp_path / "serve.log", args=("--processes", "1"))
     server.start()
     try:
         assert server.proc is not None

@@ -193,7 +193,11 @@ async def test_outbound__refused_mail_is_dead_lettered_then_retried(
     assert await retry_dead(engine, [row["id"]]) == 1
     gateway_with_relay.outbox.wake()
     await received_count(relay, 1)
-    assert (await mail_rows(engine))[0]["state"] == "done"
+
+    async def delivered() -> bool:  # marked done once the relay's answer is recorded
+        return (await mail_rows(engine))[0]["state"] == "done"
+
+    await wait_for(delivered)
     assert await dead_rows(engine) == []
 
 
