@@ -205,3 +205,10 @@ def run_client(coroutine: object) -> int:
 
 def python() -> str:
     return sys.executable
+
+
+def serve_command() -> list[str]:
+    """`intake serve` as one process: the figures are that process's CPU and
+    memory, against single-process baselines (the default on PostgreSQL is a
+    supervisor and a worker per core; end_to_end.py measures that whole tree)."""
+    return [python(), "-m", "gateway.cli", "serve", "--processes", "1"]

@@ -26,7 +26,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import free_port, message, python, run_client, scratch_database, server_process
+from common import (
+    free_port,
+    message,
+    run_client,
+    scratch_database,
+    serve_command,
+    server_process,
+)
 
 GOOD, ATTACKER = "127.0.0.1", "127.0.0.2"
 SESSIONS = 4
@@ -208,7 +215,7 @@ def main() -> None:
             "INTAKE_HTTP_LISTEN": f"127.0.0.1:{http_port}",
         }
         log = Path(tmp) / "serve.log"
-        with server_process([python(), "-m", "gateway.cli", "serve"], smtp_port, env, log) as proc:
+        with server_process(serve_command(), smtp_port, env, log) as proc:
             resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (args.files, args.files))
             run_client(good_sender(smtp_port, 2.0))  # warm-up
             quiet = run_client(good_sender(smtp_port, args.seconds))

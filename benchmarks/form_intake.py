@@ -54,6 +54,7 @@ from common import (
     python,
     run_client,
     scratch_database,
+    serve_command,
     server_process,
 )
 
@@ -327,7 +328,7 @@ def gateway(tmp: Path, name: str, workers: int, max_file_bytes: int) -> Iterator
             env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True,
             check=True).stdout.strip().splitlines()[-1]
         log = tmp / f"{name}.log"
-        with server_process([python(), "-m", "gateway.cli", "serve"], port, env, log) as proc:
+        with server_process(serve_command(), port, env, log) as proc:
             yield Gateway(proc, port, token, log)
 
 

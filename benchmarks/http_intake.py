@@ -26,6 +26,7 @@ from common import (
     measure,
     python,
     scratch_database,
+    serve_command,
     server_process,
 )
 
@@ -77,7 +78,7 @@ def main() -> None:
                 [python(), "-m", "gateway.cli", "tokens", "create", "--role", "intake"],
                 env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True,
                 check=True).stdout.strip().splitlines()[-1]
-            with server_process([python(), "-m", "gateway.cli", "serve"], port, env) as proc:
+            with server_process(serve_command(), port, env) as proc:
                 bench(f"intake serve, PostgreSQL, {label}", proc, port, post(token, body))
 
     print(f"HTTP intake: {n} POST /v1/requests of {len(body)} B over {m} connections")

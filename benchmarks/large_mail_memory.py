@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import ROOT, free_port, python, scratch_database
+from common import ROOT, free_port, python, scratch_database, serve_command
 
 MIB = 1024 * 1024
 LIMIT_SECONDS = 300  # for the whole load; the run stops there whatever happened
@@ -239,7 +239,7 @@ def serving(root: Path, env: dict[str, str], port: int, log: Path
             ) -> Iterator[subprocess.Popen[bytes]]:
     """`intake serve` run from `root` (its own directory first on the path)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([python(), "-m", "gateway.cli", "serve"], cwd=root,
+        proc = subprocess.Popen(serve_command(), cwd=root,
                                 env={**os.environ, **env}, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:

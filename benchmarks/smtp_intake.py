@@ -14,7 +14,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import Run, free_port, measure, python, scratch_database, server_process, smtp_client
+from common import (
+    Run,
+    free_port,
+    measure,
+    python,
+    scratch_database,
+    serve_command,
+    server_process,
+    smtp_client,
+)
 
 
 def intake_env(db_url: str, smtp_port: int, workdir: Path, workers: int) -> dict[str, str]:
@@ -52,7 +61,7 @@ def main() -> None:
         for workers, label in ((0, "intake only"), (2, "with 2 pipeline workers")):
             port = free_port()
             env = intake_env(url, port, Path(tmp), workers)
-            with server_process([python(), "-m", "gateway.cli", "serve"], port, env) as proc:
+            with server_process(serve_command(), port, env) as proc:
                 measure("warm-up", proc, smtp_client(port, min(200, n), m, args.size))
                 runs.append(
                     measure(
@@ -64,7 +73,7 @@ def main() -> None:
         if args.sqlite:
             port = free_port()
             env = intake_env(f"sqlite+aiosqlite:///{tmp}/bench.db", port, Path(tmp), 0)
-            with server_process([python(), "-m", "gateway.cli", "serve"], port, env) as proc:
+            with server_process(serve_command(), port, env) as proc:
                 measure("warm-up", proc, smtp_client(port, min(200, n), m, args.size))
                 runs.append(
                     measure(
