@@ -51,6 +51,8 @@ class _Wanted:
     request_id: int
     message: NewMessage
     recipient: Recipient
+    # The request's reference and queue, carried for the delivery's log line.
+    request: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +67,17 @@ class Acknowledged:
     outbox_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def queue_acknowledgements(conn: AsyncConnection, created: list[tuple[int, NewRequest]],
+async def queue_acknowledgements(conn: AsyncConnection,
+                                 created: list[tuple[int, NewRequest, str]],
                                  now: datetime, limits: AcknowledgementLimits | None
                                  ) -> Acknowledged:
     """Queue the acknowledgement of each new request that has one, unless a limit
     holds it back (recorded with the reason); what to write (`Acknowledged`).
     Reads what the limits count, and writes nothing itself."""
     wanted = [_Wanted(request_id, new.acknowledgement,
-                      counted_recipient(new.acknowledgement.to[0]["address"]))
-              for request_id, new in created
+                      counted_recipient(new.acknowledgement.to[0]["address"]),
+                      {"reference": reference, "queue": new.queue})
+              for request_id, new, reference in created
               if new.acknowledgement is not None and new.acknowledgement.to]
     if not wanted:
         return Acknowledged()
@@ -94,7 +98,8 @@ async def queue_acknowledgements(conn: AsyncConnection, created: list[tuple[int,
         # A template that would not render: the request is stored all the same,
         # its acknowledgement a dead letter of its own, rendered again on retry.
         failed = ack.flags.get("render_error")
-        payload: dict[str, Any] = {"message": message_payload(ack), "purpose": "acknowledgement"}
+        payload: dict[str, Any] = {"message": message_payload(ack), "purpose": "acknowledgement",
+                                   "request": one.request}
         if failed:
             payload["render"] = ack.flags.get("render")
             ack = replace(ack, flags={k: v for k, v in ack.flags.items() if k != "render"})

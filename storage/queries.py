@@ -203,11 +203,3 @@ async def overdue_items(engine: AsyncEngine, *, older_than: float) -> bool:
     async with connection(engine) as conn:
         row = (await conn.execute(select(inbox_items.c.id).where(waiting).limit(1))).first()
     return row is not None
-
-
-async def reference_and_queue(engine: AsyncEngine, request_id: int) -> tuple[str, str] | None:
-    """A request's reference and queue by its id (for log lines); None if gone."""
-    async with connection(engine) as conn:
-        row = (await conn.execute(select(requests.c.reference, requests.c.queue)
-                                  .where(requests.c.id == request_id))).first()
-    return None if row is None else (row.reference, row.queue)

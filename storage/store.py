@@ -107,7 +107,8 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
         batch = landed(ours, placements, await _insert_requests(conn, ours, placements, now))
         fresh = [one for one in batch if one.placement.kind == Placed.NEW]
         acknowledged = await queue_acknowledgements(
-            conn, [(one.request_id, one.new) for one in fresh], now, ack_limits)
+            conn, [(one.request_id, one.new, one.item.reference) for one in fresh], now,
+            ack_limits)
         await _insert_messages(conn, batch, acknowledged.message_rows, now)
         answered = await with_bounces(conn, batch, await answers(conn, batch, now))
         # Every outbox row of the batch in one statement: the subscribers' events

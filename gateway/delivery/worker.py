@@ -60,7 +60,6 @@ from storage.outbox import (
     mark_done,
     mark_failed,
 )
-from storage.queries import reference_and_queue
 
 log = logging.getLogger("intake.outbox")
 
@@ -326,7 +325,7 @@ class OutboxWorker:
                 delivered = self._delivery(item, result, "delivered")
                 await self._record(item, "done", beat, lambda: mark_done(
                     self._engine, item.id, delivery=delivered))
-                await self._log_acknowledged(item, "sent")
+                self._log_acknowledged(item, "sent")
             return
         error = result.error or "failed"
         too_old = utcnow() - item.created_at > timedelta(hours=out.max_age_hours)
@@ -335,7 +334,7 @@ class OutboxWorker:
                    "too old" if too_old else f"{item.attempts} attempts")
             log.warning("outbox row %s dead-lettered (%s): %s", item.id, why,
                         logs.without_addresses(error))
-            await self._log_acknowledged(item, "failed")
+            self._log_acknowledged(item, "failed")
             failed = self._delivery(item, result, "failed")
             await self._record(item, "dead", beat, lambda: mark_failed(
                 self._engine, item.id, f"{why}: {error}", retry_at=None, delivery=failed))
@@ -347,17 +346,14 @@ class OutboxWorker:
         await self._record(item, "failed", beat, lambda: mark_failed(
             self._engine, item.id, error, retry_at=retry_at, delivery=deferred))
 
-    async def _log_acknowledged(self, item: OutboxItem, outcome: str) -> None:
-        """The item line of an acknowledgement: sent to the relay, or failed for good."""
-        if item.payload.get("purpose") != "acknowledgement" or item.request_id is None:
+    def _log_acknowledged(self, item: OutboxItem, outcome: str) -> None:
+        """The item line of an acknowledgement: sent to the relay, or failed for
+        good. Its row carries the request's reference and queue (no query)."""
+        if item.payload.get("purpose") != "acknowledgement":
             return
-        try:
-            found = await reference_and_queue(self._engine, item.request_id)
-        except Exception:  # noqa: BLE001 - a log line must not fail the delivery
-            found = None
-        reference, queue = found or (None, None)
-        logs.item("acknowledged", reference=reference, channel="email", queue=queue,
-                  outcome=outcome)
+        request = item.payload.get("request") or {}
+        logs.item("acknowledged", reference=request.get("reference"), channel="email",
+                  queue=request.get("queue"), outcome=outcome)
 
     async def _record(self, item: OutboxItem, outcome: str, beat: Heartbeat,
                       write: Callable[[], Awaitable[None]]) -> None:
