@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/end_to_end.py [--sqlite] [--messages N] [--sessions M]
         [--size BYTES] [--http-seconds S] [--http-connections C] [--modes ...]
+        [--processes N] [--no-postgres]
 
 Starts `intake serve` as its own process (default configuration; a fresh
 scratch PostgreSQL database per run, or a fresh SQLite file with --sqlite) and
@@ -317,7 +318,7 @@ def intake_server(workdir: Path, sqlite: bool, config: str | None) -> Iterator[
         subprocess.run([python(), "-m", "gateway.cli", "migrate"], env={**os.environ, **env},
                        cwd=ROOT, check=True, capture_output=True)
         env["SMTP_PORT"], env["HTTP_PORT"] = str(smtp_port), str(http_port)
-        with server_process([python(), "-m", "gateway.cli", "serve"], http_port, env,
+        with server_process([python(), "-m", "gateway.cli", "serve", *SERVE_ARGS], http_port, env,
                             log=workdir / "serve.log") as proc:
             yield proc, probe, env
 
@@ -346,6 +347,9 @@ def ratios(label: str, run: Result, base: Result) -> str:
             f"{run.rate / base.rate:.2f}x; CPU per item {cpu:.2f}x")
 
 
+# `--processes N` passes through to `intake serve` (default: its own choice).
+SERVE_ARGS: list[str] = []
+
 HTTP_CONFIG = ("[http]\nrate_limit_per_token = 1e9\nrate_limit_per_address = 1e9\n"
                "rate_limit_burst = 1e9\n")
 
@@ -362,9 +366,16 @@ def main() -> None:
         os.environ.get("INTAKE_CORPUS_DIR", ROOT.parent / "shared" / "corpus")))
     parser.add_argument("--modes", nargs="+", default=["smtp-one", "smtp-many", "http"],
                         choices=["smtp-one", "smtp-many", "smtp-corpus", "http"])
+    parser.add_argument("--processes", type=int, default=None,
+                        help="intake serve --processes N (default: the gateway's default)")
+    parser.add_argument("--no-postgres", action="store_true",
+                        help="with --sqlite: run intake on SQLite only")
     args = parser.parse_args()
+    if args.processes is not None:
+        SERVE_ARGS[:] = ["--processes", str(args.processes)]
     n, s, size = args.messages, args.sessions, args.size
-    backends = [("PostgreSQL", False)] + ([("SQLite", True)] if args.sqlite else [])
+    backends = (([] if args.no_postgres and args.sqlite else [("PostgreSQL", False)])
+                + ([("SQLite", True)] if args.sqlite else []))
     lines: list[str] = []
 
     with tempfile.TemporaryDirectory() as tmp:

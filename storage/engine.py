@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from storage.errors import is_storage_fault, unavailable
+from storage.errors import StorageUnavailable, is_storage_fault, unavailable
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
@@ -68,6 +70,7 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 10.0) -> As
         busy_ms = int(timeout * 800)
         event.listen(engine.sync_engine, "connect",
                      lambda dbapi, _record: _sqlite_pragmas(dbapi, busy_ms))
+        engine.sync_engine.intake_timeout = timeout  # type: ignore[attr-defined]  # write_gate
         return engine
     return create_async_engine(
         url,
@@ -112,13 +115,75 @@ def insert_new(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
     return statement
 
 
+class _WriteGate:
+    """One SQLite writer at a time in this process, first come first served.
+
+    SQLite has one write lock per file. A connection that finds it taken waits
+    in SQLite's busy handler, which sleeps 1 ms rising to 100 ms between tries
+    however soon the lock is free: the intake's group commit and the pipeline,
+    each on its own connection, lost most of their time asleep. Queued here,
+    the next writer starts the moment the last one commits. A task that holds
+    the gate passes it again (a nested transaction then meets SQLite's own lock,
+    as before), and a wait past the engine's timeout is a storage fault.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._timeout = timeout
+
+    @asynccontextmanager
+    async def held(self, wait: float | None = None) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._timeout if wait is None else wait):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise StorageUnavailable("timed out waiting for the SQLite write turn") from None
+        self._owner = task
+        try:
+            yield
+        finally:
+            self._owner = None
+            self._lock.release()
+
+
+# Per SQLite engine and event loop (an asyncio.Lock belongs to one loop).
+_GATES: weakref.WeakKeyDictionary[Any, dict[asyncio.AbstractEventLoop, _WriteGate]] = (
+    weakref.WeakKeyDictionary())
+_GATE_TIMEOUT = 10.0
+
+
+@asynccontextmanager
+async def write_gate(engine: AsyncEngine, wait: float | None = None) -> AsyncIterator[None]:
+    """Hold this process's SQLite write turn for the block; nothing on PostgreSQL.
+    StorageUnavailable after `wait` seconds (default: the engine's timeout)."""
+    if not is_sqlite(engine):
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    gates = _GATES.setdefault(engine.sync_engine, {})
+    gate = gates.get(loop)
+    if gate is None:
+        for stale in [other for other in gates if other.is_closed()]:
+            del gates[stale]
+        timeout = getattr(engine.sync_engine, "intake_timeout", _GATE_TIMEOUT)
+        gate = gates[loop] = _WriteGate(timeout)
+    async with gate.held(wait):
+        yield
+
+
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """`engine.begin()` whose storage faults (storage/errors.py `is_storage_fault`:
     the pool, the connection, the server's state, locks and timeouts) leave as
-    StorageUnavailable; a fault of the statement or its values leaves as it is."""
+    StorageUnavailable; a fault of the statement or its values leaves as it is.
+    On SQLite it waits for this process's write turn first (`write_gate`)."""
     try:
-        async with engine.begin() as conn:
+        async with write_gate(engine), engine.begin() as conn:
             yield conn
     except Exception as exc:
         if is_storage_fault(exc):

@@ -31,6 +31,7 @@ items that wait (and are refused when their time runs out).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -42,7 +43,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import connection, transaction, utcnow
+from storage.engine import connection, transaction, utcnow, write_gate
 from storage.errors import (
     DRIVER_FAULTS,
     IdempotencyConflict,
@@ -365,8 +366,19 @@ class InboxWriter:
 
     async def _write(self, conn: AsyncConnection, batch: list[_Waiter],
                      rows: list[dict[str, Any]]) -> list[int]:
-        """Insert and commit the batch's rows, less those withdrawn meanwhile."""
+        """Insert and commit the batch's rows, less those withdrawn meanwhile,
+        in this process's SQLite write turn (storage.engine.write_gate)."""
         deadline = asyncio.get_running_loop().time() + self._timeout
+        async with contextlib.AsyncExitStack() as turn:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await turn.enter_async_context(write_gate(self._engine))
+            except (TimeoutError, StorageUnavailable) as exc:
+                raise _NotCommitted() from exc
+            return await self._write_in_turn(conn, batch, rows, deadline)
+
+    async def _write_in_turn(self, conn: AsyncConnection, batch: list[_Waiter],
+                             rows: list[dict[str, Any]], deadline: float) -> list[int]:
         try:
             async with asyncio.timeout_at(deadline):
                 transaction = await _begin(conn)

@@ -11,7 +11,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.lifecycle import ItemState, Status
-from storage.engine import as_utc, connection, utcnow
+from storage.engine import as_utc, connection, utcnow, write_gate
+from storage.errors import StorageUnavailable
 from storage.install_key import references
 from storage.models import attachments, events, inbox_items, messages, requests
 
@@ -154,7 +155,13 @@ async def writable(engine: AsyncEngine, *, lock_ms: int = READY_LOCK_MS) -> None
     async with connection(engine) as conn:
         try:
             if conn.dialect.name == "sqlite":
-                await _sqlite_writable(conn, lock_ms)
+                # After this process's own writers (write_gate), as briefly as
+                # on the lock: one of ours stuck that long is stuck on the lock.
+                try:
+                    async with write_gate(engine, lock_ms / 1000):
+                        await _sqlite_writable(conn, lock_ms)
+                except StorageUnavailable:
+                    raise NotWritable("the database is locked: a write waits") from None
                 return
             await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_ms)}")
             await conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(lock_ms) * 2}")

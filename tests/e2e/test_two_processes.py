@@ -1,5 +1,5 @@
-"""Two `intake serve` processes on one PostgreSQL database, 500 requests:
-no acknowledgement, escalation or webhook happens twice."""
+"""Two `intake serve` hosts of two worker processes each on one PostgreSQL
+database, 500 requests: no acknowledgement, escalation or webhook happens twice."""
 
 from __future__ import annotations
 
@@ -84,7 +84,9 @@ async def test_two_processes__nothing_happens_twice(pg_url: str, tmp_path: Path)
     hook = await receiver.up()
     config = tmp_path / "intake.toml"
     config.write_text(config_text(pg_url, relay.port, hook))
-    servers = [ServeProcess(config, tmp_path / f"serve{n}.log") for n in (1, 2)]
+    # Two hosts of two worker processes each, whatever the machine's cores.
+    servers = [ServeProcess(config, tmp_path / f"serve{n}.log", args=("--processes", "2"))
+               for n in (1, 2)]
     engine: AsyncEngine = create_engine(pg_url)
     try:
         for server in servers:

@@ -1,0 +1,111 @@
+"""SQLite's writers of one process take turns (storage.engine.write_gate): the
+intake's group commit and the pipeline's batches queue in order instead of
+sleeping in SQLite's busy handler, a task's nested transaction passes its own
+turn, and the readiness probe calls a turn held past its short wait a lock."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage.engine import create_engine, is_sqlite, transaction, write_gate
+from storage.errors import StorageUnavailable
+from storage.inbox import InboxWriter, NewItem
+from storage.models import inbox_items
+from storage.queries import NotWritable, writable
+
+
+def item(n: int) -> NewItem:
+    return NewItem(channel="api", raw=f'{{"subject": "gate {n}"}}'.encode())
+
+
+def sqlite_copy(template: Path, tmp_path: Path) -> str:
+    path = tmp_path / "gate.db"
+    shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def test_write_gate__writers_take_turns_in_order(db_url: str) -> None:
+    engine = create_engine(db_url)
+    spans: list[tuple[str, str]] = []
+    try:
+        async def writer(name: str) -> None:
+            async with transaction(engine) as conn:
+                spans.append((name, "in"))
+                await conn.execute(select(1))
+                await asyncio.sleep(0.01)  # others try to start meanwhile
+                spans.append((name, "out"))
+
+        await asyncio.gather(*(writer(f"w{n}") for n in range(6)))
+    finally:
+        await engine.dispose()
+    if is_sqlite(engine):
+        # One at a time, first come first served.
+        assert spans == [(f"w{n}", side) for n in range(6) for side in ("in", "out")]
+    else:
+        # PostgreSQL has no gate: the transactions overlap.
+        assert [side for _, side in spans[:2]] == ["in", "in"]
+
+
+async def test_write_gate__a_nested_transaction_passes_its_own_turn(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        async with asyncio.timeout(5):  # a gate that waited for itself would hang here
+            async with write_gate(engine), write_gate(engine):
+                pass
+    finally:
+        await engine.dispose()
+
+
+async def test_write_gate__intake_commits_while_the_pipeline_holds_its_turn(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """The group commit waits for the pipeline's turn and then commits, with
+    no 'database is locked' on the way."""
+    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
+    writer = InboxWriter(engine=engine, timeout=5)
+    running = asyncio.create_task(writer.run())
+    try:
+        async with transaction(engine) as conn:  # the pipeline's batch, held
+            submitted = [asyncio.create_task(writer.submit(item(n))) for n in range(20)]
+            await asyncio.sleep(0.2)
+            assert not any(task.done() for task in submitted)  # waiting for the turn
+            await conn.execute(select(1))
+        accepted = await asyncio.gather(*submitted)
+        async with engine.connect() as conn:
+            ids = set((await conn.execute(select(inbox_items.c.id))).scalars())
+        assert {a.item_id for a in accepted} == ids and len(ids) == 20
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await engine.dispose()
+
+
+async def test_write_gate__readiness_calls_a_held_turn_a_lock(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def stuck_writer() -> None:
+        async with write_gate(engine):
+            held.set()
+            await release.wait()
+
+    task = asyncio.create_task(stuck_writer())
+    try:
+        await held.wait()
+        with pytest.raises(NotWritable, match="locked"):
+            await writable(engine, lock_ms=100)
+        with pytest.raises(StorageUnavailable, match="write turn"):
+            async with write_gate(engine, 0.05):
+                pass
+        release.set()
+        await task
+        await writable(engine, lock_ms=100)  # free again: no exception
+    finally:
+        release.set()
+        await engine.dispose()
