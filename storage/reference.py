@@ -49,6 +49,10 @@ def _unpermute(value: int, key: bytes = b"") -> int:
     return (left << _HALF_BITS) | right
 
 
+# References remembered per install (a few batches' worth).
+RECENT_REFERENCES = 4096
+
+
 class References:
     """The references of one install: `key` shuffles the ids from `keyed_from` on;
     lower ids keep the unkeyed shuffle. Without a key, every id is unkeyed."""
@@ -62,6 +66,9 @@ class References:
             raise ValueError("a reference key is at most 64 bytes (blake2b)")
         self._key = key
         self._from = keyed_from if key else MAX_ID + 1
+        # The pipeline asks for an item's reference several times while storing
+        # it (rows, events, answers, logs), and each is a few keyed hash rounds.
+        self._recent: dict[int, str] = {}
 
     def _walk(self, value: int, step: Callable[[int, bytes], int]) -> int:
         # Cycle walking: the keyed network is a bijection of all 40-bit values, so
@@ -73,13 +80,18 @@ class References:
                 return value
 
     def reference_for(self, item_id: int) -> str:
+        found = self._recent.get(item_id)
+        if found is not None:
+            return found
         if not 0 < item_id <= MAX_ID:
             raise ValueError(f"id out of range for a reference: {item_id}")
-        if item_id >= self._from:
-            item_id = self._walk(item_id, _permute)
-        value = _permute(item_id)
+        value = _permute(self._walk(item_id, _permute) if item_id >= self._from else item_id)
         chars = "".join(_ALPHABET[(value >> shift) & 31] for shift in range(35, -1, -5))
-        return f"{chars[:4]}-{chars[4:]}"
+        reference = f"{chars[:4]}-{chars[4:]}"
+        if len(self._recent) >= RECENT_REFERENCES:
+            self._recent.clear()  # bounded: a batch's items are asked about together
+        self._recent[item_id] = reference
+        return reference
 
     def id_for(self, reference: str) -> int | None:
         """The inbox id behind a reference, forgiving case, hyphens and look-alikes."""

@@ -21,18 +21,19 @@ from storage.fitting import limit
 from storage.models import attachments, messages, requests
 from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest
-from storage.storable import storable
+from storage.storable import needs_change, storable
 from storage.uploads import insert_blobs
 
 
 def scrub(value: Any) -> Any:
-    """A JSON-able value as both databases store it (storage/storable.py)."""
-    return storable(value)
+    """A JSON-able value as both databases store it (storage/storable.py): the
+    value itself when it needs no change (a check is cheaper than a copy)."""
+    return storable(value) if needs_change(value) else value
 
 
 def fit_row(table: FromClause, row: dict[str, Any]) -> dict[str, Any]:
-    """`row` storable, each text cut to its column's length."""
-    fitted = storable(row)
+    """`row` storable, each text cut to its column's length (a new dict)."""
+    fitted = storable(row) if needs_change(row) else dict(row)
     for key, value in fitted.items():
         if isinstance(value, str):
             size = limit(table, key)
