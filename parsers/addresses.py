@@ -24,6 +24,7 @@ pure). On top of it, stricter rules for mail that we send ourselves:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -73,6 +74,15 @@ def parse_address(text: object) -> Mailbox:
     """Exactly one addr-spec as a Mailbox, else AddressError with the reason."""
     if not isinstance(text, str):
         raise AddressError("an email address must be text")
+    return _checked(text)
+
+
+# Addresses checked lately, by their text: customers write again and again, and
+# the check (email-validator's IDNA and Unicode work) costs more than the rest of
+# an API request's parse. Bounded; what it refuses is not kept (lru_cache keeps
+# no exceptions), and a Mailbox is immutable.
+@functools.lru_cache(maxsize=4096)
+def _checked(text: str) -> Mailbox:
     if not text:
         raise AddressError("the email address is empty")
     # Bounded before any parsing (the library's IDNA work is not linear in

@@ -13,6 +13,7 @@ The table is bounded: past `MAX_BUCKETS` the least recently used bucket goes
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -31,6 +32,7 @@ MAX_BUCKETS = 50_000
 IPV6_CLIENT_PREFIX = 64
 
 
+@functools.lru_cache(maxsize=4096)  # clients come back: parse each address once
 def client_key(remote: str | None) -> str:
     """The address a per-client limit counts: IPv4 as is, IPv6 by its /64."""
     if not remote:
