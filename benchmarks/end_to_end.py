@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/end_to_end.py [--sqlite] [--messages N] [--sessions M]
         [--size BYTES] [--http-seconds S] [--http-connections C] [--modes ...]
-        [--processes N] [--no-postgres]
+        [--processes N] [--no-postgres] [--set SECTION.KEY=VALUE]...
 
 Starts `intake serve` as its own process (default configuration; a fresh
 scratch PostgreSQL database per run, or a fresh SQLite file with --sqlite) and
@@ -309,6 +309,7 @@ def intake_server(workdir: Path, sqlite: bool, config: str | None) -> Iterator[
     smtp_port, http_port = free_port(), free_port()
     env = {"INTAKE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
            "INTAKE_HTTP_LISTEN": f"127.0.0.1:{http_port}"}
+    config = _with_settings(config)
     if config is not None:
         path = workdir / f"bench-{time.monotonic_ns()}.toml"
         path.write_text(config)
@@ -349,6 +350,23 @@ def ratios(label: str, run: Result, base: Result) -> str:
 
 # `--processes N` passes through to `intake serve` (default: its own choice).
 SERVE_ARGS: list[str] = []
+# `--set SECTION.KEY=VALUE` (a TOML value): configuration beyond the default.
+SETTINGS: list[str] = []
+
+
+def _with_settings(config: str | None) -> str | None:
+    """`config` (TOML text, or None for the default) with SETTINGS added."""
+    if not SETTINGS:
+        return config
+    sections: dict[str, list[str]] = {}
+    for setting in SETTINGS:
+        key, _, value = setting.partition("=")
+        section, _, name = key.partition(".")
+        sections.setdefault(section, []).append(f"{name} = {value}")
+    # A repeated table header is invalid TOML: the settings' sections come
+    # first, and the given text must not name them too (HTTP_CONFIG names [http]).
+    return "".join(f"[{name}]\n" + "\n".join(lines) + "\n" for name, lines in sections.items()
+                   ) + (config or "")
 
 HTTP_CONFIG = ("[http]\nrate_limit_per_token = 1e9\nrate_limit_per_address = 1e9\n"
                "rate_limit_burst = 1e9\n")
@@ -370,7 +388,11 @@ def main() -> None:
                         help="intake serve --processes N (default: the gateway's default)")
     parser.add_argument("--no-postgres", action="store_true",
                         help="with --sqlite: run intake on SQLite only")
+    parser.add_argument("--set", action="append", default=[], dest="settings",
+                        metavar="SECTION.KEY=VALUE",
+                        help="a configuration key for intake serve (TOML value); repeatable")
     args = parser.parse_args()
+    SETTINGS[:] = args.settings
     if args.processes is not None:
         SERVE_ARGS[:] = ["--processes", str(args.processes)]
     n, s, size = args.messages, args.sessions, args.size
