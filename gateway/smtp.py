@@ -184,6 +184,15 @@ class _IntakeSession:
         self._budget.release(self)
         super().connection_lost(error)  # type: ignore[misc]
 
+    def eof_received(self) -> bool:
+        """The client is gone: aiosmtpd stops the session's task, and the
+        connection is closed here. aiosmtpd would keep it half open, and under
+        uvloop an EOF that came before the task first ran (a client that
+        connects and closes, as a TCP health check does) left it open for good,
+        counted against the client's cap until the idle timeout."""
+        super().eof_received()  # type: ignore[misc]
+        return False
+
     def data_received(self, data: bytes) -> None:
         if self._phase == _Phase.AWAITING:
             self._phase = _Phase.COMMAND  # the command's deadline does not move again
