@@ -98,8 +98,10 @@ class Settings:
     template: str = "default"
     # Matching reads at most this many characters of each text field.
     max_text_chars: int = 65536
-    # Language identification reads this much of subject and new text.
-    language_sample_chars: int = 600
+    # Language identification reads this much of subject and new text: on the
+    # corpus 300 gave the same language as 600 for 124 of 125 texts, at about
+    # two thirds of the time (py3langid's cost grows with the sample).
+    language_sample_chars: int = 300
     # Restrict language identification to these codes (empty: all it knows).
     languages: tuple[str, ...] = ()
     # Named reference lists of addresses and domains, e.g. vip, blocked.

@@ -243,6 +243,7 @@ def fit_request(new: NewRequest) -> NewRequest:
         events=(new.events if all(e is f for e, f in zip(new.events, events, strict=True))
                 else events),
         received=_event(new.received) if new.received is not None else None,
+        fitted=True,
     )
     ack, skipped = _acknowledgement(new.acknowledgement)
     if skipped is not None:

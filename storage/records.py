@@ -71,6 +71,9 @@ class NewRequest:
     acknowledgement: NewMessage | None = None
     # Service-level columns worked out when it was routed (policy, deadlines).
     sla: dict[str, Any] = field(default_factory=dict)
+    # Set by storage.fitting.fit_request only: every value fits its column, so
+    # storing does not walk the request's row, message and events again.
+    fitted: bool = False
 
 
 class SenderCheck(StrEnum):

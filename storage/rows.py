@@ -54,7 +54,7 @@ def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, 
     unknown = set(new.sla) - set(SLA_COLUMNS)
     if unknown:
         raise ValueError(f"not service-level columns: {', '.join(sorted(unknown))}")
-    return fit_row(requests, {
+    row = {
         "reference": item.reference, "inbox_item_id": item.id, "status": new.status,
         "queue": new.queue, "channel": item.channel, "priority": new.priority,
         "type": new.type, "category": new.category, "component": new.component,
@@ -68,19 +68,24 @@ def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, 
         # is checked until it is released (storage.actions.release).
         **({"sla_paused_at": now, "next_check_at": None} if clock_held(new.status)
            else {"sla_paused_at": None}),
-    })
+    }
+    # What fit_request fitted is not walked again; the rest is ours (references,
+    # ids, tokens, times).
+    return row if new.fitted else fit_row(requests, row)
 
 
 def message_row(request_id: int, item_id: int, m: NewMessage,
-                now: datetime) -> dict[str, Any]:
-    return fit_row(messages, {
+                now: datetime, *, fitted: bool = False) -> dict[str, Any]:
+    """`fitted`: `m` is the message of a request fit_request fitted."""
+    row = {
         "request_id": request_id, "inbox_item_id": item_id, "direction": "in",
         "message_id": m.message_id, "in_reply_to": m.in_reply_to,
         "references": m.references, "from_address": m.from_address,
         "from_name": m.from_name, "to": m.to, "cc": m.cc, "subject": m.subject,
         "new_text": m.new_text, "text": m.text, "html": m.html, "flags": m.flags,
         "created_at": now,
-    })
+    }
+    return row if fitted else fit_row(messages, row)
 
 
 def outbound_row(request_id: int, m: NewMessage, now: datetime) -> dict[str, Any]:

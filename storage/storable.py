@@ -60,19 +60,36 @@ def storable(value: Any) -> Any:
     return value
 
 
+# Values that never need a change, by exact type: checked without a call.
+_PLAIN = frozenset({int, bool, type(None)})
+
+
 def needs_change(value: Any) -> bool:
     """True if `storable(value)` differs from `value` (without building it).
 
-    On the SMTP and HTTP hot paths for every item: loops, not generators."""
+    On the SMTP and HTTP hot paths for every item, over every event's data:
+    loops, not generators, and the common leaves (ASCII text, numbers, None)
+    checked in place rather than by a call each."""
     if isinstance(value, str):
         return not is_storable(value)
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or not is_storable(key) or needs_change(item):
+            if not isinstance(key, str) or not is_storable(key):
+                return True
+            kind = type(item)
+            if kind is str:
+                if item.isascii():
+                    if "\x00" in item:
+                        return True
+                elif _UNSTORABLE.search(item) is not None:
+                    return True
+            elif kind not in _PLAIN and needs_change(item):
                 return True
         return False
     if isinstance(value, list | tuple):
         for item in value:
+            if type(item) in _PLAIN:
+                continue
             if needs_change(item):
                 return True
         return False

@@ -117,7 +117,7 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
                            + await _announce_messages(conn, batch, answered, now)
                            + acknowledged.outbox_rows)
         await _write_events(conn, _timelines(batch, answered) + _follow_ups(fresh)
-                            + acknowledged.events, now)
+                            + acknowledged.events, now, _fitted_events(batch))
         reopened = await apply_answers(conn, batch, answered, now)
         await _finish_items(conn, [item.id for item, _ in ours],
                             [one.new.queue for one in fresh if announces_work(one.new.status)]
@@ -164,7 +164,8 @@ async def _insert_messages(conn: AsyncConnection, batch: list[Landed],
     if not adding and not outbound:
         return
     message_ids = await insert_returning(conn, messages, [
-        message_row(one.request_id, one.item.id, one.new.message, now) for one in adding]
+        message_row(one.request_id, one.item.id, one.new.message, now, fitted=one.new.fitted)
+        for one in adding]
         + outbound)
     await insert_attachments(conn, [(message_id, attachment) for message_id, one
                                     in zip(message_ids[:len(adding)], adding, strict=True)
@@ -240,12 +241,20 @@ def _timelines(batch: list[Landed], answered: list[Answer | None]) -> list[tuple
 _INSERT_EVENTS = insert(events)  # built once: see storage/rows.py
 
 
+def _fitted_events(batch: list[Landed]) -> set[int]:
+    """The events (by identity, held by `batch` meanwhile) whose data
+    storage.fitting.fit_request made storable already: not walked again."""
+    return {id(event) for one in batch if one.new.fitted
+            for event in (*one.new.events, *((one.new.received,) if one.new.received else ()))}
+
+
 async def _write_events(conn: AsyncConnection, found: list[tuple[int, Event]],
-                        now: datetime) -> None:
+                        now: datetime, fitted: set[int]) -> None:
     if found:
         await conn.execute(_INSERT_EVENTS, [
             {"request_id": request_id, "kind": event.kind, "actor": event.actor, "at": now,
-             "data": scrub(event.data)} for request_id, event in found])
+             "data": event.data if id(event) in fitted else scrub(event.data)}
+            for request_id, event in found])
 
 
 _FINISH_ITEMS = (update(inbox_items)
