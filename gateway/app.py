@@ -16,11 +16,13 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import metrics
 from gateway.config import Config
 from gateway.delivery.worker import OutboxWorker
 from gateway.file_limit import descriptors_needed, raise_file_limit
@@ -29,6 +31,8 @@ from gateway.http.access_log import LOGGER as ACCESS_LOG
 from gateway.http.access_log import AccessLogger
 from gateway.http.app import init_app
 from gateway.http_connections import GuardedSite, HttpConnections
+from gateway.metrics_export import Exporter
+from gateway.pipeline.retention import SHARE_OF_TICK, Retention
 from gateway.pipeline.scheduler import Scheduler
 from gateway.pipeline.worker import Pipeline
 from gateway.rules_in_force import RulesHolder
@@ -76,6 +80,9 @@ class Gateway:
     # ports with SO_REUSEPORT beside the others and leaves migrations to the
     # supervisor. None: the only process.
     worker: int | None = None
+    # GET /metrics on `[metrics] listen` (gateway/metrics_export.py); None: not served.
+    metrics: Exporter | None = None
+    metrics_port: int | None = None
 
     @property
     def http_url(self) -> str:
@@ -109,6 +116,8 @@ class Gateway:
         if self.lmtp is not None and config.lmtp_address:
             self.lmtp_port = (await self.lmtp.start(*config.lmtp_address,
                                                     reuse_port=shared))[1]
+        if self.metrics is not None:
+            self.metrics_port = await self.metrics.start(self.worker)
         if shared:
             log.info("intake worker %d ready (pid %d): %s", self.worker, os.getpid(),
                      self._ready_parts())
@@ -123,6 +132,9 @@ class Gateway:
             parts.append(f"lmtp {config.lmtp_address[0]}:{self.lmtp_port}")
         parts += [f"http {self.http_url}",
                   f"database {self.engine.url.render_as_string()}"]
+        if self.metrics_port is not None:
+            parts.append(f"metrics http://{config.metrics.listen.rpartition(':')[0]}"
+                         f":{self.metrics_port}/metrics")
         if config.relay_address:
             parts.append("relay {}:{}".format(*config.relay_address))
         if config.broker_url:
@@ -139,6 +151,9 @@ class Gateway:
         self.outbox.stop()
         await self.supervisor.stop(grace=grace)
         await self.outbox.close()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        await self.rules.audited()  # a reload's audit event, before the engine goes
         await self.engine.dispose()
         log.info("intake stopped")
 
@@ -187,6 +202,16 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
+def retention(config: Config, engine: AsyncEngine) -> Retention | None:
+    """The `[[retention]]` passes the scheduler runs; None without a policy."""
+    if not config.retention:
+        return None
+    return Retention(engine=engine, policies=config.retention_policies,
+                     interval=timedelta(minutes=config.pipeline.retention_minutes),
+                     batch_size=config.pipeline.retention_batch_size,
+                     tick_seconds=config.pipeline.scheduler_seconds * SHARE_OF_TICK)
+
+
 def build(config: Config, *, engine: AsyncEngine | None = None,
           workers: bool = True, supervisor: Supervisor | None = None,
           worker: int | None = None) -> Gateway:
@@ -194,8 +219,11 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
     `supervisor`: one with other stall and backoff times (tests). `worker`: this
     process's number among `intake serve`'s worker processes (None: the only one)."""
     rules = RulesHolder.load(config)  # a bad rule stops start-up before anything listens
+    metrics.configure(enabled=config.metrics.enabled, queues=[q.name for q in config.queue],
+                      webhooks=[w.name for w in config.webhooks])
     engine = engine or create_engine(config.database.url, pool_size=config.database.pool_size,
                                      timeout=config.database.timeout_seconds)
+    rules.engine = engine  # its reloads are audited
     signals = WorkSignals()
     outbox = OutboxWorker(engine=engine, config=config)
     pipeline = Pipeline(engine=engine, config=config, rules=rules,
@@ -211,13 +239,17 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
     app = init_app(config, engine=engine, writer=writer, rules=rules, signals=signals)
     http_connections = HttpConnections(config)
     app.middlewares.append(http_connections.middleware)  # the innermost: sees the handler
+    if config.metrics.enabled:
+        # The outermost: the time and status the client gets, whatever answered.
+        app.middlewares.insert(0, metrics.HttpTimer().middleware)
     supervisor = supervisor or Supervisor()
     app[HEALTH_KEY] = Health(supervisor=supervisor)
-    return Gateway(
+    gateway = Gateway(
         config=config, engine=engine, rules=rules, signals=signals, writer=writer,
         pipeline=pipeline, outbox=outbox, supervisor=supervisor, commits=commits,
         scheduler=(Scheduler(engine=engine, rules=rules,
-                             interval=config.pipeline.scheduler_seconds) if workers else None),
+                             interval=config.pipeline.scheduler_seconds,
+                             retention=retention(config, engine)) if workers else None),
         smtp=SmtpListener(config=config, submit=writer.submit),
         lmtp=(SmtpListener(config=config, submit=writer.submit, lmtp=True)
               if config.lmtp_address else None),
@@ -231,6 +263,13 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
         outbox_workers=config.outbound.workers if workers and outbox.has_work else 0,
         worker=worker,
     )
+    if config.metrics.enabled:
+        listeners = [("smtp", gateway.smtp.connections), ("http", http_connections.connections)]
+        if gateway.lmtp is not None:
+            listeners.insert(1, ("lmtp", gateway.lmtp.connections))
+        gateway.metrics = Exporter(config=config, engine=engine, listeners=listeners,
+                                   processed=lambda: pipeline.processed)
+    return gateway
 
 
 async def start(config: Config, *, engine: AsyncEngine | None = None,
@@ -253,7 +292,7 @@ async def serve(config: Config, *, worker: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, gateway.rules.reload)
+    loop.add_signal_handler(signal.SIGHUP, gateway.rules.hangup)  # audited as rules.reload
     try:
         await stopping.wait()
         log.info("shutting down")

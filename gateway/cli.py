@@ -13,13 +13,19 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from domain.errors import ConfigError, GatewayError
+from gateway.audit_cli import add_parser as add_audit_parser
 from gateway.config import Config, load_config
 from gateway.logs import LEVELS, configure, parse_level
+from gateway.retention_cli import add_parsers as add_retention_parsers
+from gateway.retention_cli import run_backup, run_restore, run_retention
+from storage.audit import Audit
 from storage.engine import create_engine
 from storage.errors import StorageUnavailable, is_storage_fault, unavailable
 from storage.location import UnwritableLocation, check_location, check_temporary_directory
 
 Command = Callable[[Config, argparse.Namespace], Awaitable[int]]
+# Changes made from here are audited as `cli` (storage/audit.py adds the OS user).
+CLI_AUDIT = Audit("cli")
 
 
 def _engine(config: Config) -> Any:
@@ -107,6 +113,32 @@ async def _check_config(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _health(config: Config, args: argparse.Namespace) -> int:
+    """What is wrong, as a Nagios-style check: one line (or --json), and the exit
+    code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (gateway/health_report.py)."""
+    from gateway.health_report import Severity, build_report
+
+    listeners = [("smtp", _reachable(config.smtp_address))]
+    if config.lmtp_address:
+        listeners.append(("lmtp", _reachable(config.lmtp_address)))
+    engine = _engine(config)
+    try:
+        report = await build_report(config=config, engine=engine, listeners=listeners)
+    except Exception as exc:  # noqa: BLE001 - a check that cannot run says UNKNOWN
+        print(f"INTAKE UNKNOWN - the check failed: {type(exc).__name__}: {exc}")
+        return int(Severity.UNKNOWN)
+    finally:
+        await engine.dispose()
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.nagios())
+    return int(report.severity)
+
+
+def _reachable(address: tuple[str, int]) -> tuple[str, int]:
+    """A listen address as a client reaches it (every address: this host's loopback)."""
+    host, port = address
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port
+
+
 def _routing_input(path: str, config: Config) -> Any:
     """Read an .eml file (or a JSON request body) as the rules would see it."""
     from datetime import UTC, datetime
@@ -182,7 +214,8 @@ async def _reroute(config: Config, args: argparse.Namespace) -> int:
                 f"{k} {row[k]} -> {v}" for k, v in changes.items()))
             if not args.dry_run:
                 await reroute(engine, row["id"], changes, decision.to_dict(every_rule=False),
-                              actor="cli:intake reroute")
+                              actor="cli:intake reroute", audit=CLI_AUDIT,
+                              reference=row["reference"])
     finally:
         await engine.dispose()
     verb = "would change" if args.dry_run else "changed"
@@ -204,7 +237,8 @@ async def _quarantine(config: Config, args: argparse.Namespace) -> int:
             return 0
         failed = 0
         for reference in args.references:
-            queue = await release(engine, reference, "cli:intake quarantine release")
+            queue = await release(engine, reference, "cli:intake quarantine release",
+                                  audit=CLI_AUDIT)
             if queue is None:
                 print(f"{reference}: not quarantined", file=sys.stderr)
                 failed += 1
@@ -229,7 +263,8 @@ async def _tokens(config: Config, args: argparse.Namespace) -> int:
                 return 2
             info, secret = await create_token(engine, name=args.name or args.role,
                                               role=args.role, queues=args.queue,
-                                              may_hand_off=not args.no_hand_off)
+                                              may_hand_off=not args.no_hand_off,
+                                              audit=CLI_AUDIT)
             scope = ", ".join(info.queues) or "all queues"
             hand_off = "" if info.may_hand_off else ", no hand-off to other queues"
             print(f"token {info.id} ({info.name}): role {info.role}, {scope}{hand_off}")
@@ -241,12 +276,41 @@ async def _tokens(config: Config, args: argparse.Namespace) -> int:
                 print(f"{row['id']}\t{row['name']}\t{row['role']}\t"
                       f"{','.join(row['queues']) or '*'}\t{state}")
         else:
-            if not await revoke_token(engine, args.id):
+            if not await revoke_token(engine, args.id, audit=CLI_AUDIT):
                 print(f"no active token {args.id}", file=sys.stderr)
                 return 1
             print(f"token {args.id} revoked")
     finally:
         await engine.dispose()
+    return 0
+
+
+async def _report(config: Config, args: argparse.Namespace) -> int:
+    from gateway.report_output import as_csv, as_document, as_table
+    from gateway.reports import BadParameter, check_parameters, run_report
+    from storage.engine import utcnow
+    from storage.reports import ReportQuery
+
+    try:
+        checked = check_parameters(start=args.start, end=args.end, grouping=args.group,
+                                   format=args.format)
+    except BadParameter as exc:
+        print(f"intake report: --{exc.parameter}: {exc.detail}", file=sys.stderr)
+        return 2
+    query = ReportQuery(start=checked.start, end=checked.end, grouping=checked.grouping,
+                        now=utcnow(), queues=args.queue or None)
+    engine = _engine(config)
+    try:
+        rows = await run_report(engine, config.sla, query)
+    finally:
+        await engine.dispose()
+    if checked.format == "csv":
+        sys.stdout.write(as_csv(rows))
+    elif checked.format == "json":
+        print(json.dumps(as_document(rows, start=checked.start, end=checked.end,
+                                     grouping=checked.grouping), indent=2))
+    else:
+        sys.stdout.write(as_table(rows))
     return 0
 
 
@@ -269,7 +333,7 @@ async def _reprocess(config: Config, args: argparse.Namespace) -> int:
                     print(f"not an inbox id or reference: {value}", file=sys.stderr)
                     return 2
                 ids.append(item_id)
-        count = await requeue_dead(engine, ids)
+        count = await requeue_dead(engine, ids, audit=CLI_AUDIT)
     finally:
         await engine.dispose()
     print(f"{count} dead-lettered item(s) queued again; a running `intake serve` takes them")
@@ -308,18 +372,46 @@ async def _dead_letters(config: Config, args: argparse.Namespace) -> int:
             print("name items (inbox:ID, outbox:ID) or use --all", file=sys.stderr)
             return 2
         if args.action == "retry":
-            count = (await requeue_dead(engine, None if args.all else wanted["inbox"])
-                     + await retry_dead(engine, None if args.all else wanted["outbox"]))
+            count = (await requeue_dead(engine, None if args.all else wanted["inbox"],
+                                        audit=CLI_AUDIT)
+                     + await retry_dead(engine, None if args.all else wanted["outbox"],
+                                        audit=CLI_AUDIT))
             print(f"{count} dead-lettered item(s) queued again")
         else:
             if args.all:
                 print("discard needs the items named", file=sys.stderr)
                 return 2
-            count = await discard_dead(engine, wanted["outbox"])
+            count = await discard_dead(engine, wanted["outbox"], audit=CLI_AUDIT)
             print(f"{count} outbox row(s) discarded (inbox items are kept: reprocess them)")
     finally:
         await engine.dispose()
     return 0
+
+
+async def _audit(config: Config, args: argparse.Namespace) -> int:
+    from gateway.audit_cli import run
+
+    return await run(config, args)
+
+
+async def _erase(config: Config, args: argparse.Namespace) -> int:
+    from gateway.privacy_cli import erase
+
+    engine = _engine(config)
+    try:
+        return await erase(engine, args)
+    finally:
+        await engine.dispose()
+
+
+async def _export(config: Config, args: argparse.Namespace) -> int:
+    from gateway.privacy_cli import export
+
+    engine = _engine(config)
+    try:
+        return await export(engine, args)
+    finally:
+        await engine.dispose()
 
 
 async def _parse(config: Config, args: argparse.Namespace) -> int:
@@ -413,6 +505,32 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("items", nargs="*", help="inbox:ID or outbox:ID")
     dead.add_argument("--all", action="store_true", help="retry every dead-lettered item")
     dead.add_argument("--json", action="store_true")
+    add_audit_parser(sub)  # intake audit
+    add_retention_parsers(sub)  # intake retention, backup, restore
+    report = sub.add_parser("report", help="the desk's figures for a period, per group")
+    report.add_argument("--from", dest="start", required=True, metavar="WHEN",
+                        help="a date (from its start, UTC) or an RFC 3339 date-time")
+    report.add_argument("--to", dest="end", required=True, metavar="WHEN",
+                        help="a date (to its end, UTC) or an RFC 3339 date-time (exclusive)")
+    report.add_argument("--group", default=None, metavar="BY",
+                        help="queue (default), priority, type, channel, component, agent, "
+                        "day or week")
+    report.add_argument("--format", default=None, metavar="FORMAT",
+                        help="table (default), csv or json")
+    report.add_argument("--queue", action="append", default=[],
+                        help="only this queue (repeatable)")
+    health = sub.add_parser("health", help="what is wrong, for Nagios-style checks: exit 0 "
+                            "OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
+    health.add_argument("--json", action="store_true")
+    erase = sub.add_parser("erase", help="erase every trace of one person (right to erasure)")
+    erase.add_argument("--requester", required=True, metavar="EMAIL",
+                       help="the person's email address")
+    erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    export = sub.add_parser("export", help="one person's requests, mails and files as a zip "
+                            "(right of access)")
+    export.add_argument("--requester", required=True, metavar="EMAIL",
+                        help="the person's email address")
+    export.add_argument("--output", required=True, metavar="FILE", help="the zip to write")
     maps = sub.add_parser("postfix-maps",
                           help="Postfix tables relaying our addresses to the LMTP listener")
     maps.add_argument("--output", metavar="DIR",
@@ -427,11 +545,15 @@ COMMANDS: dict[str, Command] = {
     "serve": _serve, "migrate": _migrate, "check-config": _check_config, "tokens": _tokens,
     "reprocess": _reprocess, "dead-letters": _dead_letters, "parse": _parse,
     "route": _route, "reroute": _reroute, "quarantine": _quarantine,
-    "postfix-maps": _postfix_maps,
+    "postfix-maps": _postfix_maps, "report": _report, "health": _health,
+    "audit": _audit,
+    "retention": run_retention, "backup": run_backup, "restore": run_restore,
+    "erase": _erase, "export": _export,
 }
 # The commands that open the database: its location is checked before they run.
 DATABASE_COMMANDS = frozenset({"serve", "migrate", "tokens", "reprocess", "dead-letters",
-                               "reroute", "quarantine"})
+                               "reroute", "quarantine", "report", "health", "audit",
+                               "retention", "backup", "erase", "export"})
 DATABASE_CREATING_COMMANDS = frozenset({"serve", "migrate"})
 
 
@@ -447,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _exit_code(exc)
+        code = _exit_code(exc)
+        return NAGIOS_UNKNOWN if args.command == "health" else code
     # --log-level wins over [log] level; [log] format decides text or JSON lines.
     configure(args.log_level or config.log.level, config.log.format)
     try:
@@ -480,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # sysexits.h: configuration error, and "temporary failure, try again later".
 EX_CONFIG, EX_TEMPFAIL = 2, 75
+# `intake health` cannot check without its configuration: Nagios's UNKNOWN.
+NAGIOS_UNKNOWN = 3
 
 
 def _shown(url: str) -> str:

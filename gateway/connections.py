@@ -75,6 +75,7 @@ class Cause(StrEnum):
     BODY = "body"            # HTTP: the request body arrived too slowly
     KEEPALIVE = "keepalive"  # HTTP: no next request on a kept-alive connection
     SEND = "send"            # the client stopped reading what we send
+    PROXY = "proxy"          # SMTP: a PROXY header from an address not trusted to send one
     EVICTED = "evicted"      # idle while the listener was full
 
 
@@ -179,12 +180,15 @@ class Connections:
             self._timer = None
         self._log.flush(math.inf)
 
-    def admit(self, peer: Any, *, cut: Callable[[Cause], None]) -> Connection | Refusal:
-        """A new connection from `peer` (a peername), or why it is refused."""
+    def admit(self, peer: Any, *, cut: Callable[[Cause], None],
+              per_client: bool = True) -> Connection | Refusal:
+        """A new connection from `peer` (a peername), or why it is refused.
+        `per_client` False: a trusted proxy's, under the total cap only (its
+        address stands for many clients; see `rekey`)."""
         host = peer_host(peer)
         key = client_key(host)
         refusal: Refusal | None = None
-        if self._per_client[key] >= self.caps.per_client:
+        if per_client and self._per_client[key] >= self.caps.per_client:
             refusal = Refusal.PER_CLIENT
         elif len(self._open) >= self.caps.total and not self._evict_one():
             refusal = Refusal.TOTAL
@@ -199,16 +203,36 @@ class Connections:
         self.peak = max(self.peak, len(self._open))
         return conn
 
+    def rekey(self, conn: Connection, peer: Any) -> Refusal | None:
+        """A proxy has said whose `conn` is: from now it counts as `peer`'s,
+        under that client's cap; over it, the refusal (counted and logged, the
+        connection left for the caller to answer and close)."""
+        if conn not in self._open:
+            return None  # closed meanwhile
+        host = peer_host(peer)
+        key = client_key(host)
+        if self._per_client[key] >= self.caps.per_client:
+            self.refused[Refusal.PER_CLIENT] += 1
+            self._refused(Refusal.PER_CLIENT, host)
+            return Refusal.PER_CLIENT
+        self._uncount(conn.key)
+        conn.key = key
+        self._per_client[key] += 1
+        return None
+
     def release(self, conn: Connection) -> None:
         """The connection is closed (idempotent: a cut one was released already)."""
         if conn not in self._open:
             return
         self._open.discard(conn)
-        left = self._per_client[conn.key] - 1
+        self._uncount(conn.key)
+
+    def _uncount(self, key: str) -> None:
+        left = self._per_client[key] - 1
         if left > 0:
-            self._per_client[conn.key] = left
+            self._per_client[key] = left
         else:
-            del self._per_client[conn.key]  # the table holds open clients only
+            del self._per_client[key]  # the table holds open clients only
 
     def expire(self, conn: Connection, cause: Cause) -> None:
         """Cut `conn` now for `cause`: counted, logged, released, closed."""
@@ -268,6 +292,8 @@ _CUT_REASONS = {
     Cause.KEEPALIVE: "no next request on a kept-alive connection "
                      "(http.keepalive_timeout_seconds)",
     Cause.SEND: "it stopped reading what we send",
+    Cause.PROXY: "it sent a PROXY header but is not a trusted proxy "
+                 "(smtp.proxy_protocol_from)",
     Cause.EVICTED: "idle while every connection was taken (max_connections)",
 }
 

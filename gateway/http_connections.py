@@ -9,12 +9,13 @@ the connection under the listener's caps (gateway/connections.py) and notes
 each packet, and a middleware (`HttpConnections.middleware`, the innermost)
 tells it when a request's head has arrived and when its answer is done.
 
-- At accept: over the per-address cap, `429`; over the total (with no idle
-  connection to evict), `503`; both with `Retry-After` and a problem document,
-  written before the request is read, then the connection is closed once the
-  client has sent its request or `REFUSAL_LINGER_SECONDS` have passed (so its
-  request does not meet a reset). Past `MAX_LINGERING` such connections at once,
-  a refused one is closed just after the answer is written.
+- At accept: over the per-address cap (not applied to `trusted_proxies`),
+  `429`; over the total (with no idle connection to evict), `503`; both with
+  `Retry-After` and a problem document, written before the request is read,
+  then the connection is closed once the client has sent its request or
+  `REFUSAL_LINGER_SECONDS` have passed (so its request does not meet a reset).
+  Past `MAX_LINGERING` such connections at once, a refused one is closed just
+  after the answer is written.
 - The head must arrive within `header_timeout_seconds` of the connection (or of
   the first byte of a next request on a kept-alive connection), the body within
   `body_timeout_seconds` plus a second per `body_min_bytes_per_second` bytes
@@ -42,8 +43,10 @@ from gateway.connections import (
     Connections,
     Refusal,
     hang_up,
+    peer_host,
 )
 from gateway.http.problems import PROBLEM, RETRY_AFTER_SECONDS, Problem
+from gateway.proxies import TrustedProxies
 
 # How long a refused connection stays open to take in the request before it
 # is closed, and how many may wait so at once (each holds a descriptor).
@@ -85,6 +88,10 @@ class HttpConnections:
         self.seconds_per_byte = (1 / http.body_min_bytes_per_second
                                  if http.body_min_bytes_per_second else 0.0)
         self.keepalive_timeout = http.keepalive_timeout_seconds
+        # A trusted proxy's connections carry many clients' requests (and HAProxy
+        # reuses them across clients): the total cap only; the rate limits see
+        # each client by its X-Forwarded-For (gateway/http/forwarded.py).
+        self.proxies = TrustedProxies(http.trusted_proxies)
         self.connections = Connections(
             name="http",
             caps=Caps(total=http.max_connections, per_client=http.max_connections_per_client),
@@ -153,7 +160,9 @@ class _Guarded(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         guard = self._guard
-        admitted = guard.connections.admit(transport.get_extra_info("peername"), cut=self._cut)
+        peer = transport.get_extra_info("peername")
+        admitted = guard.connections.admit(peer, cut=self._cut,
+                                           per_client=not guard.proxies.trusts(peer_host(peer)))
         if isinstance(admitted, Refusal):
             self._refuse(transport, REFUSED[admitted])
             return

@@ -7,6 +7,11 @@ is swapped in as a whole (one attribute assignment, between two batches); an
 invalid one leaves the old rules running, with every problem logged and kept
 for the admin endpoint. Settings other than rules, components, classifier
 cues, service levels, escalations, queues and outbound templates need a restart.
+
+Each reload, good or bad, is an audit event (`rules.reload`, actor `system`,
+with what triggered it) once the holder has an `engine`: written right after
+the swap, in the background (a reload is no database transaction to join),
+and logged if it cannot be.
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from domain.errors import ConfigError
 from gateway.config import Config, InvalidConfigError, config_from_text
 from gateway.supervisor import Heartbeat
 from routing.api import RuleSet, warm_up
 from routing.sla import SlaConfig
 from routing.sla.escalation import Escalation
+from storage import audit
 from storage.engine import utcnow
 
 log = logging.getLogger("intake.rules")
@@ -54,6 +62,9 @@ class RulesHolder:
     config: Config
     loaded_at: datetime = field(default_factory=utcnow)
     last_reload: ReloadResult | None = None
+    # Where reloads are audited (None: not audited, as in tests of the rules alone).
+    engine: AsyncEngine | None = None
+    _audits: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def load(cls, config: Config) -> RulesHolder:
@@ -76,9 +87,44 @@ class RulesHolder:
     def queues(self) -> list[str]:
         return [q.name for q in self.config.queue]
 
-    def reload(self, text: str | None = None) -> ReloadResult:
-        """Read the file again (or take `text`); swap in its rules only if all of it
-        is valid."""
+    def reload(self, text: str | None = None, *, trigger: str | None = None) -> ReloadResult:
+        """Read the file again (or take `text`, the watcher's: "file changed"); swap
+        in its rules only if all of it is valid. `trigger` goes into the audit event."""
+        result = self._reload(text)
+        self._audit(result, trigger or ("file changed" if text is not None else "reload"))
+        return result
+
+    def hangup(self) -> None:
+        """SIGHUP's handler: reload now."""
+        self.reload(trigger="SIGHUP")
+
+    def _audit(self, result: ReloadResult, trigger: str) -> None:
+        if self.engine is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: nothing to write with (a reload from a script)
+        task = loop.create_task(self._record(self.engine, result, trigger))
+        self._audits.add(task)
+        task.add_done_callback(self._audits.discard)
+
+    async def _record(self, engine: AsyncEngine, result: ReloadResult, trigger: str) -> None:
+        try:
+            await audit.record(engine, actor="system", action="rules.reload",
+                               target=self.config.source, data={
+                                   "trigger": trigger, "ok": result.ok,
+                                   "changed": result.changed, "errors": list(result.errors),
+                                   "pid": os.getpid()})
+        except Exception:  # noqa: BLE001 - the reload stands; say the audit missed it
+            log.exception("the rules reload at %s was not written to the audit", result.at)
+
+    async def audited(self) -> None:
+        """Wait for the audit events of the reloads so far to be written."""
+        while self._audits:
+            await asyncio.gather(*self._audits, return_exceptions=True)
+
+    def _reload(self, text: str | None) -> ReloadResult:
         try:
             text = _read(self.config) if text is None else text
             new = config_from_text(text, self.config.source, os.environ)

@@ -17,6 +17,16 @@ a byte at a time: the next command within the idle timeout, a command begun
 within the command timeout, the message within the DATA timeout, and the end
 of the session within the session timeout (cut at its first idle moment
 after, never in a transaction). Past one it is told 421 4.4.2 and closed.
+
+Behind a load balancer (`smtp.proxy_protocol_from`, gateway/proxies.py) a
+connection from a listed proxy must begin with a PROXY header (v1 or v2,
+aiosmtpd reads it) within the command timeout, and the client it names is the
+session's peer: in the stored envelope, the logs and the per-client cap. The
+cap is applied at accept to the proxy's address, which stands for many
+clients, so there only the total counts; once the header is in, the client's
+own cap (`Connections.rekey`), and over it 421 4.7.0 as at accept. A header
+from anyone else is refused (554 5.7.1) and the connection closed: otherwise
+any client could say it is somebody else.
 """
 
 from __future__ import annotations
@@ -33,10 +43,11 @@ from enum import StrEnum
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
+from aiosmtpd.proxy_protocol import AF, V2_CMD, V2_SIGNATURE, ProxyData
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from domain.errors import GatewayError
-from gateway import logs
+from gateway import logs, metrics
 from gateway.config import Config
 from gateway.connections import (
     LISTEN_BACKLOG,
@@ -46,8 +57,10 @@ from gateway.connections import (
     Connections,
     Refusal,
     hang_up,
+    peer_host,
 )
 from gateway.data_budget import DataBudget
+from gateway.proxies import TrustedProxies
 from storage.errors import Unstorable
 from storage.inbox import Accepted, NewItem
 
@@ -84,7 +97,10 @@ GOODBYES = {
     Cause.DATA: "421 4.4.2 Timeout: message data not received in time, closing connection",
     Cause.SESSION: "421 4.4.2 Session time limit reached, closing connection",
     Cause.EVICTED: "421 4.3.2 Server busy and this session idle, closing connection",
+    Cause.PROXY: "554 5.7.1 PROXY header refused: this address is not a trusted proxy",
 }
+# How a PROXY header begins (v1's text, v2's binary signature).
+PROXY_SIGNATURES = (b"PROXY", V2_SIGNATURE[:5])
 # aiosmtpd's own size replies carry no enhanced code; RFC 3463 says 5.3.4.
 _REWRITES = {
     "552 Error: message size exceeds fixed maximum message size":
@@ -163,9 +179,15 @@ class _IntakeSession:
     smtp_RCPT = _refusing_nul(SMTP.smtp_RCPT)
 
     def __init__(self, handler: Any, *, connections: Connections, tracked: Connection,
-                 timeouts: SessionTimeouts, budget: DataBudget, **kwargs: Any) -> None:
+                 timeouts: SessionTimeouts, budget: DataBudget, proxied: bool = False,
+                 **kwargs: Any) -> None:
+        if proxied:
+            # aiosmtpd's own timer for the header, a backstop like the one below.
+            kwargs["proxy_protocol_timeout"] = max(3.0, timeouts.longest * 2)
         super().__init__(handler, **kwargs)  # type: ignore[call-arg]
         self._connections = connections
+        self._proxied = proxied  # from a trusted proxy: a PROXY header comes first
+        self._first = True  # no byte received yet
         self._budget = budget  # the listener's message data in flight
         self._timeouts = timeouts
         self.tracked = tracked  # admitted by the listener's gate (`_Gate`)
@@ -176,7 +198,11 @@ class _IntakeSession:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._session_ends == math.inf:  # not STARTTLS's second call
             self._session_ends = time.monotonic() + self._timeouts.session
-            self._await_command()
+            if self._proxied:  # the header is owed at once, like a command begun
+                self._phase = _Phase.COMMAND
+                self._wait(self._timeouts.command, Cause.COMMAND, evictable=True)
+            else:
+                self._await_command()
         super().connection_made(transport)  # type: ignore[misc]
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -194,6 +220,11 @@ class _IntakeSession:
         return False
 
     def data_received(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            if not self._proxied and data.startswith(PROXY_SIGNATURES):
+                self._connections.expire(self.tracked, Cause.PROXY)
+                return
         if self._phase == _Phase.AWAITING:
             self._phase = _Phase.COMMAND  # the command's deadline does not move again
             self._wait(self._timeouts.command, Cause.COMMAND, evictable=True)
@@ -228,6 +259,26 @@ class _IntakeSession:
         self.tracked.stalled(False)
         super().resume_writing()  # type: ignore[misc]
 
+    async def smtp_PROXY(self, arg: str | None) -> None:
+        """A PROXY line as a command (not the connection's first bytes, or sent
+        in pieces): never believed, refused like a header from an untrusted peer."""
+        self._connections.expire(self.tracked, Cause.PROXY)
+
+    def proxied_for(self, data: ProxyData) -> bool:
+        """A trusted proxy's header has come: its client becomes the session's
+        peer (False: refused, over that client's cap, and answered)."""
+        source = data.src_addr
+        if (data.command == V2_CMD.LOCAL or data.family not in (AF.INET, AF.INET6)
+                or source is None or isinstance(source, (bytes, bytearray))):
+            return True  # the proxy's own connection (a health check): its address stays
+        peer = (str(source), data.src_port or 0)
+        refusal = self._connections.rekey(self.tracked, peer)
+        if refusal is not None:
+            hang_up(self.transport, REFUSED[refusal].encode() + b"\r\n")  # type: ignore[attr-defined]
+            return False
+        self.session.peer = peer  # type: ignore[attr-defined]
+        return True
+
     def storing(self) -> None:
         """The message is in: storing it is our time, not the client's."""
         self._phase = _Phase.STORING
@@ -235,6 +286,8 @@ class _IntakeSession:
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
+            if status in _REWRITES:  # aiosmtpd refused a message as too large
+                self.event_handler.counts.refused("too_large")  # type: ignore[attr-defined]
             status = _REWRITES.get(status, status)
         if isinstance(status, str) and status.startswith("354"):
             self._phase = _Phase.DATA
@@ -313,6 +366,13 @@ class IntakeHandler:
         self._submit = submit
         self._channel = channel
         self.in_flight = 0
+        self.counts = metrics.intake(channel)  # bound once: a count is one .inc()
+
+    async def handle_PROXY(self, server: SMTP, session: Session, envelope: Envelope,
+                           proxy_data: ProxyData) -> bool:
+        """aiosmtpd read a valid PROXY header (only sessions from a trusted proxy
+        wait for one; an invalid one closes the connection before this)."""
+        return isinstance(server, _IntakeSession) and server.proxied_for(proxy_data)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -331,6 +391,7 @@ class IntakeHandler:
         if not self._config.accepts(address):
             logs.item("refused", reference=None, channel=self._channel,
                       outcome=NO_SUCH_USER[:9])  # the address itself only at DEBUG
+            self.counts.refused("unknown_recipient")
             log.debug("recipient refused: %s", address)
             return NO_SUCH_USER
         envelope.rcpt_tos.append(address)
@@ -342,6 +403,7 @@ class IntakeHandler:
         if has_bare_line_ending(raw):
             logs.item("refused", reference=None, channel=self._channel,
                       outcome=BARE_LINE_ENDING[:9])
+            self.counts.refused("bare_line_ending")
             return self._per_recipient(envelope, BARE_LINE_ENDING)
         meta = {
             "mail_from": envelope.mail_from,
@@ -357,11 +419,13 @@ class IntakeHandler:
         except Exception as exc:  # noqa: BLE001 - every failure gets its answer here
             reply = _reply_for(exc)
             logs.item("refused", reference=None, channel=self._channel, outcome=reply[:9])
+            self.counts.failed() if reply == TRY_LATER else self.counts.refused("unstorable")
             return self._per_recipient(envelope, reply)
         finally:
             self.in_flight -= 1
         logs.item("accepted", reference=accepted.reference, channel=self._channel,
                   outcome="250")
+        self.counts.accepted(len(raw))
         return self._per_recipient(envelope, f"250 2.0.0 Accepted as {accepted.reference}")
 
     def _per_recipient(self, envelope: Envelope, reply: str) -> str:
@@ -381,13 +445,14 @@ class _Gate(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         listener = self._listener
-        admitted = listener.connections.admit(transport.get_extra_info("peername"),
-                                              cut=_not_yet)
+        peer = transport.get_extra_info("peername")
+        proxied = listener.proxies.trusts(peer_host(peer))
+        admitted = listener.connections.admit(peer, cut=_not_yet, per_client=not proxied)
         if isinstance(admitted, Refusal):
             hang_up(transport, REFUSED[admitted].encode() + b"\r\n")
             return
         try:
-            session = listener.session(admitted)
+            session = listener.session(admitted, proxied=proxied)
         except Exception:
             listener.connections.release(admitted)
             hang_up(transport, TRY_LATER_NOW.encode() + b"\r\n")
@@ -418,6 +483,8 @@ class SmtpListener:
         self._server: asyncio.base_events.Server | None = None
         self._timeouts = SessionTimeouts.of(config)
         self.budget = DataBudget(config.smtp.data_in_flight_bytes)
+        # Whose connections begin with a PROXY header naming the client.
+        self.proxies = TrustedProxies(config.smtp.proxy_protocol_from)
         # Its caps, deadlines and counts (`refused`, `cut`) for tests and metrics.
         self.connections = Connections(
             name="lmtp" if lmtp else "smtp",
@@ -431,14 +498,15 @@ class SmtpListener:
     def _factory(self) -> asyncio.Protocol:
         return _Gate(self)
 
-    def session(self, tracked: Connection) -> SMTP:
-        """A session for an admitted connection."""
+    def session(self, tracked: Connection, *, proxied: bool = False) -> SMTP:
+        """A session for an admitted connection (`proxied`: from a trusted proxy)."""
         session = self._cls(
             self.handler,
             connections=self.connections,
             tracked=tracked,
             timeouts=self._timeouts,
             budget=self.budget,
+            proxied=proxied,
             data_size_limit=self.config.intake.max_message_bytes,
             enable_SMTPUTF8=True,
             hostname=self.config.smtp.hostname,

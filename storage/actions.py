@@ -23,6 +23,7 @@ from domain.lifecycle import (
     reply_starts_new,
     status_after_merge,
 )
+from storage.audit import Audit
 from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.notify import notify
@@ -47,7 +48,8 @@ async def list_by_status(engine: AsyncEngine, status: Status,
 
 
 async def release(engine: AsyncEngine, reference: str, actor: str, *,
-                  expected_version: int | None = None) -> str | None:
+                  expected_version: int | None = None, audit: Audit | None = None
+                  ) -> str | None:
     """Let a quarantined request in: status new; None if it was not held (or, with
     `expected_version`, if it is no longer at that version). Its service-level
     clocks start now: the time it was held is a pause (domain.lifecycle.HELD)."""
@@ -73,6 +75,8 @@ async def release(engine: AsyncEngine, reference: str, actor: str, *,
         await notify(conn, [row.queue])
         await emit(conn, PublicEvent.STATUS_CHANGED, row.id, reference,
                    {"from": Status.QUARANTINED, "status": Status.NEW, "actor": actor})
+        if audit is not None:
+            await audit.action(conn, "quarantine.release", reference, {"queue": row.queue})
     return str(row.queue)
 
 
@@ -96,10 +100,14 @@ async def open_requests(engine: AsyncEngine, references: list[str] | None = None
 
 
 async def reroute(engine: AsyncEngine, request_id: int, changes: dict[str, Any],
-                  decision: dict[str, Any], actor: str) -> None:
+                  decision: dict[str, Any], actor: str, *, audit: Audit | None = None,
+                  reference: str | None = None) -> None:
     """Apply the current rules' answer to a request, recording what changed."""
     now = utcnow()
     async with transaction(engine) as conn:
+        if audit is not None:
+            await audit.action(conn, "request.reroute", reference or f"id:{request_id}",
+                               {"by": "rules", "changes": _jsonable(changes)})
         await conn.execute(update(requests).where(requests.c.id == request_id)
                            .values({**changes, "updated_at": now,
                                     "version": requests.c.version + 1}))
@@ -129,8 +137,10 @@ async def _request_id(conn: AsyncConnection, reference: str) -> tuple[int, int] 
 async def update_fields(engine: AsyncEngine, reference: str, expected_version: int | None,
                         changes: dict[str, Any], actor: str, *,
                         kind: EventKind = EventKind.UPDATED,
-                        note: dict[str, Any] | None = None) -> Updated:
-    """Change fields if the version still matches (optimistic concurrency)."""
+                        note: dict[str, Any] | None = None,
+                        audit: Audit | None = None) -> Updated:
+    """Change fields if the version still matches (optimistic concurrency). A
+    move to another queue is audited (`request.reroute`) with `audit`."""
     now = utcnow()
     async with transaction(engine) as conn:
         found = await _request_id(conn, reference)
@@ -146,6 +156,10 @@ async def update_fields(engine: AsyncEngine, reference: str, expected_version: i
             if current is not None:
                 follow = status_columns(current, Status(changes["status"]), now)
         released = _claim_ends(changes)
+        moved_from = None
+        if audit is not None and "queue" in changes:
+            moved_from = (await conn.execute(select(requests.c.queue)
+                                             .where(requests.c.id == request_id))).scalar()
         row = (await conn.execute(
             update(requests).where(requests.c.id == request_id, requests.c.version == version)
             .values({**follow, **released, **changes, "updated_at": now,
@@ -171,6 +185,9 @@ async def update_fields(engine: AsyncEngine, reference: str, expected_version: i
         if kind == EventKind.ESCALATED:
             await emit(conn, PublicEvent.ESCALATED, request_id, reference,
                        {"changes": _jsonable(changes), "actor": actor} | (note or {}))
+        if audit is not None and moved_from is not None and moved_from != row.queue:
+            await audit.action(conn, "request.reroute", reference,
+                               {"by": str(kind), "from": moved_from, "to": row.queue})
     return Updated(Outcome.OK, row.version)
 
 
@@ -281,7 +298,8 @@ async def add_reply(engine: AsyncEngine, reference: str, message: NewMessage, ac
 async def merge(engine: AsyncEngine, reference: str, into: str, actor: str, *,
                 expected_version: int | None = None,
                 into_version: int | None = None,
-                reopen_days: Mapping[str, int] | None = None) -> Outcome:
+                reopen_days: Mapping[str, int] | None = None,
+                audit: Audit | None = None) -> Outcome:
     """Merge a duplicate into another request: OK, MISSING, SAME, MERGED (already),
     or STALE when either is no longer at the version given for it.
 
@@ -314,6 +332,9 @@ async def merge(engine: AsyncEngine, reference: str, into: str, actor: str, *,
             if reply_starts_new(Status(target.status), automatic=Status(source.status) not in OPEN,
                                 done_at=as_utc(target.done_at), now=now, reopen_days=days):
                 await _link(conn, source, target, reference, into, actor, now)
+                if audit is not None:
+                    await audit.action(conn, "request.merge", reference,
+                                       {"into": into, "outcome": "linked"})
                 return Outcome.LINKED
             reopen = status_after_merge(Status(target.status), source=Status(source.status))
             target_values: dict[str, Any] = {}
@@ -359,6 +380,10 @@ async def merge(engine: AsyncEngine, reference: str, into: str, actor: str, *,
                 await emit(conn, PublicEvent.REOPENED, target.id, into,
                            {"from": target.status, "by": "merge", "merged": reference,
                             "actor": actor})
+            if audit is not None:
+                await audit.action(conn, "request.merge", reference,
+                                   {"into": into, "outcome": "merged",
+                                    "reopened": bool(target_values)})
     except _Changed:
         return Outcome.STALE
     return Outcome.OK

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.errors import Conflict
+from storage.audit import Audit
 from storage.engine import as_utc, connection, insert_new, transaction, utcnow
 from storage.models import agents, canned_responses
 
@@ -29,7 +30,8 @@ def _agent(row: Any) -> dict[str, Any]:
 
 async def create_agent(engine: AsyncEngine, *, name: str, email: str, queues: list[str],
                        active: bool = True, quiet_hours: str | None = None,
-                       digest_minutes: int | None = None) -> dict[str, Any] | None:
+                       digest_minutes: int | None = None,
+                       audit: Audit | None = None) -> dict[str, Any] | None:
     """The new agent; None if another has this email."""
     now = utcnow()
     async with transaction(engine) as conn:
@@ -38,6 +40,9 @@ async def create_agent(engine: AsyncEngine, *, name: str, email: str, queues: li
                 name=name, email=email, queues=sorted(set(queues)), active=active,
                 quiet_hours=quiet_hours, digest_minutes=digest_minutes,
                 created_at=now, updated_at=now).returning(*agents.c))).first()
+        if audit is not None and row is not None:
+            await audit.action(conn, "agent.create", f"agent:{row.id}",
+                               {"queues": list(row.queues), "active": bool(row.active)})
     return None if row is None else _agent(row)
 
 
@@ -53,8 +58,8 @@ async def list_agents(engine: AsyncEngine) -> list[dict[str, Any]]:
     return [_agent(r) for r in rows]
 
 
-async def update_agent(engine: AsyncEngine, agent_id: int,
-                       changes: dict[str, Any]) -> dict[str, Any] | None:
+async def update_agent(engine: AsyncEngine, agent_id: int, changes: dict[str, Any], *,
+                       audit: Audit | None = None) -> dict[str, Any] | None:
     """The agent after the change; None if there is none. Conflict: email taken."""
     values = {k: v for k, v in changes.items() if k in AGENT_FIELDS}
     if "queues" in values:
@@ -64,6 +69,11 @@ async def update_agent(engine: AsyncEngine, agent_id: int,
             row = (await conn.execute(
                 update(agents).where(agents.c.id == agent_id)
                 .values(values | {"updated_at": utcnow()}).returning(*agents.c))).first()
+            if audit is not None and row is not None:
+                # Which fields changed; the values only of scope and activity.
+                await audit.action(conn, "agent.update", f"agent:{agent_id}", {
+                    "fields": sorted(values)} | {k: values[k] for k in ("queues", "active")
+                                                  if k in values})
     except IntegrityError:
         raise Conflict("another agent has this email") from None
     return None if row is None else _agent(row)
@@ -88,7 +98,7 @@ def _canned(row: Any) -> dict[str, Any]:
 
 
 async def create_canned(engine: AsyncEngine, *, queue: str, language: str, name: str,
-                        body: str) -> dict[str, Any] | None:
+                        body: str, audit: Audit | None = None) -> dict[str, Any] | None:
     """The new canned response; None if the queue has one by this name in this language."""
     now = utcnow()
     async with transaction(engine) as conn:
@@ -96,6 +106,8 @@ async def create_canned(engine: AsyncEngine, *, queue: str, language: str, name:
             insert_new(conn, canned_responses).values(
                 queue=queue, language=language, name=name, body=body, created_at=now,
                 updated_at=now).returning(*canned_responses.c))).first()
+        if audit is not None and row is not None:
+            await _audit_canned(conn, audit, row, created=True)
     return None if row is None else _canned(row)
 
 
@@ -120,8 +132,8 @@ async def get_canned(engine: AsyncEngine, canned_id: int) -> dict[str, Any] | No
     return None if row is None else _canned(row)
 
 
-async def update_canned(engine: AsyncEngine, canned_id: int,
-                        changes: dict[str, Any]) -> dict[str, Any] | None:
+async def update_canned(engine: AsyncEngine, canned_id: int, changes: dict[str, Any], *,
+                        audit: Audit | None = None) -> dict[str, Any] | None:
     """After the change; None if there is none. Conflict: the name is taken."""
     values = {k: v for k, v in changes.items() if k in CANNED_FIELDS}
     try:
@@ -130,14 +142,25 @@ async def update_canned(engine: AsyncEngine, canned_id: int,
                 update(canned_responses).where(canned_responses.c.id == canned_id)
                 .values(values | {"updated_at": utcnow()})
                 .returning(*canned_responses.c))).first()
+            if audit is not None and row is not None:
+                await _audit_canned(conn, audit, row, created=False)
     except IntegrityError:
         raise Conflict("this queue has a canned response by this name in this "
                        "language") from None
     return None if row is None else _canned(row)
 
 
-async def delete_canned(engine: AsyncEngine, canned_id: int) -> bool:
+async def delete_canned(engine: AsyncEngine, canned_id: int, *,
+                        audit: Audit | None = None) -> bool:
     async with transaction(engine) as conn:
         result = await conn.execute(delete(canned_responses)
                                     .where(canned_responses.c.id == canned_id))
+        if audit is not None and result.rowcount == 1:
+            await audit.action(conn, "canned.delete", f"canned:{canned_id}")
     return result.rowcount == 1
+
+
+async def _audit_canned(conn: AsyncConnection, audit: Audit, row: Any, *,
+                        created: bool) -> None:
+    await audit.action(conn, "canned.save", f"canned:{row.id}", {
+        "queue": row.queue, "language": row.language, "name": row.name, "created": created})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -30,13 +30,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.lifecycle import WORKABLE, EventKind
+from domain.lifecycle import EventKind
 from storage.engine import as_utc, connection, transaction, utcnow
-from storage.models import events, messages, requests, sla_marks
+from storage.models import (
+    FAR_FUTURE,
+    IS_WORKABLE,
+    WORK_ORDER,
+    events,
+    messages,
+    requests,
+    sla_marks,
+)
 
-FAR_FUTURE = datetime(9999, 1, 1)  # naive: compared as stored, on both backends
-_PRIORITY = func.coalesce(requests.c.priority, literal("P9"))
-_DUE = func.coalesce(requests.c.due_at, literal(FAR_FUTURE, requests.c.due_at.type))
+# Sorting and filtering by exactly these expressions lets ix_requests_queue_work_order
+# hand a queue's workable requests over in order (see storage/models.py).
+_PRIORITY, _DUE, _ = WORK_ORDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +64,10 @@ def _claim_statement() -> Any:
     """Built once: claims run often, and building the expression costs more than SQL."""
     candidates = (
         select(requests.c.id)
-        .where(requests.c.queue == bindparam("b_queue"), requests.c.status.in_(WORKABLE),
+        .where(requests.c.queue == bindparam("b_queue"), IS_WORKABLE,
                or_(requests.c.claimed_by.is_(None),
                    requests.c.claim_until < bindparam("b_now", type_=requests.c.claim_until.type)))
-        .order_by(_PRIORITY, _DUE, requests.c.id).limit(bindparam("b_limit", type_=Integer))
+        .order_by(*WORK_ORDER).limit(bindparam("b_limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
     return (
@@ -146,7 +154,7 @@ async def queue_overview(engine: AsyncEngine, queues: list[str]) -> list[dict[st
                func.count().filter(_free(now)).label("unclaimed"),
                func.min(requests.c.created_at).filter(_free(now)).label("oldest"),
                func.count().filter(requests.c.due_at < now).label("past_due"))
-        .where(requests.c.status.in_(WORKABLE), requests.c.queue.in_(queues))
+        .where(IS_WORKABLE, requests.c.queue.in_(queues))
         .group_by(requests.c.queue))
     async with connection(engine) as conn:
         found = {r.queue: r for r in (await conn.execute(query)).all()}
@@ -246,7 +254,7 @@ def _conditions(engine: AsyncEngine, filters: ListFilters, now: datetime, *,
     if f.status:
         conditions.append(requests.c.status == f.status)
     elif workable_by_default:
-        conditions.append(requests.c.status.in_(WORKABLE))
+        conditions.append(IS_WORKABLE)
     for name in ("priority", "type", "component"):
         if getattr(f, name):
             conditions.append(requests.c[name] == getattr(f, name))
@@ -298,8 +306,10 @@ async def list_requests(engine: AsyncEngine, queues: list[str], *, filters: List
         position = decode_cursor(cursor)
         if position is None:
             raise ValueError("cursor is not one this server gave out")
-        conditions.append(tuple_(_PRIORITY, _DUE, requests.c.id) > tuple_(
-            literal(position[0]), literal(position[1], requests.c.due_at.type),
+        # The cursor's due time is UTC (as FAR_FUTURE is), whatever the host's zone.
+        conditions.append(tuple_(*WORK_ORDER) > tuple_(
+            literal(position[0]), literal(position[1].replace(tzinfo=UTC),
+                                          requests.c.due_at.type),
             literal(position[2])))
     query = (select(requests.c.id, requests.c.reference, requests.c.status,
                     requests.c.queue, requests.c.priority, requests.c.type,
@@ -307,7 +317,7 @@ async def list_requests(engine: AsyncEngine, queues: list[str], *, filters: List
                     requests.c.tags, requests.c.due_at, requests.c.claimed_by,
                     requests.c.claim_until, requests.c.created_at, requests.c.version,
                     _PRIORITY.label("sort_priority"), _DUE.label("sort_due"))
-             .where(and_(*conditions)).order_by(_PRIORITY, _DUE, requests.c.id)
+             .where(and_(*conditions)).order_by(*WORK_ORDER)
              .limit(limit + 1))
     async with connection(engine) as conn:
         rows = (await conn.execute(query)).all()

@@ -54,7 +54,7 @@ from storage.errors import (
     refuses_value,
 )
 from storage.install_key import references
-from storage.models import inbox_items
+from storage.models import blobs, inbox_items
 from storage.reference import References
 from storage.storable import exact_meta
 from storage.uploads import insert_blobs
@@ -386,8 +386,8 @@ class InboxWriter:
             raise _NotCommitted() from exc
         try:
             async with asyncio.timeout_at(deadline):
-                await insert_blobs(conn, {sha: content for w in batch
-                                          for sha, content in w.item.blobs})
+                added = await insert_blobs(conn, {sha: content for w in batch
+                                                  for sha, content in w.item.blobs})
                 result = await conn.execute(_INSERT, rows)
                 ids = [row[0] for row in result]
         except Exception as exc:
@@ -409,6 +409,10 @@ class InboxWriter:
             async with asyncio.timeout_at(deadline):
                 if withdrawn:
                     await conn.execute(delete(inbox_items).where(inbox_items.c.id.in_(withdrawn)))
+                    # Their files too: what this transaction added for them alone.
+                    kept = {sha for w, _ in written for sha, _ in w.item.blobs}
+                    if orphaned := added - kept:
+                        await conn.execute(delete(blobs).where(blobs.c.sha256.in_(orphaned)))
         except Exception as exc:
             raise _NotCommitted() from exc
         try:

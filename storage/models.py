@@ -7,12 +7,13 @@ against.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -20,10 +21,18 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    bindparam,
+    func,
+    literal,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import JSON
+
+from domain.lifecycle import DONE, WORKABLE
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -116,6 +125,18 @@ class Request(Base):
     # When the scheduler should look at this request next (warning, breach, ...).
     next_check_at: Mapped[datetime | None] = mapped_column(Timestamp, index=True)
     reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Business-hours durations (seconds) under the request's calendar, pauses cut
+    # out, measured after the moment (gateway/reports.py) for reports to
+    # aggregate in SQL; the resolution's for the `resolved_at` it was measured at.
+    first_response_business_seconds: Mapped[float | None] = mapped_column(Float)
+    resolution_business_seconds: Mapped[float | None] = mapped_column(Float)
+    resolution_measured_for: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Who answered first (`agent:<id>` or `token:<id>`), recorded with its time.
+    first_responder: Mapped[str | None] = mapped_column(String(100))
+    # Retention (storage/retention.py, migration 0016): when the request's people
+    # and texts were removed, and when its raw mail and attachment contents were.
+    anonymised_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    raw_dropped_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class SlaMark(Base):
@@ -294,6 +315,60 @@ class InstallKey(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class AuditEvent(Base):
+    """An agent's or admin's action (storage/audit.py): append-only. Triggers
+    (migration 0014) refuse UPDATE, and DELETE outside the audit's own purge."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "at", "id"), Index(None, "actor", "at"),
+                      Index(None, "action", "at"), Index(None, "target", "at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(100))  # token:<id>, agent:<id>, cli, system
+    action: Mapped[str] = mapped_column(String(40))  # one of storage.audit.ACTIONS
+    target: Mapped[str | None] = mapped_column(String(300))
+    client: Mapped[str | None] = mapped_column(String(100))  # the HTTP client's address
+    data: Mapped[dict[str, Any]]
+
+
+class AuditPurge(Base):
+    """SQLite's escape from the DELETE trigger: a row here only inside the
+    audit's own purge transaction (PostgreSQL uses a session setting instead)."""
+
+    __tablename__ = "audit_purge"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class Erasure(Base):
+    """A person's erasure (storage/erasures.py): a durable task worked in steps,
+    then its proof. The address and names it looks for (`terms`) are held only
+    while it runs; once done, the row keeps their keyed hash, who asked, when,
+    the counts and the references affected, and nothing else."""
+
+    __tablename__ = "erasures"
+    __table_args__ = (Index(None, "state", "lease_until"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # HMAC-SHA256 of the lower-cased address under a key derived from the install's.
+    address_hash: Mapped[str] = mapped_column(String(64), index=True)
+    terms: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending, running, done
+    # The step it is at (storage/erasing.py PHASES) and how far through it (an id).
+    phase: Mapped[str] = mapped_column(String(24))
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The last inbox item when it was asked for: what arrives later is a new contact.
+    inbox_upto: Mapped[int] = mapped_column(BigInteger)
+    requested_by: Mapped[str] = mapped_column(String(100))
+    requested_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    counts: Mapped[dict[str, Any]]
+    references: Mapped[list[Any]]
+
+
 inbox_items = InboxItem.__table__
 outbox = OutboxRow.__table__
 sla_marks = SlaMark.__table__
@@ -307,3 +382,71 @@ api_tokens = ApiToken.__table__
 agents = Agent.__table__
 canned_responses = CannedResponse.__table__
 install_keys = InstallKey.__table__
+audit_events = AuditEvent.__table__
+audit_purge = AuditPurge.__table__
+erasures = Erasure.__table__
+
+# Reports (migration 0012): the requests whose business-hours times are yet to
+# be measured, and the timeline events a report counts.
+UNMEASURED = text(
+    "(first_response_at IS NOT NULL AND first_response_business_seconds IS NULL)"
+    " OR (resolved_at IS NOT NULL AND (resolution_measured_for IS NULL"
+    " OR resolution_measured_for <> resolved_at))")
+Index("ix_requests_unmeasured", requests.c.id,
+      postgresql_where=UNMEASURED, sqlite_where=UNMEASURED)
+COUNTED_EVENTS = ("reopened", "sla_breached", "escalated")
+Index("ix_events_counted", events.c.kind, events.c.at,
+      postgresql_where=text("kind IN ('reopened', 'sla_breached', 'escalated')"),
+      sqlite_where=text("kind IN ('reopened', 'sla_breached', 'escalated')"))
+
+# Retention (migration 0016): finished requests by when they finished, which
+# a pass walks oldest first and stops at its batch.
+FINISHED_AT = func.coalesce(requests.c.resolved_at, requests.c.updated_at)
+IS_FINISHED = requests.c.status.in_(
+    bindparam("finished", [str(s) for s in DONE], expanding=True, literal_execute=True))
+Index("ix_requests_finished", FINISHED_AT, requests.c.id,
+      postgresql_where=IS_FINISHED, sqlite_where=IS_FINISHED)
+# Deleting a request checks that no request is merged into it: without this
+# index, a scan of every request per request deleted.
+MERGED = requests.c.merged_into_id.is_not(None)
+Index("ix_requests_merged_into_id", requests.c.merged_into_id,
+      postgresql_where=MERGED, sqlite_where=MERGED)
+
+# The order a queue is worked in (priority, then due time, then age), as the
+# claim and the queue listing sort it, and which requests are workable. The
+# constants are written into the SQL, never bound: a planner serves an
+# expression from an index only if it is the indexed one, and uses a partial
+# index only if the statement's own literals imply the index's WHERE.
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)  # the due time of a request without one
+
+
+class _FarFuture(ColumnElement[datetime]):
+    """FAR_FUTURE as a literal: as SQLite stores timestamps, and on PostgreSQL
+    with its offset (no session time zone moves it) spelt as PostgreSQL
+    shows it back, so that autogenerate finds the index unchanged."""
+
+    type = Timestamp
+    inherit_cache = True
+
+
+@compiles(_FarFuture)
+def _far_future(element: _FarFuture, compiler: Any, **kw: Any) -> str:
+    return "'9999-01-01 00:00:00.000000'"
+
+
+@compiles(_FarFuture, "postgresql")
+def _far_future_pg(element: _FarFuture, compiler: Any, **kw: Any) -> str:
+    return "'9999-01-01 00:00:00+00'"
+
+
+WORK_ORDER = (
+    func.coalesce(requests.c.priority, literal("P9", literal_execute=True)),
+    func.coalesce(requests.c.due_at, _FarFuture()),
+    requests.c.id,
+)
+IS_WORKABLE = requests.c.status.in_(
+    bindparam("workable", [str(s) for s in WORKABLE], expanding=True, literal_execute=True))
+# Claims and listings walk a queue's workable requests in order and stop at
+# their LIMIT, however much closed history the table holds (migration 0011).
+Index("ix_requests_queue_work_order", requests.c.queue, *WORK_ORDER,
+      postgresql_where=IS_WORKABLE, sqlite_where=IS_WORKABLE)

@@ -18,6 +18,7 @@ from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import Actor, DeliveryState, EventKind, PublicEvent
+from storage.audit import Audit, audit_dead_letters
 from storage.engine import as_utc, connection, insert_new, transaction, utcnow
 from storage.models import events, outbox, requests
 from storage.records import NewMessage
@@ -159,23 +160,30 @@ async def dead_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
              "created_at": as_utc(r.created_at), "reference": r.reference} for r in rows]
 
 
-async def retry_dead(engine: AsyncEngine, ids: list[int] | None = None) -> int:
+async def retry_dead(engine: AsyncEngine, ids: list[int] | None = None, *,
+                     audit: Audit | None = None) -> int:
     condition = outbox.c.state == DeliveryState.DEAD
     if ids is not None:
         condition = and_(condition, outbox.c.id.in_(ids))
     async with transaction(engine) as conn:
-        result = await conn.execute(update(outbox).where(condition).values(
+        done = (await conn.execute(update(outbox).where(condition).values(
             state=DeliveryState.PENDING, attempts=0, next_attempt_at=utcnow(),
-            lease_until=None))
-    return result.rowcount
+            lease_until=None).returning(outbox.c.id))).scalars().all()
+        if audit is not None and done:
+            await audit_dead_letters(conn, audit, "dead_letter.retry", "outbox", done)
+    return len(done)
 
 
-async def discard_dead(engine: AsyncEngine, ids: list[int]) -> int:
+async def discard_dead(engine: AsyncEngine, ids: list[int], *,
+                       audit: Audit | None = None) -> int:
     async with transaction(engine) as conn:
-        result = await conn.execute(
+        done = (await conn.execute(
             update(outbox).where(outbox.c.state == DeliveryState.DEAD, outbox.c.id.in_(ids))
-            .values(state=DeliveryState.DISCARDED, lease_until=None))
-    return result.rowcount
+            .values(state=DeliveryState.DISCARDED, lease_until=None)
+            .returning(outbox.c.id))).scalars().all()
+        if audit is not None and done:
+            await audit_dead_letters(conn, audit, "dead_letter.discard", "outbox", done)
+    return len(done)
 
 
 async def rows_for(engine: AsyncEngine, request_id: int | None = None) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from sqlalchemy import and_, case, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import ItemState
+from storage.audit import Audit, audit_dead_letters
 from storage.engine import as_utc, connection, transaction, utcnow
 from storage.install_key import references
 from storage.models import inbox_items
@@ -206,16 +207,19 @@ async def hold_items(conn: AsyncConnection, items: Sequence[ClaimedItem]) -> Hol
     return Holding(frozenset(done), frozenset(lost))
 
 
-async def requeue_dead(engine: AsyncEngine, item_ids: list[int] | None = None) -> int:
+async def requeue_dead(engine: AsyncEngine, item_ids: list[int] | None = None, *,
+                       audit: Audit | None = None) -> int:
     """Put dead-lettered items (all, or the given ones) back for processing."""
     condition = inbox_items.c.state == ItemState.DEAD
     if item_ids is not None:
         condition = and_(condition, inbox_items.c.id.in_(item_ids))
     async with transaction(engine) as conn:
-        result = await conn.execute(update(inbox_items).where(condition).values(
+        ids = (await conn.execute(update(inbox_items).where(condition).values(
             state=ItemState.PENDING, attempts=0, next_attempt_at=utcnow(), lease_until=None,
-            claim_token=None))
-    return result.rowcount
+            claim_token=None).returning(inbox_items.c.id))).scalars().all()
+        if audit is not None and ids:
+            await audit_dead_letters(conn, audit, "dead_letter.retry", "inbox", ids)
+    return len(ids)
 
 
 async def dead_items(engine: AsyncEngine) -> list[dict[str, Any]]:

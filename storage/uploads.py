@@ -25,13 +25,16 @@ from storage.models import blob_chunks, blobs
 CHUNK_BYTES = 512 * 1024
 
 
-async def insert_blobs(conn: AsyncConnection, contents: Mapping[str, bytes]) -> None:
+async def insert_blobs(conn: AsyncConnection, contents: Mapping[str, bytes]) -> set[str]:
     """Store whole contents by sha256 in the caller's transaction; content already
-    stored (by any message or upload) is kept once."""
-    if contents:
-        await conn.execute(insert_new(conn, blobs), [
-            {"sha256": sha, "size": len(content), "content": content}
-            for sha, content in contents.items()])
+    stored (by any message or upload) is kept once. Returns the sha256s this
+    call added (a caller that takes its rows back removes only those)."""
+    if not contents:
+        return set()
+    result = await conn.execute(insert_new(conn, blobs).returning(blobs.c.sha256), [
+        {"sha256": sha, "size": len(content), "content": content}
+        for sha, content in contents.items()])
+    return set(result.scalars())
 
 
 async def store_upload(engine: AsyncEngine, source: BinaryIO, *, sha256: str, size: int,

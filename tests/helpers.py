@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.app import Gateway, start, stop
 from gateway.config import Config, build_config
 from storage.install_key import references
 
@@ -71,3 +75,24 @@ async def reference_of(engine: AsyncEngine, item_id: int) -> str:
 async def item_of(engine: AsyncEngine, reference: str) -> int | None:
     """The inbox id behind a reference, under the install key of `engine`'s database."""
     return (await references(engine)).id_for(reference)
+
+
+def routed_to_loopback(address: str) -> bool:
+    """True if `address` (e.g. 127.0.0.2) can be bound here: tests that need a
+    second client address skip without it."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def running(db_url: str, **sections: dict[str, Any]) -> AsyncIterator[Gateway]:
+    """A whole gateway (gateway.app.start) on `db_url` with `sections` set."""
+    gateway = await start(make_config(db_url, **sections))
+    try:
+        yield gateway
+    finally:
+        await stop(gateway, grace=1.0)

@@ -1,11 +1,13 @@
 """The gateway's own tables, checked by pydantic: `[intake]`, `[database]`,
 `[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]`, `[log]`,
-`[process]` and `[[queue]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
+`[process]`, `[metrics]`, `[health]`, `[[queue]]` and `[[retention]]`. A wrong
+value or an unknown key is reported as `key SECTION.KEY`.
 """
 
 from __future__ import annotations
 
 from email.headerregistry import Address
+from ipaddress import ip_network
 from typing import Annotated, Literal, Self
 
 from pydantic import (
@@ -13,11 +15,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from domain.lifecycle import DEFAULT_REOPEN_DAYS, AcknowledgementLimits
+from domain.retention import Policy
+from domain.retention import problems as retention_problems
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///intake.db"
 
@@ -38,6 +43,21 @@ def _one_address(value: str | None) -> str | None:
 class _Section(BaseModel):
     # Unknown keys are errors: a typo in a key must not be silently ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _networks(value: list[str]) -> list[str]:
+    """CIDRs (a bare address is its /32 or /128), each checked and written out."""
+    checked = []
+    for text in value:
+        try:
+            checked.append(str(ip_network(text.strip(), strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"not an IP network (CIDR): {text!r}") from exc
+    return checked
+
+
+# Addresses of proxies trusted to say whose a connection is (gateway/proxies.py).
+Networks = Annotated[list[str], AfterValidator(_networks)]
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -131,6 +151,10 @@ class SmtpSection(_Connections):
     # wait to be read (gateway/data_budget.py). aiosmtpd holds about three
     # times this at the peak (lines, joined, handed over).
     data_in_flight_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    # Proxies (HAProxy `send-proxy`) whose connections begin with a PROXY
+    # header (v1 or v2) naming the client: they must send one, nobody else may.
+    # Empty (the default): off. Applies to the LMTP listener too.
+    proxy_protocol_from: Networks = Field(default_factory=list)
 
 
 class HttpSection(_Connections):
@@ -146,9 +170,13 @@ class HttpSection(_Connections):
     keepalive_timeout_seconds: float = Field(default=15.0, gt=0)
     # A client that stops reading our answer is cut after this long.
     send_timeout_seconds: float = Field(default=60.0, gt=0)
-    # Each quarter of the total for one address: a proxy in front needs both raised.
+    # Each quarter of the total for one address (a proxy in `trusted_proxies`
+    # counts under the total only).
     max_connections: int = Field(default=256, gt=0)
     max_connections_per_client: int = Field(default=64, gt=0)
+    # Proxies (HAProxy `option forwardfor`) whose X-Forwarded-For names the
+    # client; from anyone else the header is ignored. Empty (the default): off.
+    trusted_proxies: Networks = Field(default_factory=list)
     # Where links in answers point; defaults to http://<listen>.
     public_url: str | None = None
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
@@ -198,6 +226,10 @@ class PipelineSection(_Section):
     scheduler_seconds: float = Field(default=5.0, gt=0)
     # How often the config file is checked for changed rules.
     reload_poll_seconds: float = Field(default=2.0, gt=0)
+    # How often `[[retention]]` runs (each process; batches are shared out), and
+    # the rows it deletes or changes per transaction.
+    retention_minutes: float = Field(default=60.0, gt=0)
+    retention_batch_size: int = Field(default=1000, gt=0, le=10000)
     # After a short batch, wait this long for more items before claiming again.
     linger_seconds: float = Field(default=0.2, ge=0)
 
@@ -286,6 +318,27 @@ class ProcessSection(_Section):
     count: int | None = Field(default=None, ge=1, le=256)
 
 
+class MetricsSection(_Section):
+    # Count and expose Prometheus metrics (false: the counters are not kept, the
+    # baseline of benchmarks/metrics_cost.py).
+    enabled: bool = True
+    # GET /metrics on its own listener (not the HTTP API's, so no token and no
+    # rate limit, and a scrape reaches one known process): worker N of `intake
+    # serve` listens on this port + N - 1, each its own scrape target. Unset: none.
+    listen: HostPort | None = None
+    # The figures read from the database (backlogs, queues) are worked out at most
+    # this often per database, by one process (the others export none of them).
+    database_seconds: float = Field(default=15.0, gt=0)
+
+
+class HealthSection(_Section):
+    # GET /v1/admin/health and `intake health`: above these, an issue is reported.
+    pipeline_lag_seconds: float = Field(default=300.0, gt=0)           # WARNING
+    pipeline_lag_critical_seconds: float = Field(default=1800.0, gt=0)  # CRITICAL
+    scheduler_late_seconds: float = Field(default=300.0, gt=0)         # CRITICAL
+    relay_timeout_seconds: float = Field(default=3.0, gt=0)
+
+
 class QueueSection(_Section):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -331,6 +384,34 @@ class QueueSection(_Section):
         return value
 
 
+Days = Annotated[int | None, Field(default=None, ge=1, le=36500)]
+
+
+class RetentionSection(_Section):
+    """A `[[retention]]` table (domain/retention.py): which requests it governs
+    (queue and/or type; neither: the default) and how many days things are kept."""
+
+    queue: str | None = Field(default=None, min_length=1, max_length=64)
+    type: str | None = Field(default=None, min_length=1, max_length=32)
+    delete_after_days: Days = None
+    anonymise_after_days: Days = None
+    raw_after_days: Days = None
+    dead_letters_after_days: Days = None
+    outbox_after_days: Days = None
+    audit_after_days: Days = None
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(**self.model_dump())
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        found = retention_problems(self.policy)
+        if found:
+            raise ValueError("; ".join(found))
+        return self
+
+
 class Sections(BaseModel):
     """Every table of the file that pydantic checks; the loader gives the others
     to their own readers."""
@@ -347,7 +428,28 @@ class Sections(BaseModel):
     broker: BrokerSection = Field(default_factory=BrokerSection)
     log: LogSection = Field(default_factory=LogSection)
     process: ProcessSection = Field(default_factory=ProcessSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    health: HealthSection = Field(default_factory=HealthSection)
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
+    retention: list[RetentionSection] = Field(default_factory=list)
+
+    @field_validator("retention")
+    @classmethod
+    def _one_policy_each(cls, value: list[RetentionSection],
+                         info: ValidationInfo) -> list[RetentionSection]:
+        queues = {q.name for q in info.data.get("queue", [])}
+        for policy in value:
+            if policy.queue is not None and queues and policy.queue not in queues:
+                raise ValueError(f"unknown queue {policy.queue!r}")
+        keys = [(p.queue, p.type) for p in value]
+        twice = sorted({p.policy.name for p in value if keys.count((p.queue, p.type)) > 1})
+        if twice:
+            raise ValueError(f"more than one [[retention]] for {', '.join(twice)}")
+        return value
+
+    @property
+    def retention_policies(self) -> tuple[Policy, ...]:
+        return tuple(p.policy for p in self.retention)
 
     @field_validator("queue")
     @classmethod

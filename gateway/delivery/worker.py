@@ -32,7 +32,7 @@ from tenacity import (
 )
 
 from domain.errors import GatewayError
-from gateway import logs
+from gateway import logs, metrics
 from gateway.config import Config
 from gateway.delivery import notifications
 from gateway.delivery.broker import Publisher
@@ -363,6 +363,7 @@ class OutboxWorker:
         the record is worth retrying through a short outage; after
         `RECORD_SHARE_OF_LEASE` of the lease the row is left to its lease.
         """
+        metrics.OUTBOX.recorded(item, outcome)
         budget = self._config.outbound.lease_seconds * RECORD_SHARE_OF_LEASE
         # Not past the budget, nor once told to stop (the lease brings the row back).
         stop = stop_any(stop_after_delay(budget), lambda _state: self._stopping)

@@ -12,6 +12,8 @@ import logging
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from gateway.http.forwarded import CLIENT
+
 LOGGER = logging.getLogger("intake.access")
 
 
@@ -26,7 +28,9 @@ def route_of(request: BaseRequest) -> str:
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         route = route_of(request)
-        self.logger.info("%s %s %s %d %d %.1fms", request.remote or "-", request.method,
+        # The client's address as resolved behind a trusted proxy, else the peer's.
+        client = request.get(CLIENT) or request.remote
+        self.logger.info("%s %s %s %d %d %.1fms", client or "-", request.method,
                          route, response.status, response.body_length, time * 1000,
                          extra={"event": "http", "method": request.method, "route": route,
                                 "status": response.status, "bytes": response.body_length,

@@ -1,9 +1,12 @@
-"""The admin API: the rules in force, API tokens and dead letters."""
+"""The admin API: the rules in force, API tokens, dead letters and the health report."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.health import HEALTH_KEY
+from gateway.health_report import Reporter
+from gateway.http.audit import audited
 from gateway.http.auth import ADMINS, TOKENS, require_role
 from gateway.http.bodies import NewToken
 from gateway.http.problems import Problem
@@ -14,12 +17,26 @@ from storage.processing import dead_items, requeue_dead
 from storage.tokens import create_token, list_tokens, revoke_token
 
 DEAD_KINDS = ("inbox", "outbox")
+# This app's health reports (gateway/health_report.py), each kept a few seconds.
+REPORTER = web.AppKey("health_reporter", Reporter)
 
 
 async def rules_status(request: web.Request) -> web.Response:
     """The rules in force and how the last reload went (admin)."""
     await require_role(request, ADMINS)
     return json_response(request.app[RULES].status())
+
+
+async def health_report(request: web.Request) -> web.Response:
+    """What is wrong, with codes and the Nagios exit code (admin); always 200: the
+    report is the answer, /readyz is the load balancer's check."""
+    await require_role(request, ADMINS)
+    supervisor = request.app[HEALTH_KEY].supervisor
+    report = await request.app[REPORTER].report(
+        config=request.app[CONFIG], engine=request.app[ENGINE],
+        tasks=supervisor.report() if supervisor is not None else (),
+        rules_status=request.app[RULES].status())
+    return json_response(report.to_dict())
 
 
 async def _token_request(request: web.Request) -> NewToken:
@@ -29,11 +46,12 @@ async def _token_request(request: web.Request) -> NewToken:
 
 
 async def create_api_token(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     new = await _token_request(request)
     info, secret = await create_token(request.app[ENGINE], name=new.name or new.role,
                                       role=new.role, queues=list(new.queues),
-                                      may_hand_off=new.may_hand_off)
+                                      may_hand_off=new.may_hand_off,
+                                      audit=audited(request, token))
     return json_response({"id": info.id, "name": info.name, "role": info.role,
                           "queues": list(info.queues), "may_hand_off": info.may_hand_off,
                           "agent_id": None, "token": secret}, status=201)
@@ -45,9 +63,10 @@ async def list_api_tokens(request: web.Request) -> web.Response:
 
 
 async def revoke_api_token(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     number = small_int(request.match_info["token_id"])
-    if number is None or not await revoke_token(request.app[ENGINE], number):
+    if number is None or not await revoke_token(request.app[ENGINE], number,
+                                                 audit=audited(request, token)):
         raise Problem(404, "no active token with this id")
     request.app[TOKENS].forget()
     return web.Response(status=204)
@@ -74,22 +93,22 @@ def _dead_letter(request: web.Request) -> tuple[str, int]:
 
 
 async def retry_dead_letter(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     kind, number = _dead_letter(request)
-    engine = request.app[ENGINE]
-    count = (await requeue_dead(engine, [number]) if kind == "inbox"
-             else await retry_dead(engine, [number]))
+    engine, audit = request.app[ENGINE], audited(request, token)
+    count = (await requeue_dead(engine, [number], audit=audit) if kind == "inbox"
+             else await retry_dead(engine, [number], audit=audit))
     if not count:
         raise _no_dead_letter()
     return json_response({"item": f"{kind}:{number}", "state": "pending"})
 
 
 async def discard_dead_letter(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     kind, number = _dead_letter(request)
     if kind == "inbox":
         raise Problem(409, "inbox items are kept (raw input is never dropped); "
                            "retry them once the cause is fixed")
-    if not await discard_dead(request.app[ENGINE], [number]):
+    if not await discard_dead(request.app[ENGINE], [number], audit=audited(request, token)):
         raise _no_dead_letter()
     return web.Response(status=204)

@@ -17,6 +17,7 @@ from domain.lifecycle import EventKind, Outcome, Status
 from gateway.delivery.outbound import agent_reply
 from gateway.http import queues, replies
 from gateway.http.access import Acting, Changed, authorise, etag, not_found
+from gateway.http.audit import audited
 from gateway.http.auth import actor
 from gateway.http.bodies import AdminChanges, AgentChanges, Escalation, Merge, Note, Reply
 from gateway.http.downloads import content_disposition, media_type
@@ -24,6 +25,7 @@ from gateway.http.problems import Problem, invalid
 from gateway.http.shared import CONFIG, ENGINE, RULES, json_response, small_int
 from gateway.http.validation import json_object, parse, read
 from storage import actions
+from storage.retention import DROPPED_SHA256
 from storage.uploads import read_blob
 
 MAX_NOTE = 100_000
@@ -62,7 +64,8 @@ async def update_request(request: web.Request) -> web.Response:
 
     async def attempt(now: Acting) -> int:
         return _version(await actions.update_fields(
-            request.app[ENGINE], now.reference, now.version, changes, actor(now.token)))
+            request.app[ENGINE], now.reference, now.version, changes, actor(now.token),
+            audit=audited(request, now.token)))
 
     return _versioned(acting.reference, await acting.perform(request, attempt))
 
@@ -115,7 +118,8 @@ async def escalate(request: web.Request) -> web.Response:
             changes["queue"] = asked.queue
         return _version(await actions.update_fields(
             request.app[ENGINE], now.reference, now.version, changes, actor(now.token),
-            kind=EventKind.ESCALATED, note={"reason": asked.reason, "by": "hand"}))
+            kind=EventKind.ESCALATED, note={"reason": asked.reason, "by": "hand"},
+            audit=audited(request, now.token)))
 
     return _versioned(acting.reference, await acting.perform(request, attempt))
 
@@ -133,7 +137,8 @@ async def merge(request: web.Request) -> web.Response:
                                       target["reference"], actor(now.token),
                                       expected_version=now.version,
                                       into_version=int(target["version"]),
-                                      reopen_days=windows)
+                                      reopen_days=windows,
+                                      audit=audited(request, now.token))
         if outcome == Outcome.SAME:
             raise invalid("/into", "cannot merge a request into itself")
         if outcome == Outcome.MERGED:
@@ -162,6 +167,9 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
         request.app[ENGINE], acting.reference, number)
     if item is None:
         raise Problem(404, "no such attachment on this request")
+    if item["sha256"] == DROPPED_SHA256:
+        # Its name, type and size are still listed; the content is gone.
+        raise Problem(404, "this attachment's content was removed by the retention policy")
     # Always a download, never rendered: a customer's HTML must not run here. The
     # headers are built from a cleaned copy of the stored name and type
     # (downloads.py), so every stored file downloads whatever its sender called it.

@@ -20,6 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from domain.errors import Conflict
 from gateway.http import listing
 from gateway.http.access import authorise
+from gateway.http.audit import audited
 from gateway.http.auth import ADMINS, STAFF, require_role
 from gateway.http.bodies import CannedUpdate, NewCanned
 from gateway.http.problems import Problem, invalid
@@ -93,12 +94,13 @@ def _taken() -> Problem:
 
 
 async def create_canned(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     new = parse_all(NewCanned, await json_object(request),
                     summary="the canned response has invalid fields", queues=_queues(request))
     made = await agents.create_canned(request.app[ENGINE], queue=new.queue,
                                       language=new.language, name=new.name,
-                                      body=_checked(new.body))
+                                      body=_checked(new.body),
+                                      audit=audited(request, token))
     if made is None:
         raise _taken()
     return json_response(made, status=201)
@@ -119,7 +121,7 @@ async def get_canned(request: web.Request) -> web.Response:
 
 
 async def update_canned(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     number = _canned_id(request)
     body = await json_object(request)
     changes = parse(CannedUpdate, body, queues=_queues(request)).model_dump(exclude_unset=True)
@@ -128,7 +130,8 @@ async def update_canned(request: web.Request) -> web.Response:
     if "body" in changes:
         _checked(changes["body"])
     try:
-        found = await agents.update_canned(request.app[ENGINE], number, changes)
+        found = await agents.update_canned(request.app[ENGINE], number, changes,
+                                           audit=audited(request, token))
     except Conflict:
         raise _taken() from None
     if found is None:
@@ -137,8 +140,9 @@ async def update_canned(request: web.Request) -> web.Response:
 
 
 async def delete_canned(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
-    if not await agents.delete_canned(request.app[ENGINE], _canned_id(request)):
+    token = await require_role(request, ADMINS)
+    if not await agents.delete_canned(request.app[ENGINE], _canned_id(request),
+                                      audit=audited(request, token)):
         raise _missing()
     return web.Response(status=204)
 

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from domain.lifecycle import Status
-from gateway import logs
+from gateway import logs, metrics
 from gateway.config import Config
 from gateway.http import form_pages
 from gateway.http.auth import ADMINS, require_role
@@ -265,6 +265,7 @@ def _refused(request: web.Request, spec: FormSpec, refused: Refused,
              refused.detail)
     logs.item("refused", reference=None, channel="form", queue=spec.queue,
               outcome=f"{refused.status} {refused.reason}")
+    metrics.intake("form").answered(refused.status)
     refused.headers.update(_cors(request, spec))
     if _wants_json(request):
         raise refused
@@ -298,6 +299,7 @@ async def submit_form(request: web.Request) -> web.Response:
     request.app[FORMS].counts[(spec.id, "accepted")] += 1
     logs.item("accepted", reference=accepted.reference, channel="form", queue=spec.queue,
               outcome="replayed" if accepted.replayed else "201")
+    metrics.intake("form").accepted(request.content_length or 0, replayed=accepted.replayed)
     cors = _cors(request, spec)
     if _wants_json(request):
         return json_response({"reference": accepted.reference, "status": Status.RECEIVED},

@@ -5,7 +5,8 @@ codes each handler can answer and the JSON shapes it sends (component schemas
 are JSON Schema 2020-12). `serve` returns it at GET /v1/openapi.json with this
 deployment's public URL and queue names filled in. The parts: the building
 blocks (openapi_schema.py), the shapes (openapi_components.py), the paths
-(openapi_paths.py) and the web forms (openapi_forms.py).
+(openapi_paths.py), the web forms (openapi_forms.py) and the dashboard's
+pages (openapi_dashboard.py).
 
 Keep it true to the handlers: tests/e2e/test_openapi.py checks that every
 route is documented and runs Schemathesis against a live gateway with it.
@@ -19,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.openapi_components import component_schemas
+from gateway.http.openapi_dashboard import dashboard_paths
 from gateway.http.openapi_forms import form_paths, form_schemas
 from gateway.http.openapi_paths import api_paths
 from gateway.http.openapi_schema import HEADERS, RESPONSES
@@ -29,7 +31,7 @@ from gateway.http.shared import CONFIG, json_response
 def document(public_url: str, queues: Sequence[str] = (), *,
              open_intake: bool = False, forms: Sequence[str] = ()) -> dict[str, Any]:
     """The OpenAPI 3.1 document for a gateway at `public_url` with these queues."""
-    paths = api_paths(queues) | form_paths(forms)
+    paths = api_paths(queues) | form_paths(forms) | dashboard_paths()
     if open_intake:  # POST /v1/requests is then allowed without a token too
         paths["/v1/requests"]["post"]["security"] = [{"bearerAuth": []}, {}]
     return {

@@ -218,6 +218,22 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "reference": STR, "status": STR, "queue": STR, "subject": STR,
             "message_id": OPT_STR, "received_at": DATE_TIME, "url": URL,
         }),
+        "HealthReport": obj({
+            "status": {"enum": ["healthy", "warning", "critical", "unknown"]},
+            "exit_code": {"type": "integer", "enum": [0, 1, 2, 3],
+                          "description": "Nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"},
+            "issues": {"type": "array", "items": obj({
+                "code": {"enum": ["database_unreachable", "dead_letters", "pipeline_lag",
+                                  "scheduler_late", "outbox_failing", "relay_unreachable",
+                                  "listener_unreachable", "rules_reload_failed",
+                                  "task_down"]},
+                "severity": {"enum": ["warning", "critical", "unknown"]},
+                "message": STR,
+                "value": {"type": ["number", "null"]},
+            })},
+            "figures": {"type": "object", "additionalProperties": {"type": "number"},
+                        "description": "the database's figures behind the checks"},
+        }),
         "RulesStatus": obj({
             "source": STR, "loaded_at": DATE_TIME,
             "rules": {"type": "integer", "minimum": 0},

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gateway.audit_query import DEFAULT_PAGE as AUDIT_DEFAULT_PAGE
 from gateway.http.listing import LISTED, MAX_PAGE, MAX_TEXT
+from gateway.http.openapi_privacy import PRIVACY_PATHS
 from gateway.http.openapi_schema import (
     AUTH,
     HEADERS,
+    INT,
     STR,
     URL,
     V1,
     Schema,
     header,
     listing,
+    nullable,
+    obj,
     ok,
     operation,
     path_param,
@@ -23,6 +28,12 @@ from gateway.http.openapi_schema import (
     ref,
 )
 from gateway.http.requests import MAX_IDEMPOTENCY_KEY
+from gateway.reports import FORMATS as REPORT_FORMATS
+from gateway.reports import MAX_PARAMETER as MAX_REPORT_PARAMETER
+from storage.audit import ACTIONS as AUDIT_ACTIONS
+from storage.audit import MAX_PAGE as AUDIT_MAX_PAGE
+from storage.reports import FIELDS as REPORT_FIELDS
+from storage.reports import GROUPINGS as REPORT_GROUPINGS
 
 REFERENCE = path_param("reference", "the request's reference, e.g. `7PY9-9T9S` (case and "
                        "hyphen are forgiven)")
@@ -71,6 +82,41 @@ LIST_PARAMS: list[Schema] = [
                 {"type": "string", "pattern": "^((agent|token):[0-9]{1,18}|me|none)$"}),
     query_param("limit", "page size", {"type": "integer", "minimum": 1,
                                        "maximum": MAX_PAGE, "default": 50}),
+    query_param("cursor", "`next_cursor` of the previous page"),
+]
+
+
+WHEN: Schema = {"type": "string", "minLength": 10, "maxLength": MAX_REPORT_PARAMETER}
+_NUMBER = nullable({"type": "number"})
+REPORT = obj({
+    "from": STR, "to": STR, "group": {"enum": list(REPORT_GROUPINGS)},
+    "items": {"type": "array", "items": obj({"group": nullable(STR), **{
+        field: _NUMBER if field.endswith(("seconds", "percent")) else INT
+        for field in REPORT_FIELDS}})}})
+
+
+# The audit trail (gateway/http/audit.py): read only, newest first.
+AUDIT_EVENT = obj({
+    "id": INT, "at": RFC3339,
+    "actor": {"type": "string", "description": "`token:<id>`, `agent:<id>`, `cli` (with "
+              "`data.os_user`) or `system`"},
+    "action": {"type": "string", "enum": list(AUDIT_ACTIONS)},
+    "target": nullable(STR), "client": nullable({**STR, "description": "the HTTP client's "
+                                                  "address (null from the command line)"}),
+    "data": {"type": "object", "description": "what the action was given; never a secret"},
+})
+AUDIT_PARAMS: list[Schema] = [
+    query_param("actor", "only this actor", {"type": "string",
+                "pattern": "^((token|agent):[0-9]{1,18}|cli|system)$"}),
+    query_param("action", "only this action", {"type": "string",
+                                               "enum": list(AUDIT_ACTIONS)}),
+    query_param("target", "only this target (e.g. `token:3`, a request's reference)",
+                {"type": "string", "minLength": 1, "maxLength": 300}),
+    query_param("since", "at or after this RFC 3339 time", RFC3339),
+    query_param("until", "before this RFC 3339 time", RFC3339),
+    query_param("limit", "page size", {"type": "integer", "minimum": 1,
+                                       "maximum": AUDIT_MAX_PAGE,
+                                       "default": AUDIT_DEFAULT_PAGE}),
     query_param("cursor", "`next_cursor` of the previous page"),
 ]
 
@@ -220,6 +266,12 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                              "reload", "admin", {"200": ok("rules status", ref("RulesStatus"))},
                              (403, *AUTH)),
         },
+        "/v1/admin/health": {
+            "get": operation("getHealthReport", "What is wrong: issues with codes and the "
+                             "Nagios exit code", "admin",
+                             {"200": ok("the report (healthy or not)", ref("HealthReport"))},
+                             (403, *AUTH)),
+        },
         "/v1/admin/tokens": {
             "post": operation("createToken", "Create an API token (its secret is shown "
                               "once)", "admin", {"201": ok("created", ref("CreatedToken"))},
@@ -321,6 +373,20 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                                 "are kept)", "admin", {"204": ok("discarded", None)},
                                 (403, 404, 409, *AUTH)),
         },
+        "/v1/admin/audit": {
+            "get": operation(
+                "listAuditEvents", "The audit trail: agents' and admins' actions, newest "
+                "first", "admin",
+                {"200": ok("a page of events", obj({
+                    "items": {"type": "array", "items": AUDIT_EVENT},
+                    "next_cursor": {**nullable(STR),
+                                    "description": "pass as `cursor` for the next page"}}))},
+                (400, 403, *AUTH), params=AUDIT_PARAMS,
+                description="Append-only: no route changes or deletes an event (PUT, PATCH "
+                            "and DELETE answer 405) and the database refuses it too; only "
+                            "the audit's own retention removes old events."),
+        },
+        **PRIVACY_PATHS,  # /v1/admin/erasures, /v1/admin/exports
         "/v1/quarantine": {
             "get": operation("listQuarantined", "Requests held by a quarantine rule", "agents",
                              {"200": ok("held requests in the token's queues",
@@ -358,6 +424,29 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                 (400, 404, 413, 422, *AUTH), body=ref("ClaimRequest"), body_required=False,
                 description="Claims up to `limit` free requests for `lease_seconds`; with "
                             "`wait`, waits up to that many seconds for work to arrive."),
+        },
+        "/v1/reports/requests": {
+            "get": operation(
+                "getRequestReport", "The desk's figures for a period, per group", "agents",
+                {"200": {"description": "one item per group (per day or week: every one "
+                                        "in the period); times in seconds",
+                         "content": {"application/json": {"schema": REPORT},
+                                     "text/csv": {"schema": STR}}}},
+                (400, 403, *AUTH),
+                params=[query_param("from", "a date (from its start, UTC) or an RFC 3339 "
+                                    "date-time with an offset", WHEN, required=True),
+                        query_param("to", "a date (to its end, UTC) or an RFC 3339 date-time "
+                                    "(exclusive); at most 366 days after `from` by day, "
+                                    "1830 otherwise", WHEN, required=True),
+                        query_param("group", "what a row is (default `queue`; `agent`: the "
+                                    "token whose reply was the first response)",
+                                    {"enum": list(REPORT_GROUPINGS)}),
+                        query_param("format", "`json` (default) or `csv`",
+                                    {"enum": [f for f in REPORT_FORMATS if f != "table"]})],
+                description="Admins and agents; an agent scoped to queues gets those "
+                            "queues' figures only. README `Reports` says how each figure is "
+                            "computed. An unknown parameter, one given twice or a value it "
+                            "cannot take is a 400 naming it."),
         },
         "/v1/status/{token}": {
             "parameters": [path_param("token", "the status link's key, from the "

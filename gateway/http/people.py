@@ -15,6 +15,7 @@ from aiohttp import web
 
 from domain.errors import Conflict
 from gateway.http import listing
+from gateway.http.audit import audited
 from gateway.http.auth import ADMINS, TOKENS, require_role
 from gateway.http.bodies import AgentUpdate, NewAgent, NewAgentToken
 from gateway.http.problems import Problem, invalid
@@ -69,13 +70,14 @@ def _taken() -> Problem:
 
 
 async def create_agent(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     new = parse_all(NewAgent, await json_object(request),
                     summary="the agent has invalid fields", queues=_queues(request))
     made = await agents.create_agent(request.app[ENGINE], name=new.name.strip(),
                                      email=_email(new.email), queues=list(new.queues),
                                      active=new.active, quiet_hours=new.quiet_hours,
-                                     digest_minutes=new.digest_minutes)
+                                     digest_minutes=new.digest_minutes,
+                                     audit=audited(request, token))
     if made is None:
         raise _taken()
     return json_response(made, status=201)
@@ -96,7 +98,7 @@ async def get_agent(request: web.Request) -> web.Response:
 
 
 async def update_agent(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     number = _agent_id(request)
     body = await json_object(request)
     changes: dict[str, Any] = parse(AgentUpdate, body, queues=_queues(request)
@@ -108,7 +110,8 @@ async def update_agent(request: web.Request) -> web.Response:
     if "name" in changes:
         changes["name"] = changes["name"].strip()
     try:
-        found = await agents.update_agent(request.app[ENGINE], number, changes)
+        found = await agents.update_agent(request.app[ENGINE], number, changes,
+                                          audit=audited(request, token))
     except Conflict:
         raise _taken() from None
     if found is None:
@@ -118,7 +121,7 @@ async def update_agent(request: web.Request) -> web.Response:
 
 
 async def create_agent_token(request: web.Request) -> web.Response:
-    await require_role(request, ADMINS)
+    token = await require_role(request, ADMINS)
     number = _agent_id(request)
     new = parse_all(NewAgentToken, await json_object(request),
                     summary="the token request has invalid fields")
@@ -129,7 +132,7 @@ async def create_agent_token(request: web.Request) -> web.Response:
         raise Problem(409, "this agent is inactive: make them active first")
     info, secret = await create_token(request.app[ENGINE], name=new.name or agent["name"],
                                       role="agent", queues=[], may_hand_off=new.may_hand_off,
-                                      agent_id=number)
+                                      agent_id=number, audit=audited(request, token))
     return json_response({"id": info.id, "name": info.name, "role": info.role,
                           "queues": agent["queues"], "may_hand_off": info.may_hand_off,
                           "agent_id": number, "token": secret}, status=201)

@@ -11,6 +11,7 @@ import asyncio
 
 from aiohttp import web
 
+from gateway import metrics
 from gateway.http import listing, people
 from gateway.http.access import authorise
 from gateway.http.auth import STAFF, actor, require_role, require_token
@@ -79,6 +80,7 @@ async def claim(request: web.Request) -> web.Response:
                                  lease_seconds=asked.lease_seconds)
         remaining = deadline - loop.time()
         if got or remaining <= 0:
+            metrics.DESK.claimed(queue, len(got))
             break
         # Woken by new work here or in another process; a lease running out
         # elsewhere sends no signal, so look again every few seconds anyway.

@@ -11,10 +11,11 @@ from aiohttp import web
 
 from domain.errors import GatewayError
 from domain.lifecycle import Status
-from gateway import logs
+from gateway import logs, metrics
 from gateway.health import HEALTH_KEY
 from gateway.http import listing, people, queues
 from gateway.http.access import Acting, Changed, authorise, etag
+from gateway.http.audit import audited
 from gateway.http.auth import (
     STAFF,
     actor,
@@ -44,10 +45,12 @@ async def create_request(request: web.Request) -> web.Response:
         response = await _create_request(request)
     except (Problem, web.HTTPException) as refused:
         logs.item("refused", reference=None, channel="api", outcome=str(refused.status))
+        metrics.intake("api").answered(refused.status)
         raise
     except GatewayError as exc:
         logs.item("refused", reference=None, channel="api",
                   outcome="503" if exc.temporary else "refused")
+        metrics.intake("api").answered(503 if exc.temporary else 0)
         raise
     return response
 
@@ -75,6 +78,7 @@ async def _create_request(request: web.Request) -> web.Response:
     url = request_url(request, accepted.reference)
     logs.item("accepted", reference=accepted.reference, channel="api",
               outcome="replayed" if accepted.replayed else "201")
+    metrics.intake("api").accepted(len(body), replayed=accepted.replayed)
     headers = {"Location": url} | ({"Idempotent-Replayed": "true"} if accepted.replayed else {})
     return json_response({"reference": accepted.reference, "url": url,
                           "status": Status.RECEIVED}, status=201, headers=headers)
@@ -160,7 +164,8 @@ async def release_quarantined(request: web.Request) -> web.Response:
         if now.request["status"] != Status.QUARANTINED:
             raise Problem(409, f"request is {now.request['status']}, not {Status.QUARANTINED}")
         queue = await actions.release(request.app[ENGINE], now.reference, actor(now.token),
-                                      expected_version=now.version)
+                                      expected_version=now.version,
+                                      audit=audited(request, now.token))
         if queue is None:
             raise Changed  # held at the version read, changed since: read it again
         return queue

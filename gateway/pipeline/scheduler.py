@@ -17,7 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.errors import GatewayError
 from domain.lifecycle import EventKind
+from gateway import erasure, metrics
+from gateway.pipeline.retention import Retention
 from gateway.pipeline.service_levels import review
+from gateway.reports import measure
 from gateway.rules_in_force import RulesHolder
 from gateway.supervisor import Heartbeat
 from storage.engine import utcnow
@@ -25,14 +28,18 @@ from storage.errors import described
 from storage.sla_store import claim_checks, set_deadlines, take_step
 
 log = logging.getLogger("intake.scheduler")
+MEASURE_PER_PASS = 500
 
 
 class Scheduler:
     def __init__(self, *, engine: AsyncEngine, rules: RulesHolder,
-                 interval: float = 5.0, clock: Callable[[], datetime] = utcnow) -> None:
-        """`clock` tells the time of each pass (tests move it)."""
+                 interval: float = 5.0, clock: Callable[[], datetime] = utcnow,
+                 retention: Retention | None = None) -> None:
+        """`clock` tells the time of each pass (tests move it); `retention`: the
+        `[[retention]]` passes, a share of each tick (None: none)."""
         self._engine = engine
         self._rules = rules
+        self._retention = retention
         self.interval = interval
         self._clock = clock
         self.steps_taken = 0
@@ -61,6 +68,7 @@ class Scheduler:
                                    kind=kind, changes=changes, data=data,
                                    notify_event=notify, now=now):
                     taken += 1
+                    metrics.DESK.step(kind, row["queue"])
                     # Breaches and escalations are logged: reference and facts, no content.
                     log.info("%s %s mark=%s queue=%s rules=%s changes=%s", kind.value,
                              row["reference"], mark, row["queue"],
@@ -70,6 +78,13 @@ class Scheduler:
                                     "queue": row["queue"], "mark": mark})
             await set_deadlines(self._engine, row["id"], found.columns)
         self.steps_taken += taken
+        # Business-hours times of answered and resolved requests, for reports
+        # to aggregate (gateway/reports.py): a bounded batch a pass.
+        await measure(self._engine, holder.sla, limit=MEASURE_PER_PASS)
+        # Erasures asked for over HTTP (gateway/erasure.py): a bounded share of the pass.
+        await erasure.run_pass(self._engine)
+        if self._retention is not None:
+            await self._retention.step(now)
         return taken
 
     async def run(self, heartbeat: Heartbeat | None = None) -> None:

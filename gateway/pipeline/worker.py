@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from domain.errors import GatewayError
-from gateway import logs
+from gateway import logs, metrics
 from gateway.config import Config
 from gateway.pipeline.allocator import return_large_buffers
 from gateway.pipeline.building import api_request, email_request, form_request
@@ -192,6 +193,7 @@ class Pipeline:
         The batch's lease is renewed until it is stored.
         """
         settings = self._config.pipeline
+        started = time.perf_counter()
         # One rule set for the whole batch, even mid-reload (the config in force
         # carries the reloaded escalations that set a new request's first check).
         config = self.rules.config
@@ -211,6 +213,7 @@ class Pipeline:
                     await self._failed(item, exc)
                 await asyncio.sleep(0)  # the loop serves connections between two items
             await self._store(work)
+        metrics.PIPELINE.batch(len(items), started)
 
     @contextlib.asynccontextmanager
     async def _renewing(self, items: Sequence[ClaimedItem]) -> AsyncIterator[None]:
@@ -295,6 +298,7 @@ class Pipeline:
         delay = self._delay(item.attempts)
         log.info("inbox item %s failed (attempt %d of %d), next in %.1f s: %s", item.id,
                  item.attempts, attempts, delay, described(exc))
+        metrics.PIPELINE.retried()
         try:
             if not await fail_item(self._engine, item.id, error, dead=False,
                                    retry_at=utcnow() + timedelta(seconds=delay),
@@ -344,6 +348,7 @@ class Pipeline:
         return utcnow() + timedelta(seconds=self._config.pipeline.backoff_max_seconds)
 
     async def _dead(self, item: ClaimedItem, error: str) -> None:
+        metrics.PIPELINE.dead_lettered()
         try:
             if not await fail_item(self._engine, item.id, error, dead=True, claim=item.claim):
                 log.info("inbox item %s was taken over by another claim; left to it", item.id)

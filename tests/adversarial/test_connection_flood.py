@@ -15,20 +15,16 @@ import contextlib
 import json
 import logging
 import resource
-import socket
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from gateway.app import Gateway, start, stop
 from gateway.connections import Caps, Cause, Connection, Connections, Refusal
 from gateway.file_limit import descriptors_needed, raise_file_limit
 from tests.adversarial.hostile import SmtpSession, api_body, mail
-from tests.helpers import auth, make_config
+from tests.helpers import auth, make_config, routed_to_loopback, running
 from tests.process import ServeProcess
 
 GOOD = "127.0.0.1"
@@ -45,26 +41,8 @@ CUT_WITHIN = 5.0
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
-def _loopback_alias() -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((ATTACKER, 0))
-        except OSError:
-            return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _loopback_alias(),
+pytestmark = pytest.mark.skipif(not routed_to_loopback(ATTACKER),
                                 reason="127.0.0.2 is not routed to loopback here")
-
-
-@contextlib.asynccontextmanager
-async def running(db_url: str, **sections: dict[str, Any]) -> AsyncIterator[Gateway]:
-    gateway = await start(make_config(db_url, **sections))
-    try:
-        yield gateway
-    finally:
-        await stop(gateway, grace=1.0)
 
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]

@@ -160,7 +160,8 @@ def test_config__holds_what_each_reader_made() -> None:
     # Dumps hold the gateway's tables only, and read back to the same sections.
     data = json.loads(config.model_dump_json(exclude={"source"}))
     assert set(data) == {"intake", "database", "smtp", "http", "pipeline", "threading",
-                         "outbound", "broker", "log", "process", "queue"}
+                         "outbound", "broker", "log", "process", "metrics", "health",
+                         "queue", "retention"}
     assert build_config(data, "t", {}).queue == config.queue
 
 

@@ -45,10 +45,14 @@ def _image_env() -> dict[str, str]:
     return env
 
 
-def _compose_gateway() -> dict[str, Any]:
+def _compose_service(name: str) -> dict[str, Any]:
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
-    service: dict[str, Any] = compose["services"]["gateway"]
+    service: dict[str, Any] = compose["services"][name]
     return service
+
+
+def _compose_gateway() -> dict[str, Any]:
+    return _compose_service("gateway")
 
 
 def _rendered(value: str, env: dict[str, str]) -> str:
@@ -100,8 +104,33 @@ def test_docker__lmtp_port_exposed_and_published() -> None:
     exposed = {int(p) for k, rest in _instructions() if k == "EXPOSE" for p in rest.split()}
     for listen in ("INTAKE_SMTP_LISTEN", "INTAKE_LMTP_LISTEN", "INTAKE_HTTP_LISTEN"):
         assert parse_listen(env[listen])[1] in exposed, listen
-    published = {int(p.split(":")[-1]) for p in _compose_gateway()["ports"]}
+    # Clients reach the replicas through HAProxy, which publishes every port.
+    assert {int(p) for p in _compose_gateway()["expose"]} == exposed
+    assert "ports" not in _compose_gateway()
+    published = {int(p.split(":")[-1]) for p in _compose_service("haproxy")["ports"]}
     assert lmtp_port in published and exposed <= published
+
+
+def test_docker__haproxy_in_front_of_gateway_replicas() -> None:
+    assert _compose_gateway()["deploy"]["replicas"] >= 2
+    haproxy = _compose_service("haproxy")
+    cfg = (DOCKER / "haproxy.cfg").read_text()
+    assert any(v.startswith("./haproxy.cfg:") for v in haproxy["volumes"])
+    env = _image_env()
+    servers = re.findall(r"^\s*server-template \w+ \d+ gateway:(\d+) (.*)$", cfg, re.M)
+    ports = {int(port): options for port, options in servers}
+    smtp, lmtp, http = (parse_listen(env[f"INTAKE_{name}_LISTEN"])[1]
+                        for name in ("SMTP", "LMTP", "HTTP"))
+    assert set(ports) == {smtp, lmtp, http}
+    assert "send-proxy" in ports[smtp] and "send-proxy" in ports[lmtp]
+    assert "send-proxy" not in ports[http]
+    assert "option forwardfor" in cfg and "option httpchk GET /readyz" in cfg
+    # The gateways trust HAProxy's fixed address, and only it.
+    address = haproxy["networks"]["intake"]["ipv4_address"]
+    container = _container_env({})
+    config = load_config(_mounts()[container["INTAKE_CONFIG"]], container)
+    assert config.smtp.proxy_protocol_from == [f"{address}/32"]
+    assert config.http.trusted_proxies == [f"{address}/32"]
 
 
 def test_docker__sqlite_data_in_a_volume() -> None:
