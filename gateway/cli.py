@@ -288,6 +288,7 @@ async def _tokens(config: Config, args: argparse.Namespace) -> int:
 async def _report(config: Config, args: argparse.Namespace) -> int:
     from gateway.report_output import as_csv, as_document, as_table
     from gateway.reports import BadParameter, check_parameters, run_report
+    from storage.audit import record
     from storage.engine import utcnow
     from storage.reports import ReportQuery
 
@@ -302,6 +303,10 @@ async def _report(config: Config, args: argparse.Namespace) -> int:
     engine = _engine(config)
     try:
         rows = await run_report(engine, config.sla, query)
+        await record(engine, actor="cli", action="report.download", target="requests",
+                     data={"from": checked.start, "to": checked.end,
+                           "group": checked.grouping, "format": checked.format,
+                           "queues": query.queues})
     finally:
         await engine.dispose()
     if checked.format == "csv":

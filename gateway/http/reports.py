@@ -11,12 +11,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.http import listing
+from gateway.http.audit import audited
 from gateway.http.auth import STAFF, require_role
 from gateway.http.problems import bad_parameter
 from gateway.http.queues import visible_queues
 from gateway.http.shared import ENGINE, RULES, json_response
 from gateway.report_output import as_csv, as_document
 from gateway.reports import BadParameter, check_parameters, run_report
+from storage import audit
 from storage.engine import utcnow
 from storage.reports import ReportQuery
 
@@ -42,6 +44,13 @@ async def request_report(request: web.Request) -> web.Response:
                         queues=visible_queues(request, token) if scoped else None)
     rows = await run_report(request.app[ENGINE], request.app[RULES].sla, query,
                             measure_limit=MEASURE_LIMIT)
+    # Audited before it is sent: a report that cannot be recorded is not given out.
+    by = audited(request, token)
+    await audit.record(request.app[ENGINE], actor=by.actor, action="report.download",
+                       target="requests", client=by.client, data={
+                           "from": checked.start, "to": checked.end,
+                           "group": checked.grouping, "format": checked.format,
+                           "queues": query.queues})
     if checked.format == "csv":
         return web.Response(text=as_csv(rows), content_type="text/csv", charset="utf-8")
     return json_response(as_document(rows, start=checked.start, end=checked.end,

@@ -216,6 +216,27 @@ async def test_audit_http__reroute_merge_and_quarantine_release(
     assert pages == [["quarantine.release", "request.merge"], ["request.reroute"]]
 
 
+async def test_audit_http__report_downloads(
+        app_client: AppClient, admin: tuple[TokenInfo, str], engine: AsyncEngine) -> None:
+    _, secret = admin
+    agent, agent_secret = await create_token(engine, name="b", role="agent",
+                                             queues=["billing"])
+    for who, fmt in ((secret, "json"), (agent_secret, "csv")):
+        async with app_client.get("/v1/reports/requests", params={
+                "from": "2026-01-01", "to": "2026-02-01", "format": fmt},
+                headers=auth(who) | {"X-Forwarded-For": PROXY_CLIENT}) as resp:
+            assert resp.status == 200, await resp.text()
+    events = await _events(app_client, secret, action="report.download")
+    assert [(e["actor"], e["target"], e["client"], e["data"]["format"]) for e in events] == [
+        (f"token:{agent.id}", "requests", PROXY_CLIENT, "csv"),
+        (f"token:{admin[0].id}", "requests", PROXY_CLIENT, "json")]
+    assert events[0]["data"]["queues"] == ["billing"]  # the scope it was given
+    async with app_client.get("/v1/reports/requests", params={"from": "nonsense"},
+                              headers=auth(secret)) as resp:
+        assert resp.status == 400  # refused: nothing given out, nothing recorded
+    assert len(await _events(app_client, secret, action="report.download")) == 2
+
+
 async def test_audit_http__rules_reload_recorded_as_system(
         app_client: AppClient, admin: tuple[TokenInfo, str], engine: AsyncEngine) -> None:
     _, secret = admin
@@ -258,10 +279,13 @@ async def test_audit_http__command_line_actions_and_listing(
         "cli", None, getpass.getuser())
     assert secret not in listed.stdout
     assert intake("tokens", "revoke", "1", config=config).returncode == 0
+    report = intake("report", "--from", "2026-01-01", "--to", "2026-02-01", config=config)
+    assert report.returncode == 0, report.stderr
     table = intake("audit", "--actor", "cli", config=config)
     assert table.returncode == 0
     lines = table.stdout.splitlines()
-    assert [line.split("\t")[2:4] for line in lines] == [["token.revoke", "token:1"],
+    assert [line.split("\t")[2:4] for line in lines] == [["report.download", "requests"],
+                                                         ["token.revoke", "token:1"],
                                                          ["token.create", "token:1"]]
     for bad in (["--since", "yesterday"], ["--action", "token.drop"], ["--limit", "501"],
                 ["--cursor", "forged"]):
