@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from gateway import metrics
 from gateway.http.problems import Problem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,8 +87,20 @@ def rate_limit_middleware(per_token: Buckets, per_address: Buckets) -> Middlewar
         wait = per_token.take(f"t:{key[-16:]}") if key else 0.0
         wait = max(wait, per_address.take(f"a:{client_key(request.remote)}"))
         if wait > 0:
+            channel = _intake_channel(request)
+            if channel is not None:  # a post refused before its handler saw it
+                metrics.intake(channel).refused("rate_limited")
             raise Problem(429, "slow down and retry later",
                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
         return await handler(request)
 
     return middleware
+
+
+def _intake_channel(request: web.Request) -> str | None:
+    """The intake channel a request would have posted to, if it is a post."""
+    if request.method != "POST":
+        return None
+    if request.path == "/v1/requests":
+        return "api"
+    return "form" if request.path.startswith("/v1/forms/") else None

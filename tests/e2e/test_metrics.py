@@ -166,10 +166,8 @@ async def test_metrics__counters_equal_the_traffic_sent_and_refused(
         # The library's process collector.
         assert _value(samples, "process_cpu_seconds_total") > 0
 
-        # Sessions open, and a connection refused by max_connections_per_client = 2.
-        # (A client that closed without reading its greeting, as ServeProcess's
-        # start-up probe does, may hold a session a while longer: the cap is met
-        # with one or two of ours.)
+        # Sessions open, and a connection refused by max_connections_per_client = 2
+        # (ServeProcess's start-up probe, which closed at once, holds none).
         refused = _value(await _scrape(port), "intake_connections_refused_total",
                          listener="smtp", limit="per_client")
         held: list[socket.socket] = []
@@ -182,13 +180,41 @@ async def test_metrics__counters_equal_the_traffic_sent_and_refused(
                     break
                 assert greeting.startswith(b"220") and len(held) < 3
                 held.append(conn)
+            assert len(held) == 2
             samples = await _scrape(port)
-            assert _value(samples, "intake_smtp_sessions_open", listener="smtp") >= len(held)
+            assert _value(samples, "intake_smtp_sessions_open", listener="smtp") == 2
             assert _value(samples, "intake_connections_refused_total", listener="smtp",
                           limit="per_client") == refused + 1
         finally:
             for conn in held:
                 conn.close()
+    finally:
+        server.kill()
+
+
+async def test_metrics__posts_refused_by_the_rate_limit_are_counted(
+        db_url: str, tmp_path: Path) -> None:
+    """A 429 comes from the rate limit before any handler: still a refused post."""
+    port = free_port()
+    config = _config(tmp_path, db_url, port)
+    config.write_text(config.read_text()
+                      + "[http]\nrate_limit_per_address = 0.01\nrate_limit_burst = 2\n")
+    server = ServeProcess(config, tmp_path / "serve.log")
+    token = await _token(db_url)
+    server.start()
+    try:
+        statuses = []
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{server.http_port}") as s:
+            for n in range(5):
+                body = {"requester": {"email": f"rl{n}@example.com"}, "subject": "x", "body": "y"}
+                async with s.post("/v1/requests", json=body, headers=auth(token)) as answer:
+                    statuses.append(answer.status)
+        assert statuses == [201, 201, 429, 429, 429]
+        samples = await _scrape(port)
+        assert _value(samples, "intake_received_total", channel="api", outcome="refused",
+                      reason="rate_limited") == 3
+        assert _value(samples, "intake_received_total", channel="api", outcome="accepted",
+                      reason="new") == 2
     finally:
         server.kill()
 
