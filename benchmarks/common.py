@@ -207,6 +207,19 @@ def python() -> str:
     return sys.executable
 
 
+async def migrate(url: str) -> None:
+    """Bring a scratch database (an async SQLAlchemy URL) to the gateway's schema."""
+    sys.path.insert(0, str(ROOT))  # the gateway's packages, for benchmarks run as scripts
+    from storage.engine import create_engine
+    from storage.migrate import upgrade
+
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 def serve_command() -> list[str]:
     """`intake serve` as one process: the figures are that process's CPU and
     memory, against single-process baselines (the default on PostgreSQL is a

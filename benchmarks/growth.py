@@ -40,12 +40,11 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import scratch_database  # noqa: E402, I001
+from common import migrate, scratch_database  # noqa: E402, I001
 
 from storage import claims  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.inbox import NewItem, accept_many  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 from storage.processing import claim_items  # noqa: E402
 from storage.records import NewMessage, NewRequest  # noqa: E402
 from storage.store import complete_items  # noqa: E402
@@ -211,12 +210,6 @@ async def index_sizes(dsn: str) -> list[str]:
         await conn.close()
     return [f"   {r['relname']:<12} {r['indexrelname']:<48} {r['size'] / 2**20:8.1f} MiB"
             for r in rows]
-
-
-async def migrate(url: str) -> None:
-    engine = create_engine(url)
-    await upgrade(engine)
-    await engine.dispose()
 
 
 def main() -> None:

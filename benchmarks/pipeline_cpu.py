@@ -34,13 +34,12 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import scratch_database  # noqa: E402
+from common import migrate, scratch_database  # noqa: E402
 
 from gateway.pipeline.worker import Pipeline  # noqa: E402
 from routing.language import default_detector  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
 from storage.inbox import NewItem, accept_many  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 from tests.helpers import make_config  # noqa: E402
 
 BATCH = 128
@@ -132,9 +131,7 @@ async def bare_round(dsn: str, kind: str, count: int, tag: str) -> float:
 
 async def measure(dsn: str, items_per_round: int, rounds: int) -> None:
     url = dsn.replace("postgresql://", "postgresql+asyncpg://")
-    engine = create_engine(url)
-    await upgrade(engine)
-    await engine.dispose()
+    await migrate(url)
     default_detector().detect("warming the language model up before the clock starts")
     for kind, label, target in (("api", "API request (1.1 KB JSON)", 0.5),
                                 ("email", "email (4 KB)", 0.8)):

@@ -27,10 +27,9 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import scratch_database  # noqa: E402, I001
+from common import migrate, scratch_database  # noqa: E402, I001
 
 from storage.engine import create_engine  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 from storage.reports import ReportQuery, _measures, report  # noqa: E402
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -129,12 +128,6 @@ async def timings(url: str, repeat: int, explain: bool) -> list[str]:
     finally:
         await engine.dispose()
     return lines
-
-
-async def migrate(url: str) -> None:
-    engine = create_engine(url)
-    await upgrade(engine)
-    await engine.dispose()
 
 
 def main() -> None:

@@ -35,14 +35,13 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import scratch_database  # noqa: E402, I001
+from common import migrate, scratch_database  # noqa: E402, I001
 from growth import preload  # noqa: E402
 
 from domain.retention import Policy  # noqa: E402
 from gateway.pipeline.retention import SHARE_OF_TICK, Retention  # noqa: E402
 from storage.engine import create_engine, utcnow  # noqa: E402
 from storage.inbox import NewItem, accept_many  # noqa: E402
-from storage.migrate import upgrade  # noqa: E402
 from storage.retention import run_pass  # noqa: E402
 
 BODY = b'{"subject": "Invoice export fails", "body": "' + b"Lorem ipsum " * 60 + b'"}'
@@ -114,12 +113,6 @@ async def stored_requests(dsn: str) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM requests"))
     finally:
         await conn.close()
-
-
-async def migrate(url: str) -> None:
-    engine = create_engine(url)
-    await upgrade(engine)
-    await engine.dispose()
 
 
 def main() -> None:
