@@ -19,6 +19,7 @@ ERASED = "[erased]"
 # A name shorter than this is not looked for: "Al" would blank "Also" and "Alert"
 # everywhere, and proves nothing about who wrote.
 MIN_NAME = 3
+MIN_NAME_WORDS = 2
 # Names kept per erasure: a person uses a few; a hostile sender could vary its
 # display name per mail, which must not make every later search slower.
 MAX_NAMES = 50
@@ -37,7 +38,10 @@ class Terms:
         kept: dict[str, str] = {}
         for name in names:
             clean = " ".join(name.split())
-            if len(clean) >= MIN_NAME and clean.lower() != address and clean != ERASED:
+            # Two words at least: a display name comes from a header anyone may
+            # write, and one word ("and", "Support") stands in others' text too.
+            if (len(clean) >= MIN_NAME and len(clean.split()) >= MIN_NAME_WORDS
+                    and clean.lower() != address and clean != ERASED):
                 kept.setdefault(clean.lower(), clean)
         ordered = sorted(kept.values(), key=lambda n: (-len(n), n))[:MAX_NAMES]
         return cls(address, tuple(ordered))
@@ -65,14 +69,15 @@ class Terms:
 def _text_pattern(terms: Terms) -> re.Pattern[str]:
     # Names match on any run of white space (a header may fold them).
     parts = [r"\s+".join(re.escape(word) for word in term.split()) for term in terms.all()]
-    return re.compile("|".join(parts), re.IGNORECASE)
+    # Whole words only: a term inside a longer word is someone else's text.
+    return re.compile(r"(?<!\w)(?:" + "|".join(parts) + r")(?!\w)", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=16)
 def _bytes_pattern(terms: Terms) -> re.Pattern[bytes]:
     parts = [rb"\s+".join(re.escape(word.encode()) for word in term.split())
              for term in terms.all()]
-    return re.compile(b"|".join(parts), re.IGNORECASE)
+    return re.compile(rb"(?<!\w)(?:" + b"|".join(parts) + rb")(?!\w)", re.IGNORECASE)
 
 
 def mentions(text: str | None, terms: Terms) -> bool:

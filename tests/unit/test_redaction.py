@@ -55,3 +55,14 @@ def test_names_beside__only_hers() -> None:
                {"name": "Olaf", "address": "olaf@other.example"}, "junk", {"name": 3}]
     assert names_beside(entries, "zelda.q@erase.example") == ["Zelda Q"]
     assert names_beside("not a list", "zelda.q@erase.example") == []
+
+
+def test_terms__one_word_names_and_parts_of_words_are_left_alone() -> None:
+    """A display name is anyone's to write: "and" beside her address in a Cc
+    must not blank "and" (nor "Understand") all over the desk."""
+    terms = Terms.of("bob@x.org", ["and", "Bob Smith"])
+    assert terms.names == ("Bob Smith",)
+    text = "Understand the brand, and mail bob@x.org or Bob Smith; notbob@x.org stays"
+    assert redact(text, terms) == (
+        f"Understand the brand, and mail {ERASED} or {ERASED}; notbob@x.org stays")
+    assert redact_bytes(b"xBob Smithy bob@x.org", terms) == f"xBob Smithy {ERASED}".encode()
