@@ -9,6 +9,7 @@ erasures.py), so a process that dies mid-task holds it for at most
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -35,7 +36,13 @@ async def _work(engine: AsyncEngine, task: Task, *, audit: Audit, budget: float 
     (finished, lost its claim)."""
     started = time.monotonic()
     while True:
-        outcome = await work_step(engine, task, lease_seconds=LEASE_SECONDS, audit=audit)
+        try:
+            outcome = await work_step(engine, task, lease_seconds=LEASE_SECONDS, audit=audit)
+        except BaseException:
+            # Given back at once, not held for its lease by a step that failed.
+            with contextlib.suppress(Exception):
+                await release(engine, task)
+            raise
         if outcome is None:
             return False, True
         task = outcome.task

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,6 +28,16 @@ from storage.errors import described
 from storage.sla_store import claim_checks, set_deadlines, take_step
 
 log = logging.getLogger("intake.scheduler")
+
+
+async def _apart(what: str, work: Awaitable[object]) -> None:
+    """One share of a pass after the service levels: a failure of one (a task
+    that keeps failing, a fault mid-retention) is logged, and the others and
+    the next pass still run."""
+    try:
+        await work
+    except Exception as exc:  # noqa: BLE001 - logged; the pass goes on
+        log.warning("scheduler: %s failed: %s", what, described(exc))
 MEASURE_PER_PASS = 500
 
 
@@ -80,11 +90,12 @@ class Scheduler:
         self.steps_taken += taken
         # Business-hours times of answered and resolved requests, for reports
         # to aggregate (gateway/reports.py): a bounded batch a pass.
-        await measure(self._engine, holder.sla, limit=MEASURE_PER_PASS)
+        await _apart("measuring business times",
+                     measure(self._engine, holder.sla, limit=MEASURE_PER_PASS))
         # Erasures asked for over HTTP (gateway/erasure.py): a bounded share of the pass.
-        await erasure.run_pass(self._engine)
+        await _apart("erasures", erasure.run_pass(self._engine))
         if self._retention is not None:
-            await self._retention.step(now)
+            await _apart("retention", self._retention.step(now))
         return taken
 
     async def run(self, heartbeat: Heartbeat | None = None) -> None:
