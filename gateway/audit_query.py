@@ -4,21 +4,17 @@ malformed time is an error naming the parameter, never an empty page."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from storage.audit import ACTIONS, MAX_PAGE, AuditFilters, decode_cursor
+from parsers.timestamps import is_rfc3339, parse_rfc3339
+from storage.audit import ACTIONS, ACTOR, MAX_PAGE, AuditFilters, decode_cursor
 from storage.models import audit_events
 from storage.storable import is_storable
 
 DEFAULT_PAGE = 100
 PARAMETERS = ("actor", "action", "target", "since", "until", "limit", "cursor")
-_ACTOR = re.compile(r"(?:token|agent):\d{1,18}|cli|system")
-# RFC 3339 date-time with an offset (as the request listing takes it).
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
 _TARGET_SIZE: int = audit_events.c.target.type.length  # type: ignore[attr-defined]
 
 
@@ -37,12 +33,11 @@ class AuditQuery:
 
 
 def _time(parameter: str, raw: str) -> datetime:
-    if not _RFC3339.fullmatch(raw):
+    if not is_rfc3339(raw):
         raise BadParameter(parameter, "must be an RFC 3339 date-time with an offset, "
                                       "e.g. 2026-01-31T09:00:00Z")
     try:
-        return datetime.fromisoformat(raw.upper().replace("Z", "+00:00").replace(" ", "T")
-                                      ).astimezone(UTC)
+        return parse_rfc3339(raw)
     except ValueError:
         raise BadParameter(parameter, "is not a real date and time") from None
 
@@ -58,7 +53,7 @@ def _limit(raw: str | None) -> int:
 def parse_query(values: Mapping[str, str]) -> AuditQuery:
     """The query `values` (each parameter once, all known) ask for."""
     actor, action, target = values.get("actor"), values.get("action"), values.get("target")
-    if actor is not None and not _ACTOR.fullmatch(actor):
+    if actor is not None and not ACTOR.fullmatch(actor):
         raise BadParameter("actor", "must be token:<id>, agent:<id>, cli or system")
     if action is not None and action not in ACTIONS:
         raise BadParameter("action", "must be one of " + ", ".join(ACTIONS))

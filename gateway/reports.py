@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parsers.timestamps import is_rfc3339, parse_rfc3339
 from routing.sla import DEFAULT_CALENDAR, SlaConfig, elapsed_business_time
 from storage.reports import (
     GROUPINGS,
@@ -39,9 +40,6 @@ MAX_DAY_SPAN = timedelta(days=366)
 MAX_SPAN = timedelta(days=5 * 366)
 # ASCII digits only (`\d` would take any script's).
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-_DATE_TIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})",
-    re.ASCII)
 MEASURE_BATCH = 500
 
 
@@ -72,10 +70,8 @@ def _instant(parameter: str, raw: str, *, end: bool) -> datetime:
             day = date.fromisoformat(raw)
             midnight = datetime.combine(day, time(), tzinfo=UTC)
             return midnight + timedelta(days=1) if end else midnight
-        if _DATE_TIME.fullmatch(raw):
-            # Python reads at most microseconds: finer digits are cut.
-            text = re.sub(r"(\.\d{6})\d+", r"\1", raw.upper().replace("Z", "+00:00"))
-            return datetime.fromisoformat(text.replace(" ", "T")).astimezone(UTC)
+        if is_rfc3339(raw):
+            return parse_rfc3339(raw)
     except (ValueError, OverflowError):
         raise BadParameter(parameter, "is not a real date or time") from None
     raise BadParameter(parameter, "must be a date (2026-01-31) or an RFC 3339 date-time "

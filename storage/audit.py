@@ -49,7 +49,7 @@ ACTIONS = (
 )
 # token:<id> and agent:<id> over HTTP, `cli` for the command line, `system` for
 # the scheduler and signals.
-_ACTOR = re.compile(r"(?:token|agent):\d{1,18}|cli|system")
+ACTOR = re.compile(r"(?:token|agent):\d{1,18}|cli|system")
 # Keys whose values are never kept, whatever a caller passes.
 _SECRET_KEY = re.compile(r"secret|password|passwd|passphrase|credential|token_hash|api_key",
                          re.IGNORECASE)
@@ -86,7 +86,7 @@ def _row(actor: str, action: str, target: str | None, client: str | None,
          data: Mapping[str, Any] | None) -> dict[str, Any]:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
-    if not _ACTOR.fullmatch(actor):
+    if not ACTOR.fullmatch(actor):
         raise ValueError(f"audit actor must be token:<id>, agent:<id>, cli or system, "
                          f"not {actor!r}")
     values = dict(data or {})
@@ -207,11 +207,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         at_text, _, id_text = raw.partition("|")
         at = datetime.fromisoformat(at_text)
         event_id = int(id_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        if at.tzinfo is None or not 0 < event_id < 2**63:
+            raise ValueError("not a cursor of this listing")
+        return at.astimezone(UTC), event_id
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise ValueError("not a cursor of this listing") from None
-    if at.tzinfo is None or not 0 < event_id < 2**63:
-        raise ValueError("not a cursor of this listing")
-    return at.astimezone(UTC), event_id
 
 
 def _event(row: Any) -> dict[str, Any]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import datetime
 
 from multidict import MultiMapping
 
 from domain.lifecycle import Status
 from gateway.http.problems import ParameterProblem, Problem
 from gateway.http.shared import small_int
+from parsers.timestamps import is_rfc3339, parse_rfc3339
 from routing.fields import PRIORITIES
 from storage.claims import ListFilters
 
@@ -28,8 +29,6 @@ LISTED = tuple(s.value for s in Status if s != Status.RECEIVED)
 # `agent:<id>` or `token:<id>` (how claims are recorded), `me`, or `none` (unclaimed).
 _CLAIMANT = re.compile(r"(?:agent|token):\d{1,18}|me|none")
 # RFC 3339 date-time: a date, a time and an offset (Z or +hh:mm), nothing looser.
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
 PAGING = ("limit", "cursor")
 FILTERS = ("status", "priority", "type", "component", "tag", "requester", "text", "breached",
            "due_before", "created_after", "created_before", "claimed_by")
@@ -40,13 +39,12 @@ def _bad(parameter: str, detail: str) -> Problem:
 
 
 def _timestamp(parameter: str, raw: str) -> datetime:
-    if not _RFC3339.fullmatch(raw):
+    if not is_rfc3339(raw):
         raise _bad(parameter, "must be an RFC 3339 date-time with an offset, "
                               "e.g. 2026-01-31T09:00:00Z")
     try:
         # In UTC, as stored: SQLite compares timestamps as text.
-        return datetime.fromisoformat(raw.upper().replace("Z", "+00:00").replace(" ", "T")
-                                      ).astimezone(UTC)
+        return parse_rfc3339(raw)
     except ValueError:
         raise _bad(parameter, "is not a real date and time") from None
 
