@@ -18,6 +18,7 @@ the database and the relay little.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
+from gateway.proxies import TrustedProxies
 from gateway.supervisor import TaskHealth
 from storage.errors import described
 from storage.monitoring import Figures, figures
@@ -88,9 +90,15 @@ class Report:
 
     def nagios(self) -> str:
         """One line as Nagios plugins print it: state, what is wrong, performance data."""
-        text = "; ".join(f"{i.code}: {i.message}" for i in self.issues) or "no issues"
+        # Messages may quote a relay's or a rule file's error: a `|` would start
+        # the performance data, a line break end the plugin's one line.
+        text = "; ".join(f"{i.code}: {_one_line(i.message)}" for i in self.issues) or "no issues"
         perf = " ".join(f"{key}={value:g}" for key, value in self.figures.items())
         return f"INTAKE {self.severity.name} - {text}" + (f" | {perf}" if perf else "")
+
+
+def _one_line(message: str, limit: int = 300) -> str:
+    return re.sub(r"[|\x00-\x1f\x7f]+", " ", message)[:limit]
 
 
 def _database_issues(config: Config, found: Figures) -> list[Issue]:
@@ -129,13 +137,17 @@ def _database_issues(config: Config, found: Figures) -> list[Issue]:
     return issues
 
 
-async def greets(host: str, port: int, seconds: float) -> str | None:
+async def greets(host: str, port: int, seconds: float, *, proxied: bool = False) -> str | None:
     """None if an SMTP server at host:port greets with 220 within `seconds`;
-    else what went wrong."""
+    else what went wrong. `proxied`: our listener takes this host for a trusted
+    proxy (smtp.proxy_protocol_from), so a PROXY header comes first; UNKNOWN
+    keeps the connection's own address, as a load balancer's check does."""
     try:
         async with asyncio.timeout(seconds):
             reader, writer = await asyncio.open_connection(host, port)
             try:
+                if proxied:
+                    writer.write(b"PROXY UNKNOWN\r\n")
                 line = await reader.readline()
                 if not line.startswith(b"220"):
                     return f"greeted with {line[:60].decode('ascii', 'replace').strip()!r}"
@@ -190,7 +202,11 @@ async def build_report(*, config: Config, engine: AsyncEngine,
     checks = [("relay", config.relay_address, Code.RELAY_UNREACHABLE)] if (
         config.relay_address) else []
     checks += [(name, address, Code.LISTENER_UNREACHABLE) for name, address in listeners]
-    answers = await asyncio.gather(*(greets(*address, timeout) for _, address, _ in checks))
+    ours = TrustedProxies(config.smtp.proxy_protocol_from)
+    answers = await asyncio.gather(*(
+        greets(*address, timeout, proxied=code == Code.LISTENER_UNREACHABLE
+               and ours.trusts(address[0]))
+        for _, address, code in checks))
     for (name, (host, port), code), problem in zip(checks, answers, strict=True):
         if problem is not None:
             issues.append(Issue(code=code, severity=Severity.CRITICAL,

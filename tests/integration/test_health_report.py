@@ -233,3 +233,24 @@ async def test_health__the_command_exit_codes(db_url: str, tmp_path: Path, engin
     # Without its configuration it cannot check.
     path = _config_file(tmp_path, db_url, greeter, "[health]\nno_such_key = 1\n")
     assert await _command("--config", str(path), "health") == 3
+
+
+def test_health__nagios_line_stays_one_line_whatever_an_error_quotes() -> None:
+    from gateway.health_report import Issue, Report
+    report = Report(issues=(Issue(code=Code.RELAY_UNREACHABLE, severity=Severity.CRITICAL,
+                                  message="relay said: 554 no | way\r\nX-Injected: 1"),),
+                    figures={"pending": 3})
+    line = report.nagios()
+    assert "\n" not in line and "\r" not in line
+    assert line.count("|") == 1 and line.endswith("| pending=3")
+
+
+async def test_health__own_listener_greets_through_a_trusted_local_proxy(db_url: str) -> None:
+    """With 127.0.0.1 a trusted proxy, the listener waits for a PROXY header:
+    the check sends PROXY UNKNOWN first, as a load balancer's check does."""
+    from gateway.health_report import greets
+    from tests.helpers import running
+    async with running(db_url, smtp={"proxy_protocol_from": ["127.0.0.1/32"],
+                                     "command_timeout_seconds": 5}) as gateway:
+        assert await greets("127.0.0.1", gateway.smtp_port, 3.0, proxied=True) is None
+        assert await greets("127.0.0.1", gateway.smtp_port, 1.0) is not None
