@@ -57,8 +57,15 @@ async def inbox_locked(db_url: str) -> AsyncIterator[None]:
     url = make_url(db_url)
     if url.get_backend_name() == "sqlite":
         # The one write lock of the database, as a long transaction would hold it.
-        lock = sqlite3.connect(url.database or "", isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
+        # Taken in a thread: the gateway in this event loop may hold the lock for
+        # a moment, and a wait on this loop's thread would keep it from letting go.
+        def take() -> sqlite3.Connection:
+            conn = sqlite3.connect(url.database or "", isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("BEGIN IMMEDIATE")
+            return conn
+
+        lock = await asyncio.to_thread(take)
         try:
             yield
         finally:
