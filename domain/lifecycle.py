@@ -231,9 +231,13 @@ def announces_work(status: Status) -> bool:
     return status in WORKABLE
 
 
-def initial_status(*, quarantined: bool, automatic: bool) -> Status:
+def initial_status(*, quarantined: bool, automatic: bool, archived: bool = False) -> Status:
     """A new request's status: held by a rule, closed at once when nobody wrote
-    it (kept and shown, not open work), else new."""
+    it (kept and shown, not open work), else new. Mail imported from an archive
+    is closed: it was dealt with then (closed, not resolved: nobody resolved it
+    here, so it meets no resolution target and reports count no resolution)."""
+    if archived:
+        return Status.CLOSED
     if quarantined:
         return Status.QUARANTINED
     return Status.CLOSED if automatic else Status.NEW

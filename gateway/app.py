@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +31,7 @@ from gateway.http.access_log import LOGGER as ACCESS_LOG
 from gateway.http.access_log import AccessLogger
 from gateway.http.app import init_app
 from gateway.http_connections import GuardedSite, HttpConnections
+from gateway.mailbox.fetcher import MailboxFetcher
 from gateway.metrics_export import Exporter
 from gateway.pipeline.retention import SHARE_OF_TICK, Retention
 from gateway.pipeline.scheduler import Scheduler
@@ -83,6 +84,9 @@ class Gateway:
     # GET /metrics on `[metrics] listen` (gateway/metrics_export.py); None: not served.
     metrics: Exporter | None = None
     metrics_port: int | None = None
+    # One fetcher per `[[mailbox]]` (processes with workers only); a lease in
+    # the database lets one process at a time fetch each mailbox.
+    mailboxes: list[MailboxFetcher] = field(default_factory=list)
 
     @property
     def http_url(self) -> str:
@@ -190,6 +194,12 @@ class Gateway:
                         watch=pipeline, drain=True)
         for number in range(1, self.outbox_workers + 1):
             tasks.start(f"outbox-{number}", self.outbox.run, drain=True)
+        for fetcher in self.mailboxes:
+            section = next(m for m in config.mailbox if m.name == fetcher.name)
+            # It beats after every pass, IDLE and retry wait: the longest of those.
+            longest = max(section.poll_seconds, section.backoff_max_seconds,
+                          section.lease_seconds) + section.timeout_seconds
+            tasks.start(f"mailbox-{fetcher.name}", fetcher.run, stall_seconds=3 * longest)
 
 
 def _without_password(url: str) -> str:
@@ -263,6 +273,10 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
         outbox_workers=config.outbound.workers if workers and outbox.has_work else 0,
         worker=worker,
     )
+    if workers:
+        gateway.mailboxes = [MailboxFetcher(engine=engine, config=config, section=section,
+                                            on_commit=committed)
+                             for section in config.mailbox]
     if config.metrics.enabled:
         listeners = [("smtp", gateway.smtp.connections), ("http", http_connections.connections)]
         if gateway.lmtp is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from domain.errors import ConfigError, GatewayError
 from gateway.audit_cli import add_parser as add_audit_parser
 from gateway.config import Config, load_config
+from gateway.config.sections import MailboxSection
 from gateway.logs import LEVELS, configure, parse_level
 from gateway.retention_cli import add_parsers as add_retention_parsers
 from gateway.retention_cli import run_backup, run_restore, run_retention
@@ -131,6 +132,104 @@ async def _health(config: Config, args: argparse.Namespace) -> int:
         await engine.dispose()
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.nagios())
     return int(report.severity)
+
+
+async def _mailboxes(config: Config, args: argparse.Namespace) -> int:
+    """`intake mailboxes`: every [[mailbox]] and how its fetching goes; `intake
+    mailboxes test NAME`: log in and look (gateway/mailbox/check.py)."""
+    if args.action == "test":
+        return await _test_mailbox(config, args.name)
+    if args.name is not None:
+        print("intake mailboxes: a name goes with `test` only", file=sys.stderr)
+        return 2
+    engine = _engine(config)
+    try:
+        rows = await _mailbox_rows(engine, config.mailbox)
+    finally:
+        await engine.dispose()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        _print_mailboxes(rows)
+    return 0
+
+
+async def _test_mailbox(config: Config, name: str | None) -> int:
+    """Exit 0 when every check passed, 1 when one failed, 2 for an unknown name."""
+    from gateway.mailbox.check import check_mailbox
+
+    section = next((m for m in config.mailbox if m.name == name), None)
+    if section is None:
+        known = ", ".join(m.name for m in config.mailbox) or "none configured"
+        print(f"intake mailboxes test: unknown mailbox {name!r} (configured: {known})",
+              file=sys.stderr)
+        return 2
+    engine = _engine(config)
+    try:
+        result = await check_mailbox(engine, section)
+    finally:
+        await engine.dispose()
+    for line in result.lines:
+        print(_printable(line, 500))  # a server's words among them
+    return 0 if result.ok else 1
+
+
+async def _mailbox_rows(engine: Any, sections: list[MailboxSection]) -> list[dict[str, Any]]:
+    """Each configured mailbox with its row's state (none yet: never fetched)."""
+    from storage.engine import utcnow
+    from storage.monitoring import mailbox_figures
+
+    found = await mailbox_figures(engine, [m.name for m in sections])
+    now = utcnow()
+    rows = []
+    for section in sections:
+        host, port = section.address
+        state = found.get(section.name)
+        held = state is not None and state.held(now)
+        rows.append({
+            "name": section.name, "host": host, "port": port, "tls": section.tls,
+            "user": section.user, "mode": section.mode, "after": section.after,
+            "move_to": section.move_to, "folders": list(section.folders),
+            # A holder that died left `connected` set; its lease has run out since.
+            "connected": bool(state and state.connected and held),
+            "holder": state.holder if state and held else None,
+            "last_fetch_at": _iso(state.last_fetch_at if state else None),
+            "last_pass_at": _iso(state.last_pass_at if state else None),
+            "failing_since": _iso(state.failing_since if state else None),
+            "behind": state.behind if state else 0,
+            "fetched": state.fetched if state else 0,
+            "last_error": state.last_error if state else None})
+    return rows
+
+
+def _iso(moment: Any) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _printable(value: str, limit: int) -> str:
+    """A server's text on a terminal: no control sequences, one line, cut at `limit`."""
+    import re
+
+    value = re.sub(r"[\x00-\x1f\x7f-\x9f]+", " ", value).strip()
+    return value if len(value) <= limit else value[:limit - 1] + "…"
+
+
+def _print_mailboxes(rows: list[dict[str, Any]]) -> None:
+    shown = _printable  # every text a column shows
+    head = ("NAME", "SERVER", "USER", "MODE", "AFTER", "CONNECTED", "HOLDER", "LAST FETCH",
+            "BEHIND", "FETCHED", "LAST ERROR")
+    table = [head] + [(
+        r["name"], f"{r['host']}:{r['port']}", shown(r["user"], 40), r["mode"],
+        f"move to {shown(r['move_to'], 30)}" if r["after"] == "move" else r["after"],
+        "yes" if r["connected"] else "no", shown(r["holder"] or "-", 40),
+        (r["last_fetch_at"] or "never").replace("T", " ").replace("+00:00", "Z"),
+        str(r["behind"]), str(r["fetched"]), shown(r["last_error"] or "-", 120))
+        for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+              .rstrip())
+    print(f"{len(rows)} mailbox(es)")
 
 
 def _reachable(address: tuple[str, int]) -> tuple[str, int]:
@@ -527,6 +626,11 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="what is wrong, for Nagios-style checks: exit 0 "
                             "OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN")
     health.add_argument("--json", action="store_true")
+    mailboxes = sub.add_parser("mailboxes", help="the IMAP mailboxes and how fetching goes; "
+                               "`test NAME`: log in and look, fetch nothing")
+    mailboxes.add_argument("action", nargs="?", choices=["list", "test"], default="list")
+    mailboxes.add_argument("name", nargs="?", help="the mailbox to test")
+    mailboxes.add_argument("--json", action="store_true")
     erase = sub.add_parser("erase", help="erase every trace of one person (right to erasure)")
     erase.add_argument("--requester", required=True, metavar="EMAIL",
                        help="the person's email address")
@@ -551,13 +655,14 @@ COMMANDS: dict[str, Command] = {
     "reprocess": _reprocess, "dead-letters": _dead_letters, "parse": _parse,
     "route": _route, "reroute": _reroute, "quarantine": _quarantine,
     "postfix-maps": _postfix_maps, "report": _report, "health": _health,
+    "mailboxes": _mailboxes,
     "audit": _audit,
     "retention": run_retention, "backup": run_backup, "restore": run_restore,
     "erase": _erase, "export": _export,
 }
 # The commands that open the database: its location is checked before they run.
 DATABASE_COMMANDS = frozenset({"serve", "migrate", "tokens", "reprocess", "dead-letters",
-                               "reroute", "quarantine", "report", "health", "audit",
+                               "reroute", "quarantine", "report", "health", "mailboxes", "audit",
                                "retention", "backup", "erase", "export"})
 DATABASE_CREATING_COMMANDS = frozenset({"serve", "migrate"})
 

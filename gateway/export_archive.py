@@ -175,7 +175,7 @@ async def _request(engine: AsyncEngine, archive: zipfile.ZipFile, request: Expor
             found = await raw_input(engine, m["inbox_item_id"])
             if found is not None:
                 channel, raw = found
-                folder, suffix = (("mails", "eml") if channel in ("smtp", "lmtp")
+                folder, suffix = (("mails", "eml") if channel in ("smtp", "lmtp", "imap")
                                   else ("submissions", "json"))
                 original = f"{folder}/{reference}-{n}.{suffix}"
                 archive.writestr(original, raw)

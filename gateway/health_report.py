@@ -7,8 +7,8 @@ machine-readable code and a severity, and the exit code such monitors read
 
 database unreachable, dead letters, pipeline lag, a scheduler that does not
 run, outbox rows failing, the relay or our own SMTP/LMTP listener not greeting,
-a failed rules reload and a background task down (the codes and severities are
-`Code` and the README's table).
+a failed rules reload, a background task down, and an IMAP mailbox failing or
+fetched by nobody (the codes and severities are `Code` and the README's table).
 
 Database figures come from storage/monitoring.py (indexed statements only), and
 the whole report is kept for `CACHE_SECONDS`, so a monitor polling often costs
@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -30,11 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.config import Config
 from gateway.proxies import TrustedProxies
 from gateway.supervisor import TaskHealth
+from storage.engine import utcnow
 from storage.errors import described
-from storage.monitoring import Figures, figures
+from storage.monitoring import Figures, MailboxFigures, figures
 
 # A report is reused this long: probes cannot load the database or the relay.
 CACHE_SECONDS = 5.0
+# When this process started (its import, near enough): a mailbox that has no
+# row yet counts as stalled only once this is `mailbox_stale_seconds` old.
+STARTED = utcnow()
 
 
 class Severity(IntEnum):
@@ -56,6 +61,9 @@ class Code(StrEnum):
     LISTENER_UNREACHABLE = "listener_unreachable"
     RULES_RELOAD_FAILED = "rules_reload_failed"
     TASK_DOWN = "task_down"
+    MAILBOX_FAILING = "mailbox_failing"
+    # Not "idle": IMAP's IDLE is the healthy wait between passes.
+    MAILBOX_STALLED = "mailbox_stalled"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +145,59 @@ def _database_issues(config: Config, found: Figures) -> list[Issue]:
     return issues
 
 
+def _mailbox_issues(config: Config, rows: Mapping[str, MailboxFigures], now: datetime,
+                    started: datetime) -> list[Issue]:
+    """Per configured mailbox: failing (the fetcher's last attempt failed), else
+    stalled: nobody holds it, or its holder has not finished a pass, for too long."""
+    issues = []
+    for section in config.mailbox:
+        name, row = section.name, rows.get(section.name)
+        # A pass comes at least every poll_seconds (IDLE ends by then too): a
+        # longer poll than the threshold is not a stall.
+        limit = max(config.health.mailbox_stale_seconds, 2 * section.poll_seconds)
+        if row is not None and row.failing_since is not None:
+            failing = _seconds(now, row.failing_since)
+            error = _one_line(row.last_error or "no error recorded", 200)
+            issues.append(Issue(code=Code.MAILBOX_FAILING, severity=Severity.CRITICAL,
+                                value=round(failing, 1),
+                                message=f"mailbox {name} has failed since "
+                                        f"{_when(row.failing_since)} ({failing:.0f} s): {error}"))
+            continue
+        if row is None or row.last_pass_at is None:
+            waited = _seconds(now, started)
+            if waited > limit:
+                issues.append(_stalled(name, waited, f"has not been fetched yet, "
+                                       f"{waited:.0f} s after this process started"))
+            continue
+        if not row.held(now):
+            # Free since its lease ran out, or (released) since its last pass.
+            since = max(t for t in (row.lease_until, row.last_pass_at) if t is not None)
+            free = _seconds(now, since)
+            if free > limit:
+                issues.append(_stalled(name, free, f"is fetched by no process: none has "
+                                       f"held it since {_when(since)} ({free:.0f} s)"))
+            continue
+        late = _seconds(now, row.last_pass_at)
+        if late > limit:
+            issues.append(_stalled(name, late, f"is held by {_one_line(row.holder or '', 80)} "
+                                   f"but its last pass was at {_when(row.last_pass_at)} "
+                                   f"({late:.0f} s ago)"))
+    return issues
+
+
+def _stalled(name: str, seconds: float, what: str) -> Issue:
+    return Issue(code=Code.MAILBOX_STALLED, severity=Severity.WARNING, value=round(seconds, 1),
+                 message=f"mailbox {name} {what}")
+
+
+def _seconds(now: datetime, then: datetime) -> float:
+    return max(0.0, (now - then).total_seconds())
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 async def greets(host: str, port: int, seconds: float, *, proxied: bool = False) -> str | None:
     """None if an SMTP server at host:port greets with 220 within `seconds`;
     else what went wrong. `proxied`: our listener takes this host for a trusted
@@ -182,22 +243,29 @@ def _rules_issues(status: dict[str, Any] | None) -> list[Issue]:
 async def build_report(*, config: Config, engine: AsyncEngine,
                        tasks: Sequence[TaskHealth] = (),
                        rules_status: dict[str, Any] | None = None,
-                       listeners: Sequence[tuple[str, tuple[str, int]]] = ()) -> Report:
+                       listeners: Sequence[tuple[str, tuple[str, int]]] = (),
+                       started: datetime | None = None) -> Report:
     """Every check, now. `tasks` and `rules_status`: this process's, when it runs
-    them; `listeners`: our own SMTP/LMTP listeners to try (name, address)."""
+    them; `listeners`: our own SMTP/LMTP listeners to try (name, address);
+    `started`: when the gateway started (default: this process's start)."""
     issues: list[Issue] = []
     values: dict[str, float] = {}
+    names = [m.name for m in config.mailbox]
     try:
-        found = await figures(engine, [q.name for q in config.queue])
+        found = await figures(engine, [q.name for q in config.queue], mailboxes=names)
     except Exception as exc:  # noqa: BLE001 - any failure to read is the issue
         issues.append(Issue(code=Code.DATABASE_UNREACHABLE, severity=Severity.CRITICAL,
                             message=f"the database's figures cannot be read: {described(exc)}"))
     else:
         issues += _database_issues(config, found)
+        issues += _mailbox_issues(config, found.mailboxes, found.at, started or STARTED)
+        rows = [found.mailboxes[n] for n in names if n in found.mailboxes]
         values = {"dead_letters": found.dead, "pipeline_lag_seconds": round(found.lag_seconds, 1),
                   "pending": found.inbox.get("pending", 0),
                   "scheduler_late_seconds": round(found.scheduler_late_seconds, 1),
-                  "outbox_failing": found.outbox_failing()}
+                  "outbox_failing": found.outbox_failing(),
+                  "mailboxes_failing": sum(r.failing_since is not None for r in rows),
+                  "mailboxes_behind": sum(r.behind for r in rows)}
     timeout = config.health.relay_timeout_seconds
     checks = [("relay", config.relay_address, Code.RELAY_UNREACHABLE)] if (
         config.relay_address) else []

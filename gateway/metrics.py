@@ -11,8 +11,9 @@ What is counted where it happens goes through the small objects below
 bound once, at `configure()`: on the intake path a count is one `.inc()`, never
 a label look-up. With `[metrics] enabled = false` they are `_Off`, which counts
 nothing (the baseline of benchmarks/metrics_cost.py). Figures that exist
-anyway (connections open and refused, items stored, the database's backlogs)
-are read when scraped instead (gateway/metrics_export.py).
+anyway (connections open and refused, items stored, the database's backlogs,
+the IMAP mailboxes' state and fetched count) are read when scraped instead
+(gateway/metrics_export.py).
 
 Each process counts its own: with `intake serve`'s worker processes every one
 is a scrape target of its own (`[metrics] listen`, port + N - 1), and a total
@@ -39,7 +40,10 @@ SMTP_REASONS = ("unknown_recipient", "bare_line_ending", "too_large", "unstorabl
 HTTP_REASONS = {400: "bad_request", 401: "unauthorised", 403: "forbidden",
                 404: "not_found", 413: "too_large", 415: "unsupported_media_type",
                 422: "invalid", 429: "rate_limited"}
-CHANNELS = {"smtp": SMTP_REASONS, "lmtp": SMTP_REASONS,
+# A mailbox's message is never refused to the server; it may be too large to
+# fetch (its header is stored) or unstorable.
+IMAP_REASONS = ("too_large", "unstorable")
+CHANNELS = {"smtp": SMTP_REASONS, "lmtp": SMTP_REASONS, "imap": IMAP_REASONS,
             "api": tuple(HTTP_REASONS.values()), "form": tuple(HTTP_REASONS.values())}
 
 RECEIVED = Counter(
@@ -227,7 +231,7 @@ def configure(*, enabled: bool, queues: Iterable[str] = (),
 
 
 def intake(channel: str) -> Intake:
-    """The counts of `channel` (smtp, lmtp, api, form); kept by its handler."""
+    """The counts of `channel` (smtp, lmtp, imap, api, form); kept by its handler."""
     return _INTAKE[channel]  # type: ignore[return-value]
 
 

@@ -10,7 +10,7 @@ logs it.
 What a scrape returns: the counters of gateway/metrics.py; the library's process,
 platform and GC collectors; figures read at the scrape from what the process
 keeps anyway (connections open and refused, items stored); and the database's
-figures (backlogs, lag, queues), which one process per database reads at most
+figures (backlogs, lag, queues, IMAP mailboxes), which one process per database reads at most
 once per `[metrics] database_seconds` and serves from memory in between
 (storage.monitoring.Lead); the other processes export none of them, so summing
 them over instances counts each once.
@@ -80,6 +80,37 @@ class _Collector(Collector):
         yield lead
         if exporter.figures is not None:
             yield from _database(exporter.figures, time.time() - exporter.figures_age())
+            yield from _mailboxes(exporter.figures, [m.name for m in exporter.config.mailbox])
+
+
+def _mailboxes(figures: Figures, names: Sequence[str]) -> Iterator[Metric]:
+    """Per configured mailbox (a bounded label: names from the configuration); one
+    not fetched yet (no row) is 0, and has no last fetch time."""
+    if not names:
+        return
+    connected = GaugeMetricFamily("intake_mailbox_connected", "1 while a process holds "
+                                  "the mailbox, logged in, and its last pass worked",
+                                  labels=["mailbox"])
+    behind = GaugeMetricFamily("intake_mailbox_behind", "Messages left on the server for "
+                               "the next pass (max_per_run reached)", labels=["mailbox"])
+    failing = GaugeMetricFamily("intake_mailbox_failing", "1 while the fetcher's attempts "
+                                "fail (the health check's mailbox_failing)", labels=["mailbox"])
+    last = GaugeMetricFamily("intake_mailbox_last_fetch_timestamp_seconds", "When mail was "
+                             "last stored from the mailbox (Unix time)", labels=["mailbox"])
+    # The database's running count, exported as the counter it is (it only grows).
+    fetched = CounterMetricFamily("intake_mailbox_fetched", "Messages fetched from the "
+                                  "mailbox into the inbox", labels=["mailbox"])
+    for name in names:
+        row = figures.mailboxes.get(name)
+        # A holder that died left `connected` set: its lease has run out since.
+        connected.add_metric([name], 1 if row is not None and row.connected
+                             and row.held(figures.at) else 0)
+        behind.add_metric([name], row.behind if row is not None else 0)
+        failing.add_metric([name], 1 if row is not None and row.failing_since else 0)
+        fetched.add_metric([name], row.fetched if row is not None else 0)
+        if row is not None and row.last_fetch_at is not None:
+            last.add_metric([name], row.last_fetch_at.timestamp())
+    yield from (connected, behind, failing, last, fetched)
 
 
 def _database(figures: Figures, taken: float) -> Iterator[Metric]:
@@ -155,7 +186,8 @@ class Exporter:
             if self._clock() - self._figures_at < self.config.metrics.database_seconds:
                 return
             try:
-                self.figures = await self._lead.figures([q.name for q in self.config.queue])
+                self.figures = await self._lead.figures(
+                    [q.name for q in self.config.queue], [m.name for m in self.config.mailbox])
             except Exception as exc:  # noqa: BLE001 - a scrape still gets the rest
                 log.warning("reading the database's figures for /metrics failed: %s",
                             described(exc))

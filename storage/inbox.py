@@ -78,7 +78,7 @@ class Accepted:
     replayed: bool = False
 
 
-def _row(item: NewItem, now: datetime) -> dict[str, Any]:
+def item_row(item: NewItem, now: datetime) -> dict[str, Any]:
     return {
         "channel": item.channel,
         "received_at": now,
@@ -322,7 +322,7 @@ class InboxWriter:
         rows = {}
         for waiter in batch:
             try:
-                rows[waiter] = _row(waiter.item, now)
+                rows[waiter] = item_row(waiter.item, now)
             except Exception as exc:  # noqa: BLE001 - isolated, logged, answered
                 log.exception("inbox writer: cannot build the row of a %s item",
                               waiter.item.channel)
@@ -476,7 +476,7 @@ class InboxWriter:
                 if existing is None:
                     try:
                         async with transaction(self._engine) as conn:
-                            row = _row(item, utcnow()) | {
+                            row = item_row(item, utcnow()) | {
                                 "idempotency_key": key, "body_sha256": digest}
                             result = await conn.execute(insert(inbox_items).returning(
                                 inbox_items.c.id), row)
@@ -520,5 +520,5 @@ async def accept_many(engine: AsyncEngine, items: Sequence[NewItem]) -> list[int
     """Commit several items in one transaction (tools and tests)."""
     now = utcnow()
     async with transaction(engine) as conn:
-        result = await conn.execute(_INSERT, [_row(i, now) for i in items])
+        result = await conn.execute(_INSERT, [item_row(i, now) for i in items])
         return [row[0] for row in result]

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
     bindparam,
     func,
     literal,
@@ -369,6 +371,68 @@ class Erasure(Base):
     references: Mapped[list[Any]]
 
 
+
+class Mailbox(Base):
+    """An IMAP mailbox the gateway fetches from (gateway/mailbox/): which process
+    holds it (a lease), how it goes, and the OAuth refresh token it was last given."""
+
+    __tablename__ = "mailboxes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_fetch_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Since when it has failed without a success between (None: it works).
+    failing_since: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Messages seen on the server and not yet stored, at the last look.
+    behind: Mapped[int] = mapped_column(BigInteger, default=0)
+    fetched: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A refresh token the provider rotated, and the sha256 of the configured one
+    # it descends from (a new configured token wins over it).
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    refresh_seed: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class MailboxFolder(Base):
+    """Where fetching a folder stands: every UID below `next_uid` under this
+    UIDVALIDITY is stored or recorded."""
+
+    __tablename__ = "mailbox_folders"
+
+    mailbox: Mapped[str] = mapped_column(String(64), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(255), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    next_uid: Mapped[int] = mapped_column(BigInteger)
+
+
+class MailboxMessage(Base):
+    """One message seen in a mailbox folder, committed with its inbox item:
+    `owed` (the after-fetch action is still to do on the server), `done` or
+    `too_large` (recorded, left on the server). No `item_id`: the same message
+    was stored before (seen again under a new UIDVALIDITY, or copied back)."""
+
+    __tablename__ = "mailbox_messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid"),
+        Index(None, "mailbox", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    mailbox: Mapped[str] = mapped_column(String(64))
+    folder: Mapped[str] = mapped_column(String(255))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    item_id: Mapped[int | None] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(12))
+    stored_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 inbox_items = InboxItem.__table__
 outbox = OutboxRow.__table__
 sla_marks = SlaMark.__table__
@@ -385,6 +449,15 @@ install_keys = InstallKey.__table__
 audit_events = AuditEvent.__table__
 audit_purge = AuditPurge.__table__
 erasures = Erasure.__table__
+mailboxes = Mailbox.__table__
+mailbox_folders = MailboxFolder.__table__
+mailbox_messages = MailboxMessage.__table__
+
+# Mailboxes (migration 0017): one stored message per digest of its bytes and
+# mailbox; records of the same bytes seen again (no item) are not counted.
+STORED = mailbox_messages.c.item_id.is_not(None)
+Index("ux_mailbox_messages_stored", mailbox_messages.c.mailbox, mailbox_messages.c.raw_sha256,
+      unique=True, postgresql_where=STORED, sqlite_where=STORED)
 
 # Reports (migration 0012): the requests whose business-hours times are yet to
 # be measured, and the timeline events a report counts.

@@ -1,15 +1,17 @@
 """What the database says about the gateway's health, for /metrics and the health
-check: backlogs, dead letters, lag, queues; and which process reads them.
+check: backlogs, dead letters, lag, queues, IMAP mailboxes; and which process
+reads them.
 
 Every figure is one indexed statement (the (state, next_attempt_at) indexes of
-inbox_items and outbox, requests' (queue, status, priority) and next_check_at),
-so its cost follows the backlog, never the history: no full-table scan per scrape.
+inbox_items and outbox, requests' (queue, status, priority) and next_check_at,
+the configured mailboxes' rows by their primary key), so its cost follows the
+backlog, never the history: no full-table scan per scrape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, text
@@ -19,6 +21,7 @@ from domain.lifecycle import DONE, WORKABLE, DeliveryState, ItemState
 from storage.engine import as_utc, connection, is_sqlite, utcnow
 from storage.errors import is_storage_fault, unavailable
 from storage.models import inbox_items, outbox, requests
+from storage.models import mailboxes as mailbox_rows
 
 # pg_try_advisory_lock key of "reads the figures for /metrics" (a constant of our own).
 LEAD_KEY = 0x1A7A4F
@@ -35,6 +38,32 @@ class QueueFigures:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MailboxFigures:
+    """A `[[mailbox]]`'s row (storage/mailboxes.py writes it), times in UTC."""
+
+    name: str
+    holder: str | None
+    lease_until: datetime | None
+    connected: bool
+    last_fetch_at: datetime | None   # when mail was last stored (not every pass stores)
+    reported_at: datetime | None     # the fetcher's last report, a pass's or a failure's
+    last_error: str | None
+    failing_since: datetime | None
+    behind: int
+    fetched: int
+
+    def held(self, now: datetime) -> bool:
+        """A process holds an unexpired lease: it fetches the mailbox."""
+        return self.holder is not None and self.lease_until is not None \
+            and self.lease_until >= now
+
+    @property
+    def last_pass_at(self) -> datetime | None:
+        """When a pass last worked: the last report, unless it was a failure's."""
+        return self.reported_at if self.failing_since is None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Figures:
     at: datetime
     inbox: dict[str, int]          # pending, processing, dead
@@ -44,6 +73,8 @@ class Figures:
     outbox_failing_error: str | None     # the last error of the most recent failing row
     scheduler_late_seconds: float  # how long the oldest service-level check due has waited
     queues: tuple[QueueFigures, ...]
+    # The configured mailboxes' rows by name; one never fetched has none yet.
+    mailboxes: dict[str, MailboxFigures] = field(default_factory=dict)
 
     @property
     def dead(self) -> int:
@@ -59,7 +90,8 @@ def _age(now: datetime, then: datetime | None) -> float:
     return max(0.0, (now - then).total_seconds()) if then is not None else 0.0
 
 
-async def _read(conn: AsyncConnection, queues: Sequence[str], now: datetime) -> Figures:
+async def _read(conn: AsyncConnection, queues: Sequence[str], now: datetime,
+                mailbox_names: Sequence[str] = ()) -> Figures:
     inbox = {row.state: row.n for row in (await conn.execute(
         select(inbox_items.c.state, func.count().label("n"))
         .where(inbox_items.c.state.in_([ItemState.PENDING, ItemState.PROCESSING,
@@ -96,7 +128,25 @@ async def _read(conn: AsyncConnection, queues: Sequence[str], now: datetime) -> 
         .where(requests.c.next_check_at <= now, requests.c.status.not_in(DONE)))).scalar()
     return Figures(at=now, inbox=inbox, lag_seconds=lag, outbox=out,
                    outbox_failing_error=error, scheduler_late_seconds=_age(now, check),
-                   queues=await _queues(conn, queues, now))
+                   queues=await _queues(conn, queues, now),
+                   mailboxes=await _mailboxes(conn, mailbox_names))
+
+
+async def _mailboxes(conn: AsyncConnection, names: Sequence[str]) -> dict[str, MailboxFigures]:
+    if not names:
+        return {}
+    rows = (await conn.execute(
+        select(*(mailbox_rows.c[column] for column in (
+            "name", "holder", "lease_until", "connected", "last_fetch_at", "updated_at",
+            "last_error", "failing_since", "behind", "fetched")))
+        .where(mailbox_rows.c.name.in_(list(names))))).all()
+    # SQLite hands timestamps back naive (written in UTC): as_utc, to compare with now.
+    return {r.name: MailboxFigures(
+        name=r.name, holder=r.holder, lease_until=as_utc(r.lease_until),
+        connected=bool(r.connected), last_fetch_at=as_utc(r.last_fetch_at),
+        reported_at=as_utc(r.updated_at), last_error=r.last_error,
+        failing_since=as_utc(r.failing_since), behind=int(r.behind or 0),
+        fetched=int(r.fetched or 0)) for r in rows}
 
 
 async def _queues(conn: AsyncConnection, names: Sequence[str],
@@ -123,10 +173,17 @@ async def _queues(conn: AsyncConnection, names: Sequence[str],
 
 
 async def figures(engine: AsyncEngine, queues: Sequence[str], *,
-                  now: datetime | None = None) -> Figures:
-    """Every figure, read now (the health check's; /metrics goes through `Lead`)."""
+                  mailboxes: Sequence[str] = (), now: datetime | None = None) -> Figures:
+    """Every figure, read now (the health check's; /metrics goes through `Lead`);
+    `mailboxes`: the configured mailboxes' names."""
     async with connection(engine) as conn:
-        return await _read(conn, queues, now or utcnow())
+        return await _read(conn, queues, now or utcnow(), mailboxes)
+
+
+async def mailbox_figures(engine: AsyncEngine, names: Sequence[str]) -> dict[str, MailboxFigures]:
+    """The named mailboxes' rows alone (`intake mailboxes`)."""
+    async with connection(engine) as conn:
+        return await _mailboxes(conn, names)
 
 
 class Lead:
@@ -146,17 +203,18 @@ class Lead:
     def holding(self) -> bool:
         return is_sqlite(self._engine) or self._conn is not None
 
-    async def figures(self, queues: Sequence[str]) -> Figures | None:
+    async def figures(self, queues: Sequence[str],
+                      mailboxes: Sequence[str] = ()) -> Figures | None:
         """The figures if this process leads (taking the lead if it is free),
         else None. A storage fault drops the lead and raises StorageUnavailable."""
         if is_sqlite(self._engine):
-            return await figures(self._engine, queues)
+            return await figures(self._engine, queues, mailboxes=mailboxes)
         try:
             if self._conn is None and not await self._take():
                 return None
             assert self._conn is not None
             try:
-                return await _read(self._conn, queues, utcnow())
+                return await _read(self._conn, queues, utcnow(), mailboxes)
             finally:
                 await self._conn.rollback()  # no snapshot kept open between scrapes
         except Exception as exc:

@@ -148,7 +148,10 @@ def place_all(work: Work, known: Known, place: Place, *,
             continue
         hints = new.hints
         placement = NEW_REQUEST if hints is None else place(hints, batch.seen, batch.tagged)
-        if placement.kind == Placed.THREAD and hints is not None and now is not None:
+        # Archived mail joins the request it names however long ago that one was
+        # finished: it is its history, not a customer writing again.
+        if (placement.kind == Placed.THREAD and hints is not None and now is not None
+                and not new.archived):
             placement = _follow_up(placement, automatic=hints.automatic,
                                    standing=known.standing, reopen_days=reopen_days or {},
                                    now=now)

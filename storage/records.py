@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -71,6 +72,13 @@ class NewRequest:
     acknowledgement: NewMessage | None = None
     # Service-level columns worked out when it was routed (policy, deadlines).
     sla: dict[str, Any] = field(default_factory=dict)
+    # Old mail imported from a mailbox archive: nothing is told or sent (no outbox
+    # row), and a message of it on an existing request changes nothing there
+    # (no reopening, no reply rule, no new request after the reopen window).
+    archived: bool = False
+    # When it was written, for archived mail (its Date): the request (when new)
+    # and its message are dated so; None: stored now.
+    created_at: datetime | None = None
     # Set by storage.fitting.fit_request only: every value fits its column, so
     # storing does not walk the request's row, message and events again.
     fitted: bool = False

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.lifecycle import (
@@ -49,12 +49,16 @@ async def answers(conn: AsyncConnection, batch: list[Landed],
     before the batch; the first answer to a request changes its status, so
     two answers in one batch reopen it once."""
     from_people = [one.request_id for one in batch if one.placement.kind == Placed.THREAD
-                   and one.new.hints is not None and not one.new.hints.automatic]
+                   and one.new.hints is not None and not one.new.hints.automatic
+                   and not one.new.archived]
     current = await clocks(conn, from_people) if from_people else {}
     found: list[Answer | None] = []
     for one in batch:
         if one.placement.kind != Placed.THREAD:
             found.append(None)
+            continue
+        if one.new.archived:  # history: it reopens and reroutes nothing
+            found.append(Answer({}, ()))
             continue
         answer = _answer(one, current.get(one.request_id), now)
         if "status" in answer.changes:
@@ -89,16 +93,29 @@ def _answer(one: Landed, clock: Clock | None, now: datetime) -> Answer:
     return Answer(changes, tuple(found), tuple(public))
 
 
+_AT = bindparam("dated", type_=requests.c.updated_at.type)
+_DATED = (update(requests)
+          .where(requests.c.id == bindparam("rid"), requests.c.updated_at < _AT)
+          .values(updated_at=_AT))
+
+
 async def apply_answers(conn: AsyncConnection, batch: list[Landed],
                         found: list[Answer | None], now: datetime) -> dict[int, str]:
     """A request with a new message was updated now; one an answer changed
     gets the new columns and a new version (once, however many answers).
     The queues of the requests it made work again (reopened, open), by id:
     their waiting agents are told."""
-    touched = {one.request_id for one in batch if one.placement.kind == Placed.THREAD}
+    touched = {one.request_id for one in batch if one.placement.kind == Placed.THREAD
+               and not one.new.archived}
     if touched:
         await conn.execute(update(requests).where(requests.c.id.in_(touched))
                            .values(updated_at=now))
+    # Archived mail moves a request's last change only up to its own date: a
+    # finished request stays finished when its history ended, for reports.
+    dated = [{"rid": one.request_id, "dated": one.new.created_at} for one in batch
+             if one.placement.kind == Placed.THREAD and one.new.archived and one.new.created_at]
+    if dated:
+        await conn.execute(_DATED, dated)
     changed: dict[int, dict[str, Any]] = {}
     for one, answer in zip(batch, found, strict=True):
         if answer is not None and answer.changes:

@@ -60,8 +60,10 @@ def request_row(item: ClaimedItem, new: NewRequest, now: datetime) -> dict[str, 
         "type": new.type, "category": new.category, "component": new.component,
         "requester_email": new.requester_email, "requester_name": new.requester_name,
         "subject": new.message.subject, "custom_fields": new.custom_fields,
-        "tags": new.tags, "escalation_level": new.escalation_level, "created_at": now,
-        "updated_at": now, "version": 1,
+        # Archived mail keeps its own date: reports count it then, and as finished
+        # then (closed at once: its last change), not when it was imported.
+        "tags": new.tags, "escalation_level": new.escalation_level,
+        "created_at": new.created_at or now, "updated_at": new.created_at or now, "version": 1,
         "status_token": new.status_token or secrets.token_urlsafe(24),
         **dict.fromkeys(SLA_COLUMNS), **new.sla,
         # Held in quarantine from the start: its clocks stand still and nothing

@@ -164,7 +164,8 @@ async def _insert_messages(conn: AsyncConnection, batch: list[Landed],
     if not adding and not outbound:
         return
     message_ids = await insert_returning(conn, messages, [
-        message_row(one.request_id, one.item.id, one.new.message, now, fitted=one.new.fitted)
+        message_row(one.request_id, one.item.id, one.new.message, one.new.created_at or now,
+                    fitted=one.new.fitted)
         for one in adding]
         + outbound)
     await insert_attachments(conn, [(message_id, attachment) for message_id, one
@@ -174,10 +175,12 @@ async def _insert_messages(conn: AsyncConnection, batch: list[Landed],
 
 def _announce_created(fresh: list[Landed], now: datetime) -> list[dict[str, Any]]:
     """The outbox rows telling subscribers (webhooks, the broker) of each new
-    request and its route."""
+    request and its route (archived mail is history: no one is told)."""
     rows: list[dict[str, Any]] = []
     for one in fresh:
         item, new = one.item, one.new
+        if new.archived:
+            continue
         requester = Requester(new.requester_email, new.requester_name)
         rows.append(event_row(PublicEvent.CREATED, one.request_id, item.reference, {
             "queue": new.queue, "status": new.status, "priority": new.priority,
@@ -194,9 +197,9 @@ async def _announce_messages(conn: AsyncConnection, batch: list[Landed],
                              now: datetime) -> list[dict[str, Any]]:
     """The outbox rows telling subscribers of each message that joined an existing
     request (a customer's message, or a delivery report on our mail) and of what
-    it changed."""
+    it changed (archived mail: nothing)."""
     joined = [(one, answer) for one, answer in zip(batch, answered, strict=True)
-              if one.placement.kind == Placed.THREAD]
+              if one.placement.kind == Placed.THREAD and not one.new.archived]
     if not joined:
         return []
     owners = await conn.execute(

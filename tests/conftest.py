@@ -185,3 +185,20 @@ async def http(gateway: Gateway) -> AsyncIterator[aiohttp.ClientSession]:
 async def admin_token(engine: AsyncEngine) -> str:
     _, secret = await create_token(engine, name="test admin", role="admin", queues=[])
     return secret
+
+
+from tests.dovecot import Dovecot, require_dovecot  # noqa: E402 (kept with its fixture)
+
+
+@pytest.fixture
+def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+    """A started throwaway Dovecot (tests/dovecot.py) with its own TokenServer as
+    `.tokens`; stopped and removed after the test (its log kept in tmp_path).
+    No Dovecot installed: skipped with the reason outside CI, failed in CI."""
+    require_dovecot()
+    server = Dovecot()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close(keep_log=tmp_path / "dovecot.log")

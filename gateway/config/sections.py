@@ -1,11 +1,12 @@
 """The gateway's own tables, checked by pydantic: `[intake]`, `[database]`,
 `[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]`, `[log]`,
-`[process]`, `[metrics]`, `[health]`, `[[queue]]` and `[[retention]]`. A wrong
+`[process]`, `[metrics]`, `[health]`, `[[queue]]`, `[[retention]]` and `[[mailbox]]`. A wrong
 value or an unknown key is reported as `key SECTION.KEY`.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from email.headerregistry import Address
 from ipaddress import ip_network
 from typing import Annotated, Literal, Self
@@ -337,6 +338,8 @@ class HealthSection(_Section):
     pipeline_lag_critical_seconds: float = Field(default=1800.0, gt=0)  # CRITICAL
     scheduler_late_seconds: float = Field(default=300.0, gt=0)         # CRITICAL
     relay_timeout_seconds: float = Field(default=3.0, gt=0)
+    # A [[mailbox]] without a working pass (or never fetched) this long: WARNING.
+    mailbox_stale_seconds: float = Field(default=900.0, gt=0)
 
 
 class QueueSection(_Section):
@@ -412,6 +415,92 @@ class RetentionSection(_Section):
         return self
 
 
+MAILBOX_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class OAuth2Section(_Section):
+    """XOAUTH2 or OAUTHBEARER with a refresh token (gateway/mailbox/oauth.py)."""
+
+    mechanism: Literal["xoauth2", "oauthbearer"] = "xoauth2"
+    token_url: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    client_secret_env: str | None = None  # none: a public client (no secret)
+    refresh_token_env: str = Field(min_length=1)
+    scope: str | None = None
+    # An access token is refreshed this long before it expires.
+    refresh_margin_seconds: float = Field(default=300.0, ge=0)
+
+
+class MailboxSection(_Section):
+    """A `[[mailbox]]`: an IMAP mailbox fetched exactly once (gateway/mailbox/)."""
+
+    name: str = Field(pattern=MAILBOX_NAME)
+    host: str = Field(min_length=1, max_length=253)
+    port: int | None = Field(default=None, gt=0, le=65535)  # 993 implicit TLS, else 143
+    # "none" only to a loopback address: passwords and mail never cross a wire in clear.
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    ca_file: str | None = None  # a private server's CA; default: the system's
+    user: str = Field(min_length=1, max_length=320)
+    password_env: str | None = None
+    oauth2: OAuth2Section | None = None
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"], min_length=1)
+    # After a message is safely stored: "move" it to `move_to`, "keep" it
+    # (marked \Seen) or "delete" it (flagged \Deleted and expunged).
+    after: Literal["move", "keep", "delete"] = "move"
+    move_to: str | None = Field(default=None, min_length=1, max_length=255)
+    # The intake addresses it stands for: routing sees them as the envelope's.
+    addresses: list[str] = Field(default_factory=list)
+    # "archive": store old mail as closed requests, without acknowledgements or
+    # escalations, at their own dates.
+    mode: Literal["intake", "archive"] = "intake"
+    # The first fetch of a folder takes mail from this date on (None: all of it).
+    since: date | None = None
+    # Messages stored per pass at most: a huge first fetch goes in steps.
+    max_per_run: int = Field(default=500, gt=0, le=100_000)
+    # IDLE when the server has it; else (and for other folders) a look this often.
+    idle: bool = True
+    poll_seconds: float = Field(default=60.0, gt=0)
+    # How long a process holds the mailbox without renewing; another takes over then.
+    lease_seconds: float = Field(default=30.0, ge=3)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    # Reconnection after a failure waits this long, doubling up to the max (tenacity).
+    backoff_initial_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        return [str(_one_address(a)).lower() for a in value]
+
+    @field_validator("folders")
+    @classmethod
+    def _folder_names(cls, value: list[str]) -> list[str]:
+        for folder in value:
+            if not folder or len(folder) > 255 or any(ord(c) < 32 for c in folder):
+                raise ValueError(f"not a folder name: {folder!r}")
+        if len(set(value)) != len(value):
+            raise ValueError("a folder is named twice")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.password_env is None) == (self.oauth2 is None):
+            raise ValueError("give either password_env or [mailbox.oauth2], not both")
+        if self.after == "move" and not self.move_to:
+            raise ValueError('after = "move" needs move_to (the folder to move mail to)')
+        if self.after == "move" and self.move_to in self.folders:
+            raise ValueError("move_to cannot be one of the folders read")
+        if self.tls == "none" and self.host.strip("[]") not in LOOPBACK_HOSTS \
+                and not self.host.startswith("127."):
+            raise ValueError('tls = "none" is allowed only to a loopback address')
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host.strip("[]"), self.port or (993 if self.tls == "implicit" else 143)
+
+
 class Sections(BaseModel):
     """Every table of the file that pydantic checks; the loader gives the others
     to their own readers."""
@@ -432,6 +521,7 @@ class Sections(BaseModel):
     health: HealthSection = Field(default_factory=HealthSection)
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
     retention: list[RetentionSection] = Field(default_factory=list)
+    mailbox: list[MailboxSection] = Field(default_factory=list)
 
     @field_validator("retention")
     @classmethod
@@ -445,6 +535,14 @@ class Sections(BaseModel):
         twice = sorted({p.policy.name for p in value if keys.count((p.queue, p.type)) > 1})
         if twice:
             raise ValueError(f"more than one [[retention]] for {', '.join(twice)}")
+        return value
+
+    @field_validator("mailbox")
+    @classmethod
+    def _unique_mailbox_names(cls, value: list[MailboxSection]) -> list[MailboxSection]:
+        names = [m.name for m in value]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"duplicate mailbox name(s): {', '.join(twice)}")
         return value
 
     @property

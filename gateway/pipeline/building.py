@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from domain import lifecycle
@@ -35,6 +36,10 @@ from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest, ThreadHints
 
 MAX_DEFECTS_SHOWN = 20
+# An archived mail's Date before this is taken for garbage (as one after it was fetched).
+EARLIEST_MAIL_DATE = datetime(1990, 1, 1, tzinfo=UTC)
+ARCHIVE_VETO = "imported from a mailbox archive"
+MAX_NAME_SHOWN = 255  # a mailbox or folder name in an over-size note
 # Request columns a rule for replies may change on an existing request.
 REPLY_COLUMNS = {"queue": "queue", "priority": "priority", "type": "type",
                  "category": "category", "component": "component",
@@ -96,7 +101,7 @@ class Routed:
 
 
 def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
-            ack_veto: str | None) -> Routed:
+            ack_veto: str | None, archived: bool = False) -> Routed:
     explained = decision.to_dict(every_rule=False)
     ack = lifecycle.acknowledgement(wanted=decision.acknowledge,
                                     quarantined=decision.quarantine, veto=ack_veto,
@@ -106,7 +111,8 @@ def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
         queue=decision.queue, priority=decision.priority, type=decision.type,
         category=decision.category, component=decision.component,
         escalation_level=decision.escalation,
-        status=lifecycle.initial_status(quarantined=decision.quarantine, automatic=automatic),
+        status=lifecycle.initial_status(quarantined=decision.quarantine, automatic=automatic,
+                                        archived=archived),
         tags=list(dict.fromkeys(tags)), custom_fields=custom | dict(decision.fields),
         events=(
             Event(kind=EventKind.CLASSIFIED,
@@ -124,7 +130,8 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
                  to_name: str | None, to: Mailbox | None, hints: ThreadHints | None = None,
                  reply_changes: dict[str, Any] | None = None,
                  reply_decision: dict[str, Any] | None = None,
-                 sent_to: tuple[str, ...] = ()) -> NewRequest:
+                 sent_to: tuple[str, ...] = (), archived: bool = False,
+                 created_at: datetime | None = None) -> NewRequest:
     """The request with its timeline, the status token, the service-level
     deadlines and, when the decision says so, the acknowledgement to `to`;
     every value fitted to its column, each change a defect on the message and
@@ -150,7 +157,7 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
         category=routed.category, component=routed.component,
         escalation_level=routed.escalation_level, status_token=token, acknowledgement=ack,
         sla=timed, hints=hints, reply_changes=reply_changes or {},
-        reply_decision=reply_decision))
+        reply_decision=reply_decision, archived=archived, created_at=created_at))
 
 
 def _recipient_veto(config: Config, mailbox: Mailbox | None, *, ours: bool = False
@@ -192,12 +199,72 @@ def _traits(parsed: ParsedEmail, own: bool, config: Config) -> lifecycle.MailTra
         auto_reply=parsed.auto_reply, list_mail=parsed.list_mail, list_id=parsed.list_id)
 
 
+def _aware(moment: datetime) -> datetime:
+    """RFC 5322's "-0000" (a UTC time, local zone unknown) parses without a zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _rfc3339(value: Any) -> datetime | None:
+    """The fetcher's INTERNALDATE text (RFC 3339), if it is one."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def archive_date(date: datetime | None, internal_date: Any, received_at: datetime
+                 ) -> datetime:
+    """When an archived mail was written: its Date header, else the server's
+    INTERNALDATE, each only when sane (from 1990 on, not after the gateway got
+    it: senders' clocks and hostile headers lie), else when the gateway got it."""
+    fetched = _aware(received_at)
+    for candidate in (date, _rfc3339(internal_date)):
+        if candidate is None:
+            continue
+        moment = _aware(candidate)
+        try:
+            if EARLIEST_MAIL_DATE <= moment <= fetched:
+                return moment.astimezone(UTC)
+        except OverflowError:  # year 1 or 9999 with an offset: garbage
+            continue
+    return fetched
+
+
+def _too_large(item: ClaimedItem) -> int | None:
+    """The size of a mailbox message the fetcher left on the server (it stored
+    only its header section), or None."""
+    size = item.meta.get("too_large")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+
+
+def _shown(name: Any) -> str:
+    """A mailbox or folder name as a note quotes it: one line, bounded."""
+    text = name if isinstance(name, str) else ""
+    return "".join(c for c in text if c.isprintable())[:MAX_NAME_SHOWN] or "(unnamed)"
+
+
+def too_large_note(size: int, limit: int, folder: Any, mailbox: Any) -> str:
+    """What the request says instead of a message the gateway did not fetch."""
+    return (f"This message was {size} bytes, over the limit of {limit} bytes. It was left "
+            f'in the folder "{_shown(folder)}" of the mailbox "{_shown(mailbox)}", unread '
+            f"by the gateway, which stored only its header: read it there.")
+
+
 def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
                   sla: SlaConfig | None = None, parsed: ParsedEmail | None = None
                   ) -> NewRequest:
     """`parsed`: the item's raw mail parsed already (off the event loop when it
     is large: gateway/pipeline/parsing.py); else it is parsed here."""
     parsed = parsed if parsed is not None else parse_email(item.raw)
+    # A mailbox's message (gateway/mailbox/): archived old mail, or one too large
+    # to fetch (then `raw` is its header section only).
+    imap = item.channel == "imap"
+    archived = imap and item.meta.get("archive") is True
+    too_large = _too_large(item) if imap else None
+    created_at = (archive_date(parsed.date, item.meta.get("internal_date"), item.received_at)
+                  if archived else None)
     own = is_own_outbound(parsed, config.message_id_domain)
     traits = _traits(parsed, own, config)
     automatic = traits.automatic
@@ -209,8 +276,13 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         "list_id": parsed.list_id, "own_outbound": own,
         "defects": list(parsed.defects[:MAX_DEFECTS_SHOWN]),
     }
+    text, new_text = parsed.text, parsed.new_text
+    if too_large is not None:
+        flags["too_large"] = too_large
+        text = new_text = too_large_note(too_large, config.intake.max_message_bytes,
+                                         item.meta.get("folder"), item.meta.get("mailbox"))
     message = NewMessage(
-        subject=parsed.subject, text=parsed.text, new_text=parsed.new_text,
+        subject=parsed.subject, text=text, new_text=new_text,
         from_address=sender, from_name=parsed.from_.name or None if parsed.from_ else None,
         message_id=parsed.message_id, in_reply_to=parsed.in_reply_to,
         references=list(parsed.references), to=[address_json(a) for a in parsed.to],
@@ -230,31 +302,35 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     )
     answer_to, answer_name, answer_ours = _answer_to(parsed, config)
     routed = _routed(decide(rules, email_input(parsed, item)), automatic=automatic, custom={},
-                     ack_veto=lifecycle.acknowledgement_veto(traits)
-                     or _recipient_veto(config, answer_to, ours=answer_ours))
+                     ack_veto=ARCHIVE_VETO if archived else (
+                         lifecycle.acknowledgement_veto(traits)
+                         or _recipient_veto(config, answer_to, ours=answer_ours)),
+                     archived=archived)
     # Whether it is a reply is known only when it is stored; a reply rule's
     # changes are worked out now, in case, when the mail looks like a reply.
     # Automatic mail changes nothing, except a hard bounce (`when = { bounce = true }`).
     reply_changes: dict[str, Any] = {}
     reply_decision = None
     hard = flags["bounce"] is not None and hard_bounce(flags["bounce"])
-    if ((not automatic or hard) and (hints.parent_ids or hints.tags or hints.bounce_of)
-            and _reply_rules(rules)):
+    if (not archived and (not automatic or hard)
+            and (hints.parent_ids or hints.tags or hints.bounce_of) and _reply_rules(rules)):
         reply = decide(rules, email_input(parsed, item, is_reply=True))
         reply_changes = {REPLY_COLUMNS[f]: getattr(reply, f) for f in reply.applies
                          if f in REPLY_COLUMNS}
         reply_decision = reply.to_dict(every_rule=False) if reply_changes else None
-    envelope = {k: item.meta.get(k) for k in ("mail_from", "rcpt_tos", "peer")}
+    where = ("mailbox", "folder", "uid", "rcpt_tos") if imap else ("mail_from", "rcpt_tos", "peer")
+    envelope = {k: item.meta.get(k) for k in where}
     received = Event(kind=EventKind.RECEIVED, data={
         "channel": item.channel, "envelope": envelope,
-        "received_at": item.received_at.isoformat()})
+        "received_at": item.received_at.isoformat(),
+        **({"archived": True, "dated": created_at.isoformat()} if created_at else {})})
     parsed_event = Event(kind=EventKind.PARSED, data={
         "parser": "full", "defects": flags["defects"], "auto_reply": parsed.auto_reply,
         "bounce": parsed.bounce is not None, "list": parsed.list_mail, "own_outbound": own})
     return _new_request(
         item, config, sla, routed, message=message, received=received, parsed=parsed_event,
         to_name=answer_name, to=answer_to, hints=hints, reply_changes=reply_changes,
-        reply_decision=reply_decision,
+        reply_decision=reply_decision, archived=archived, created_at=created_at,
         # Our identity follows the address written to: envelope first, then headers.
         sent_to=(*(item.meta.get("rcpt_tos") or ()),
                  *(a.address for a in (*parsed.to, *parsed.cc))))

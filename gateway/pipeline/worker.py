@@ -66,8 +66,9 @@ Work = list[tuple[ClaimedItem, NewRequest]]
 
 
 BUILDERS: dict[str, Callable[..., NewRequest]] = {
-    "smtp": email_request, "lmtp": email_request, "api": api_request, "form": form_request}
-EMAIL_CHANNELS = frozenset({"smtp", "lmtp"})
+    "smtp": email_request, "lmtp": email_request, "imap": email_request, "api": api_request,
+    "form": form_request}
+EMAIL_CHANNELS = frozenset({"smtp", "lmtp", "imap"})
 # Leases are renewed this many times per lease: one lost renewal still leaves time.
 RENEWALS_PER_LEASE = 3
 

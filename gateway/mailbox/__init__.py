@@ -1,0 +1,1 @@
+"""IMAP mailboxes fetched into the inbox, exactly once: client, OAuth tokens, fetcher."""
