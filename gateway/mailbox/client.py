@@ -21,9 +21,19 @@ from datetime import date
 from typing import Any
 
 import aioimaplib
-from aioimaplib.aioimaplib import Command, FetchCommand, IMAP4ClientProtocol, quoted
+from aioimaplib.aioimaplib import (
+    CRLF,
+    Command,
+    FetchCommand,
+    IMAP4ClientProtocol,
+    literal_data_re,
+    quoted,
+)
 
 from gateway.config.sections import MailboxSection
+
+# A response line (not a message: those are literals) longer than this is an attack.
+MAX_LINE_BYTES = 8 * 1024 * 1024
 
 
 class ImapError(Exception):
@@ -106,9 +116,52 @@ def _int(text: bytes) -> int:
 
 
 class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
-    """aioimaplib's protocol, answering a SASL challenge after a refused token."""
+    """aioimaplib's protocol, answering a SASL challenge after a refused token,
+    and reading what arrives in a loop over offsets: aioimaplib's own reader
+    recurses once per line and copies the rest of the data at each line and
+    each literal (a server's burst of short lines past Python's recursion
+    limit was a crash; a chunk of many small messages, quadratic copying)."""
 
     challenge: bytes = b""
+
+    def data_received(self, d: bytes) -> None:
+        data = self.incomplete_line + d if self.incomplete_line else d
+        current = self.current_command
+        pos, end = 0, len(data)
+        view = memoryview(data)
+        while True:
+            if current is not None and current.wait_literal_data() and pos < end:
+                wanted = current._expected_size - len(current._resp_literal_data)
+                taken = min(wanted, end - pos)
+                current.append_literal_data(view[pos:pos + taken])
+                pos += taken
+            if pos >= end:
+                if self.pending_sync_command is not None:
+                    self.pending_sync_command.flush()
+                keep = current is not None and current.wait_data()
+                self.current_command, self.incomplete_line = (current if keep else None), b""
+                return
+            if current is not None and current.wait_literal_data():
+                continue  # more of the literal is to come
+            stop = data.find(CRLF, pos)
+            if stop < 0:  # a line cut by the read: kept for the next one, bounded
+                if end - pos > MAX_LINE_BYTES:
+                    raise ImapError(f"the server sent a line of over {MAX_LINE_BYTES} bytes")
+                self.current_command, self.incomplete_line = current, data[pos:]
+                return
+            line = data[pos:stop]
+            pos = stop + 2
+            command = self._handle_line(line, current)
+            literal = literal_data_re.match(line)
+            if literal:
+                if command is None:
+                    command = Command("NIL", "unused")
+                command.begin_literal_data(int(literal.group("size")))
+                current = command
+            elif command is not None and command.wait_data():
+                current = command
+            else:
+                current = None
 
     def _continuation(self, line: bytes) -> None:
         command = self.pending_sync_command

@@ -52,7 +52,7 @@ BATCH_MESSAGES = 100
 BATCH_BYTES = 8 * 1024 * 1024
 # Batches being committed at once (each on its own connection; on SQLite they
 # take turns): the next is downloaded meanwhile.
-STORES_IN_FLIGHT = 2
+STORES_IN_FLIGHT = 3
 # Of a message over the size limit, this much of its header section is kept.
 HEADER_LIMIT = 64 * 1024
 # IDLE is ended and started again at least this often (RFC 2177: before 29 minutes).
@@ -298,11 +298,11 @@ class MailboxFetcher:
         uids = await session.uids_from(state.next_uid, section.since)
         taken = uids[:room]
         sizes = await session.sizes(taken)
-        # Batches are downloaded while the ones before are committed (two at
-        # a time: the database's time is hidden behind the server's); each is
-        # acted on once its commit is done, and that is recorded with a later
-        # commit (done again after a crash between the two: moving, flagging
-        # or deleting twice changes nothing).
+        # Batches are downloaded while the ones before are committed (up to
+        # STORES_IN_FLIGHT: the database's time hides behind the server's);
+        # each is acted on once its commit is done, and that is recorded with
+        # a later commit (done again after a crash between the two: moving,
+        # flagging or deleting twice changes nothing).
         storing: deque[tuple[asyncio.Task[list[int]], int]] = deque()
         acted: list[int] = []
         try:

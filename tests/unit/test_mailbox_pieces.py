@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.config.loader import InvalidConfigError, build_config
-from gateway.mailbox.client import Sized, encode_folder, uid_set
+from gateway.mailbox.client import (
+    MAX_LINE_BYTES,
+    ImapError,
+    Sized,
+    _Fetch,
+    _Protocol,
+    encode_folder,
+    uid_set,
+)
 from gateway.mailbox.fetcher import BATCH_BYTES, BATCH_MESSAGES, HEADER_LIMIT, batches, message_id
 
 
@@ -74,3 +84,60 @@ def test_mailbox_config__defaults_and_two_names() -> None:
     assert first.folders == ["INBOX"] and first.mode == "intake" and first.idle
     with pytest.raises(InvalidConfigError, match="duplicate mailbox"):
         build_config({"mailbox": [_mailbox(), _mailbox()]}, "<test>", {})
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written = b""
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        pass
+
+
+def _reply(count: int) -> bytes:
+    parts = [b"* %d FETCH (UID %d BODY[] {%d}\r\n%s)\r\n" % (n, n + 10, len(b"m%d\r\n" % n),
+                                                            b"m%d\r\n" % n)
+             for n in range(1, count + 1)]
+    return b"".join(parts) + b"A1 OK Fetch completed.\r\n"
+
+
+async def _read(data: bytes, chunk: int) -> list[object]:
+    loop = asyncio.get_running_loop()
+    protocol = _Protocol(loop, None)
+    protocol.transport = _Transport()
+    protocol.state = "SELECTED"
+    command = _Fetch("A1", "1:*", "(UID BODY.PEEK[])", prefix="UID", loop=loop)
+    protocol.pending_async_commands[command.untagged_resp_name] = command
+    for start in range(0, len(data), chunk):
+        protocol.data_received(data[start:start + chunk])
+    await asyncio.wait_for(command.wait(), 2)
+    assert command.response.result == "OK"
+    return list(command.response.lines)
+
+
+async def test_reader__any_split_of_the_data_reads_the_same() -> None:
+    data = _reply(5)
+    whole = await _read(data, len(data))
+    assert whole[1] == bytearray(b"m1\r\n") and whole[-1] == b"Fetch completed."
+    for chunk in (1, 2, 3, 7, 64):
+        assert await _read(data, chunk) == whole
+
+
+async def test_reader__thousands_of_lines_in_one_read_need_no_recursion() -> None:
+    # aioimaplib's own reader recursed once per line: past ~1,000 lines in one
+    # read, RecursionError.
+    lines = await _read(_reply(3000), 10**9)
+    assert len(lines) == 3 * 3000 + 1 and lines[-2] == b")"
+
+
+async def test_reader__an_endless_line_is_refused() -> None:
+    loop = asyncio.get_running_loop()
+    protocol = _Protocol(loop, None)
+    protocol.transport = _Transport()
+    protocol.state = "SELECTED"
+    with pytest.raises(ImapError, match="a line of over"):
+        for _ in range(MAX_LINE_BYTES // 65536 + 2):
+            protocol.data_received(b"x" * 65536)
