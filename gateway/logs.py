@@ -64,7 +64,9 @@ def configure(level: str, format: str = "text", stream: TextIO | None = None) ->
     root.addHandler(handler)
     root.setLevel(parse_level(level))
     # aiosmtpd logs every SMTP command at INFO, Alembic every plugin: too chatty.
-    for noisy in ("mail.log", "alembic"):
+    # aioimaplib logs whole messages at DEBUG, and the base64 SASL strings that
+    # carry OAuth tokens (its scrubbing matches the raw token only): never.
+    for noisy in ("mail.log", "alembic", "aioimaplib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -419,6 +419,11 @@ MAILBOX_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+def _folder_key(name: str) -> str:
+    """INBOX is the one folder name that is not case-sensitive (RFC 3501 5.1)."""
+    return "INBOX" if name.upper() == "INBOX" else name
+
+
 class OAuth2Section(_Section):
     """XOAUTH2 or OAUTHBEARER with a refresh token (gateway/mailbox/oauth.py)."""
 
@@ -479,7 +484,7 @@ class MailboxSection(_Section):
         for folder in value:
             if not folder or len(folder) > 255 or any(ord(c) < 32 for c in folder):
                 raise ValueError(f"not a folder name: {folder!r}")
-        if len(set(value)) != len(value):
+        if len({_folder_key(f) for f in value}) != len(value):
             raise ValueError("a folder is named twice")
         return value
 
@@ -489,7 +494,8 @@ class MailboxSection(_Section):
             raise ValueError("give either password_env or [mailbox.oauth2], not both")
         if self.after == "move" and not self.move_to:
             raise ValueError('after = "move" needs move_to (the folder to move mail to)')
-        if self.after == "move" and self.move_to in self.folders:
+        if self.after == "move" and _folder_key(self.move_to or "") in {
+                _folder_key(f) for f in self.folders}:
             raise ValueError("move_to cannot be one of the folders read")
         if self.tls == "none" and self.host.strip("[]") not in LOOPBACK_HOSTS \
                 and not self.host.startswith("127."):

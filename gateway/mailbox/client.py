@@ -34,6 +34,10 @@ from gateway.config.sections import MailboxSection
 
 # A response line (not a message: those are literals) longer than this is an attack.
 MAX_LINE_BYTES = 8 * 1024 * 1024
+# Any one literal, whatever the command (a FETCH of messages has its own, lower limit).
+MAX_LITERAL_BYTES = 256 * 1024 * 1024
+# A FETCH of many bytes may take longer than one command's timeout, not forever.
+MIN_BYTES_PER_SECOND = 64 * 1024
 
 
 class ImapError(Exception):
@@ -69,7 +73,7 @@ _EXISTS = re.compile(rb"^(\d{1,20}) EXISTS$")
 _FETCH = re.compile(rb"^\d{1,20} FETCH \(")
 _UID = re.compile(rb"\bUID (\d{1,20})\b")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d{1,20})\b")
-_INTERNAL = re.compile(rb'\bINTERNALDATE "([^"]{1,64})"')
+_INTERNAL = re.compile(rb'\bINTERNALDATE "([ !#-~]{1,64})"')
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -123,8 +127,15 @@ class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
     limit was a crash; a chunk of many small messages, quadratic copying)."""
 
     challenge: bytes = b""
+    # Between our STARTTLS and the server's answer: whatever follows the answer
+    # in the same read came in clear (the STARTTLS command-injection class).
+    upgrading = False
+    injected = False
 
     def data_received(self, d: bytes) -> None:
+        if self.upgrading and self.pending_sync_command is None:
+            self.injected = True  # after the STARTTLS answer, before our handshake
+            return
         data = self.incomplete_line + d if self.incomplete_line else d
         current = self.current_command
         pos, end = 0, len(data)
@@ -152,11 +163,21 @@ class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
             line = data[pos:stop]
             pos = stop + 2
             command = self._handle_line(line, current)
+            if self.upgrading and self.pending_sync_command is None and pos < end:
+                self.injected = True
+                return
             literal = literal_data_re.match(line)
             if literal:
+                size = int(literal.group("size"))
                 if command is None:
                     command = Command("NIL", "unused")
-                command.begin_literal_data(int(literal.group("size")))
+                if size > MAX_LITERAL_BYTES and not getattr(command, "limit", None):
+                    # (a FETCH of messages checks its own, lower limit)
+                    error = ImapError(f"the server announced {size} bytes at once")
+                    command._exception = error
+                    command.close(b"", "NO")  # its waiter learns at once
+                    raise error  # parsing stops here, and the connection is dropped
+                command.begin_literal_data(size)
                 current = command
             elif command is not None and command.wait_data():
                 current = command
@@ -253,8 +274,12 @@ class Session:
                 assert context is not None
                 await session._starttls(context, host)
             await session._login(password=password, token=token)
-        except BaseException:
+        except BaseException as exc:
             await session.close()
+            # What the library raises on a greeting or capability it cannot
+            # read is the server's fault, reported and retried like any other.
+            if isinstance(exc, aioimaplib.AioImapException | ValueError | IndexError):
+                raise ImapError(f"the server's answers cannot be read: {exc}"[:300]) from None
             raise
         return session
 
@@ -262,8 +287,12 @@ class Session:
         if "STARTTLS" not in self.capabilities:
             raise ImapError("the server does not offer STARTTLS")
         protocol = self._client.protocol
+        protocol.upgrading = True  # anything after the OK, in clear, is an attack
         await self._ok(protocol.execute(Command("STARTTLS", protocol.new_tag(),
                                                 loop=protocol.loop)), "STARTTLS")
+        protocol.upgrading = False
+        if protocol.incomplete_line or protocol.injected:
+            raise ImapError("the server sent more after its STARTTLS answer, in clear")
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self._timeout):
             protocol.transport = await loop.start_tls(protocol.transport, protocol, context,
@@ -300,16 +329,20 @@ class Session:
             if challenge:
                 why += f" ({_challenge(challenge)})"
             raise AuthFailed(f"login refused: {why}")
-        if token is not None or protocol.state != aioimaplib.AUTH:
-            protocol.state = aioimaplib.AUTH
-        await protocol.capability()  # capabilities may grow once logged in
-
-    async def _ok(self, call: Any, what: str) -> Any:
+        protocol.state = aioimaplib.AUTH
         try:
             async with asyncio.timeout(self._timeout):
+                await protocol.capability()  # capabilities may grow once logged in
+        except TimeoutError:
+            raise ImapError("no answer to CAPABILITY in time") from None
+
+    async def _ok(self, call: Any, what: str, seconds: float | None = None) -> Any:
+        seconds = self._timeout if seconds is None else seconds
+        try:
+            async with asyncio.timeout(seconds):
                 response = await call
         except TimeoutError:
-            raise ImapError(f"no answer to {what} within {self._timeout:g} s") from None
+            raise ImapError(f"no answer to {what} within {seconds:g} s") from None
         except aioimaplib.AioImapException as exc:
             raise ImapError(f"{what}: {exc}") from None
         if response.result != "OK":
@@ -378,7 +411,7 @@ class Session:
             if isinstance(line, bytes | bytearray) and _FETCH.match(line):
                 uid, size = _UID.search(line), _SIZE.search(line)
                 if uid is None or size is None:
-                    raise ImapError("UID FETCH sizes: a reply without UID or size")
+                    continue  # news of another client's change (FLAGS): not ours
                 internal = _INTERNAL.search(line)
                 found.append(Sized(_int(uid.group(1)), _int(size.group(1)),
                                    internal.group(1).decode("ascii", "replace")
@@ -387,16 +420,18 @@ class Session:
         return sorted((s for s in found if s.uid in wanted), key=lambda s: s.uid)
 
     async def bodies(self, uids: Sequence[int], *, header_limit: int | None = None,
-                     largest: int | None = None) -> list[Body]:
+                     largest: int | None = None, expected: int = 0) -> list[Body]:
         """The raw bytes of these messages, exactly as stored on the server
         (BODY.PEEK: fetching does not mark them seen); with `header_limit`,
         only the first so many bytes of each one's header section. A message
-        over `largest` bytes (or `header_limit`) is an ImapError."""
+        over `largest` bytes (or `header_limit`) is an ImapError. `expected`:
+        the bytes asked for, which may take longer than one command's timeout
+        (at least MIN_BYTES_PER_SECOND)."""
         if not uids:
             return []
         part = "BODY.PEEK[]" if header_limit is None else f"BODY.PEEK[HEADER]<0.{header_limit}>"
         response = await self._ok(self._fetch(uids, f"(UID {part})", header_limit or largest),
-                                  "UID FETCH")
+                                  "UID FETCH", self._timeout + expected / MIN_BYTES_PER_SECOND)
         found: list[Body] = []
         lines = response.lines
         for index, line in enumerate(lines):

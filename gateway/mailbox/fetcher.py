@@ -24,8 +24,10 @@ import os
 import random
 import re
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,6 +44,7 @@ from gateway.config.sections import MailboxSection
 from gateway.mailbox.client import AuthFailed, ImapError, Session, Sized
 from gateway.mailbox.oauth import TokenError, Tokens
 from storage import mailboxes as store
+from storage.engine import is_sqlite
 from storage.errors import StorageUnavailable, described
 from storage.mailboxes import Fetched, LeaseLost, OutOfOrder
 
@@ -57,10 +60,14 @@ STORES_IN_FLIGHT = 3
 HEADER_LIMIT = 64 * 1024
 # IDLE is ended and started again at least this often (RFC 2177: before 29 minutes).
 IDLE_MAX_SECONDS = 25 * 60
+# A connection that worked this long and then failed is made again at once.
+RECONNECT_AFTER = 30.0
 # Failures worth retrying: the server, the network, the token endpoint, the database.
 RETRIED = (ImapError, TokenError, OSError, TimeoutError, StorageUnavailable, OutOfOrder)
 
-_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]{1,990}>)", re.IGNORECASE | re.MULTILINE)
+# Printable ASCII only: a NUL or a control character is no Message-ID (and no
+# database column takes a NUL).
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[!-=?-~]{1,990}>)", re.IGNORECASE | re.MULTILINE)
 
 
 def holder_name() -> str:
@@ -91,6 +98,15 @@ def batches(sized: Sequence[Sized], limit: int) -> Iterator[list[Sized]]:
         yield batch
 
 
+@dataclass(frozen=True, slots=True)
+class _Storing:
+    """A batch being committed: its task, last UID and the digests of its bytes."""
+
+    task: asyncio.Task[list[int]]
+    last: int
+    digests: set[str]
+
+
 class _Reconnect(Exception):
     """A working session ended: connect again at once (the backoff starts over)."""
 
@@ -106,7 +122,11 @@ class MailboxFetcher:
         self._limit = config.intake.max_message_bytes
         self._on_commit = on_commit
         self._env = os.environ if env is None else env
+        self._fixed_holder = holder
         self.holder = holder or holder_name()
+        # SQLite has one writer: commits in flight would only queue ahead of the
+        # intake's own; on PostgreSQL they overlap the download.
+        self._in_flight = 1 if is_sqlite(engine) else STORES_IN_FLIGHT
         self._tokens = Tokens(engine, section, env=self._env) if section.oauth2 else None
         meta: dict[str, Any] = {"mailbox": section.name,
                                 "rcpt_tos": list(section.addresses) or (
@@ -126,6 +146,9 @@ class MailboxFetcher:
         """Forever: hold the mailbox, fetch it, report; a supervised task."""
         if beat is not None:
             self._beat = beat.beat
+        # A new name for each run: commits of a run cancelled by the supervisor
+        # cannot pass the lease fence of the run that replaced it.
+        self.holder = self._fixed_holder or holder_name()
         section = self._section
         try:
             while True:
@@ -225,10 +248,12 @@ class MailboxFetcher:
             return await Session.open(section, token=await self._tokens.access_token())
 
     async def _connected(self) -> None:
-        """One connection: passes, and IDLE or polling between them. Returns
-        (by `_Reconnect`) only after at least one pass worked."""
+        """One connection: passes, and IDLE or polling between them. Ends (by
+        `_Reconnect`: connect again at once) only when a connection that worked
+        for a while fails; any other failure waits its backoff."""
         section = self._section
         session = await self._login()
+        started = time.monotonic()
         try:
             if section.after == "move" and section.move_to:
                 await session.create(section.move_to)
@@ -236,9 +261,8 @@ class MailboxFetcher:
             while True:
                 try:
                     behind = await self._pass(session)
-                except RETRIED:
-                    if worked:
-                        raise _Reconnect() from None
+                except RETRIED as exc:
+                    await self._lasted(worked, started, exc)
                     raise
                 worked = True
                 self.passes += 1
@@ -248,10 +272,24 @@ class MailboxFetcher:
                     continue  # a capped first fetch: the next batch at once
                 try:
                     await self._wait(session)
-                except RETRIED:
-                    raise _Reconnect() from None
+                except RETRIED as exc:
+                    await self._lasted(worked, started, exc)
+                    raise
         finally:
             await session.close()
+
+    async def _lasted(self, worked: bool, started: float, exc: BaseException) -> None:
+        """A connection that worked for RECONNECT_AFTER seconds and then failed
+        is connected again at once (the failure reported first); one that fails
+        sooner waits its backoff, so a server that fails every session is not
+        hammered with logins."""
+        if worked and time.monotonic() - started >= RECONNECT_AFTER:
+            log.info("mailbox %s: the connection ended (%s); connecting again", self.name,
+                     exc)
+            with contextlib.suppress(Exception):
+                await store.report(self._engine, self.name, connected=False,
+                                   error=str(exc) or type(exc).__name__)
+            raise _Reconnect() from exc
 
     async def _wait(self, session: Session) -> None:
         section = self._section
@@ -298,63 +336,93 @@ class MailboxFetcher:
         uids = await session.uids_from(state.next_uid, section.since)
         taken = uids[:room]
         sizes = await session.sizes(taken)
+        if missing := sorted(set(taken) - {s.uid for s in sizes}):
+            # Expunged since the search: gone, and skipped. Still there: the
+            # server will not say; stop before it (never skip over a message).
+            if kept := await self._still_there(session, folder, missing):
+                sizes = [s for s in sizes if s.uid < kept]
+                if not sizes:
+                    raise ImapError(f"the server lists UID {kept} of {folder!r} but gives "
+                                    "no size for it")
         # Batches are downloaded while the ones before are committed (up to
         # STORES_IN_FLIGHT: the database's time hides behind the server's);
         # each is acted on once its commit is done, and that is recorded with
         # a later commit (done again after a crash between the two: moving,
-        # flagging or deleting twice changes nothing).
-        storing: deque[tuple[asyncio.Task[list[int]], int]] = deque()
+        # flagging or deleting twice changes nothing; only a server without
+        # MOVE, moved by COPY and delete, may then keep a second copy).
+        storing: deque[_Storing] = deque()
         acted: list[int] = []
         try:
             for batch in batches(sizes, self._limit):
                 fetched, whole = await self._download(session, folder, batch)
-                while len(storing) >= STORES_IN_FLIGHT:
-                    acted += await self._act(session, await asyncio.shield(storing.popleft()[0]))
+                digests = {m.sha256 for m in fetched}
+                # The same bytes in a batch still committing: this one waits
+                # for it (the unique index would hold each behind the other).
+                while len(storing) >= self._in_flight or (
+                        storing and any(digests & s.digests for s in storing)):
+                    # Taken off only once done: cancelled meanwhile, it is still
+                    # waited for below.
+                    owed = await asyncio.shield(storing[0].task)
+                    storing.popleft()
+                    acted += await self._act(session, owed)
                 if fetched:
-                    before = storing[-1] if storing else None
+                    before = (storing[-1].task, storing[-1].last) if storing else None
                     task = asyncio.create_task(
                         self._store(folder, uidvalidity, fetched, acted, before))
-                    storing.append((task, fetched[-1].uid))
+                    storing.append(_Storing(task, fetched[-1].uid, digests))
                     acted = []
                 self._beat()
                 if not whole:
                     break
             while storing:
-                acted += await self._act(session, await asyncio.shield(storing.popleft()[0]))
+                owed = await asyncio.shield(storing[0].task)
+                storing.popleft()
+                acted += await self._act(session, owed)
         finally:
-            for task, _ in storing:  # a step failed: let the commits end first
+            for pending in storing:  # a step failed: let the commits end first
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(task)
+                    await asyncio.shield(pending.task)
         if acted:
             await store.settle(engine, self.name, folder, uidvalidity, acted)
         return len(uids) - len(taken), room - len(taken)
 
+    async def _still_there(self, session: Session, folder: str, missing: list[int]
+                           ) -> int | None:
+        """Of UIDs the server left out of a reply, the first it still lists
+        (None: all were expunged meanwhile). When the very next one to fetch
+        is there and will not come, that is an error: reported, and retried
+        with backoff, rather than a message skipped or a loop without pause."""
+        listed = set(await session.uids_from(missing[0]))
+        kept = next((uid for uid in missing if uid in listed), None)
+        if kept is not None:
+            log.warning("mailbox %s: the server lists UID %d of %r but will not give it",
+                        self.name, kept, folder)
+        return kept
+
     async def _download(self, session: Session, folder: str,
                         batch: list[Sized]) -> tuple[list[Fetched], bool]:
         """The batch's messages (the headers of those too large), in UID order,
-        up to the first that did not come back; and whether all came."""
+        up to the first that did not come back and is still there; and
+        whether the whole batch came."""
         big = {s.uid for s in batch if s.size > self._limit}
         # A server's sizes are estimates on some (Exchange): a margin, then a cut.
         largest = self._limit + self._limit // 10 + HEADER_LIMIT
+        small = [s for s in batch if s.uid not in big]
         bodies = {b.uid: b.raw for b in await session.bodies(
-            [s.uid for s in batch if s.uid not in big], largest=largest)}
+            [s.uid for s in small], largest=largest, expected=sum(s.size for s in small))}
         if big:
             bodies |= {b.uid: b.raw for b in await session.bodies(
-                sorted(big), header_limit=HEADER_LIMIT)}
-        fetched: list[Fetched] = []
-        for sized in batch:
-            raw = bodies.get(sized.uid)
-            if raw is None:
-                # Gone between the two fetches (expunged by someone), or the
-                # server did not say: stop here, the next pass looks again.
-                log.info("mailbox %s: UID %d of %r did not come back; looking again later",
-                         self.name, sized.uid, folder)
-                return fetched, False
-            fetched.append(Fetched(uid=sized.uid, raw=raw, size=sized.size,
-                                   message_id=message_id(raw),
-                                   internal_date=sized.internal_date,
-                                   too_large=sized.uid in big))
-        return fetched, True
+                sorted(big), header_limit=HEADER_LIMIT, expected=len(big) * HEADER_LIMIT)}
+        kept = None
+        if missing := [s.uid for s in batch if s.uid not in bodies]:
+            kept = await self._still_there(session, folder, missing)
+        fetched = [Fetched(uid=s.uid, raw=bodies[s.uid], size=s.size,
+                           message_id=message_id(bodies[s.uid]),
+                           internal_date=s.internal_date, too_large=s.uid in big)
+                   for s in batch if s.uid in bodies and (kept is None or s.uid < kept)]
+        if kept is not None and not fetched:
+            raise ImapError(f"the server lists UID {kept} of {folder!r} but will not give it")
+        return fetched, kept is None
 
     async def _store(self, folder: str, uidvalidity: int, fetched: list[Fetched],
                      acted: list[int], before: tuple[asyncio.Task[list[int]], int] | None

@@ -108,7 +108,10 @@ class Tokens:
                     http.post(self._oauth.token_url, data=form,
                               headers={"Accept": "application/json"},
                               allow_redirects=False) as response:
-                body = await response.content.read(MAX_ANSWER_BYTES)
+                body = b""
+                while len(body) <= MAX_ANSWER_BYTES and (
+                        chunk := await response.content.read(MAX_ANSWER_BYTES)):
+                    body += chunk  # read() gives what has come: to the end, bounded
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise TokenError(f"the token endpoint cannot be reached: "

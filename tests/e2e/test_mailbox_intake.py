@@ -378,3 +378,24 @@ async def test_mailboxes_test_cli__checks_login_and_folders_without_fetching(
     refused = await asyncio.to_thread(intake, "mailboxes", "test", "support", config=write(),
                                       TEST_IMAP_PASSWORD="wrong")
     assert refused.returncode == 1 and "login refused" in refused.stdout
+
+
+async def test_same_bytes_twice_in_one_fetch__one_request(
+        imap: Dovecot, db_url: str, engine: AsyncEngine, running_for: Any) -> None:
+    # The same message 200 UIDs apart, in two batches committing at once on
+    # PostgreSQL: one request, one record without an item, and no wait for
+    # a lock to its statement timeout (10 s).
+    sent = [mail(n) for n in range(250)]
+    sent[200] = sent[0]
+    imap.append_many(USER, "INBOX", sent)
+    started = time.monotonic()
+    await running_for(db_url, mailbox(imap))
+    await wait_for(lambda: _async_count_eq(engine, mailbox_messages, 250), timeout=30)
+    assert time.monotonic() - started < 8  # no lock wait to its timeout (10 s)
+    await wait_for(lambda: _requests_made(engine, 249), timeout=30)
+    await asyncio.sleep(0.3)
+    assert await _count(engine, requests) == 249
+    assert await _count(engine, mailbox_messages, mailbox_messages.c.item_id.is_(None)) == 1
+    state = await _state(engine)
+    assert state is not None and state.failing_since is None
+    await wait_for(lambda: _async(not imap.uids(USER, "INBOX")), timeout=10)
