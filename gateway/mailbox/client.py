@@ -17,7 +17,7 @@ import re
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import aioimaplib
@@ -59,7 +59,7 @@ class Selected:
 class Sized:
     uid: int
     size: int
-    internal_date: str | None
+    internal_date: str | None  # RFC 3339
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,8 +414,7 @@ class Session:
                     continue  # news of another client's change (FLAGS): not ours
                 internal = _INTERNAL.search(line)
                 found.append(Sized(_int(uid.group(1)), _int(size.group(1)),
-                                   internal.group(1).decode("ascii", "replace")
-                                   if internal else None))
+                                   _internal_date(internal.group(1)) if internal else None))
         wanted = set(uids)
         return sorted((s for s in found if s.uid in wanted), key=lambda s: s.uid)
 
@@ -525,6 +524,16 @@ class Session:
         finally:
             if protocol.transport is not None:
                 protocol.transport.close()
+
+
+def _internal_date(value: bytes) -> str | None:
+    """IMAP's INTERNALDATE ("05-Dec-2026 03:24:06 +0000", the day maybe
+    space-padded) as RFC 3339 text; None when it is not one."""
+    try:
+        moment = datetime.strptime(value.decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return moment.isoformat()
 
 
 def _text(line: bytes | bytearray) -> str:

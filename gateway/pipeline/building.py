@@ -27,6 +27,7 @@ from parsers.json_shape import address_json, bounce_json
 from parsers.mail import parse_email
 from parsers.records import ParsedEmail
 from parsers.reference_tags import find_reference_tags
+from parsers.timestamps import is_rfc3339, parse_rfc3339
 from routing.api import Attachment as RoutedAttachment
 from routing.api import Decision, RoutingInput, RuleSet, decide
 from routing.sla import SlaConfig
@@ -205,11 +206,11 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _rfc3339(value: Any) -> datetime | None:
-    """The fetcher's INTERNALDATE text (RFC 3339), if it is one."""
-    if not isinstance(value, str) or len(value) > 64:
+    """The fetcher's INTERNALDATE (RFC 3339 text), if it is one."""
+    if not isinstance(value, str) or not is_rfc3339(value):
         return None
     try:
-        return datetime.fromisoformat(value)
+        return parse_rfc3339(value)
     except ValueError:
         return None
 

@@ -141,3 +141,12 @@ async def test_reader__an_endless_line_is_refused() -> None:
     with pytest.raises(ImapError, match="a line of over"):
         for _ in range(MAX_LINE_BYTES // 65536 + 2):
             protocol.data_received(b"x" * 65536)
+
+
+def test_internal_date__imap_form_as_rfc3339() -> None:
+    from gateway.mailbox.client import _internal_date
+
+    assert _internal_date(b"05-Dec-2026 03:24:06 +0000") == "2026-12-05T03:24:06+00:00"
+    assert _internal_date(b" 5-Dec-2026 03:24:06 -0500") == "2026-12-05T03:24:06-05:00"
+    assert _internal_date(b"31-Feb-2026 03:24:06 +0000") is None
+    assert _internal_date(b"\x00garbage") is None
