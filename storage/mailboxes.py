@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -398,7 +398,9 @@ async def report(engine: AsyncEngine, name: str, *, connected: bool,
     if error is None:
         values |= {"last_error": None, "failing_since": None}
     else:
-        values |= {"last_error": error[:ERROR_LENGTH],
+        # Errors quote servers and token endpoints: no NUL (no column takes it);
+        # the rest is kept as said, and each reader shows it safely.
+        values |= {"last_error": error.replace("\x00", " ")[:ERROR_LENGTH],
                    "failing_since": func.coalesce(mailboxes.c.failing_since, now)}
     if behind is not None:
         values["behind"] = max(0, behind)
@@ -436,17 +438,3 @@ async def save_refresh_token(engine: AsyncEngine, name: str, token: str, seed: s
         await _ensure(conn, name)
         await conn.execute(update(mailboxes).where(mailboxes.c.name == name)
                            .values(refresh_token=token, refresh_seed=seed))
-
-
-async def message_counts(engine: AsyncEngine, name: str) -> dict[str, int]:
-    """Rows by state (owed, done, too_large) and how many made no item (duplicates)."""
-    async with connection(engine) as conn:
-        rows = (await conn.execute(
-            select(mailbox_messages.c.state, func.count())
-            .where(mailbox_messages.c.mailbox == name)
-            .group_by(mailbox_messages.c.state))).all()
-        dupes = (await conn.execute(
-            select(func.count()).select_from(mailbox_messages)
-            .where(and_(mailbox_messages.c.mailbox == name,
-                        mailbox_messages.c.item_id.is_(None))))).scalar_one()
-    return {str(state): int(n) for state, n in rows} | {"duplicate": int(dupes)}

@@ -217,3 +217,13 @@ async def test_mailbox_metrics__gauges_per_mailbox(engine: AsyncEngine, db_url: 
     finally:
         await exporter.stop()
     assert value("intake_mailbox_connected", "support") == 0
+
+
+async def test_report__an_error_quoting_a_nul_is_stored(engine: AsyncEngine) -> None:
+    from storage import mailboxes as store
+
+    await store.report(engine, "nul", connected=False,
+                       error='token endpoint refused (400 bad\x00grant\r\nX: y)')
+    [state] = await store.states(engine, ["nul"])
+    assert state.last_error == "token endpoint refused (400 bad grant\r\nX: y)"
+    assert state.failing_since is not None
