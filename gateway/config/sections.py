@@ -1,11 +1,12 @@
 """The gateway's own tables, checked by pydantic: `[intake]`, `[database]`,
 `[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]`, `[log]`,
-`[process]`, `[metrics]`, `[health]`, `[[queue]]`, `[[retention]]` and `[[mailbox]]`. A wrong
-value or an unknown key is reported as `key SECTION.KEY`.
+`[process]`, `[metrics]`, `[health]`, `[sender_auth]`, `[[queue]]`, `[[retention]]`
+and `[[mailbox]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from email.headerregistry import Address
 from ipaddress import ip_network
@@ -129,9 +130,81 @@ class _Connections(_Section):
         return self
 
 
+# The SMTP edge's listeners, by the name their policy is given under.
+LISTENERS = ("smtp", "lmtp", "smtps")
+
+
+class TlsSection(_Section):
+    """`[smtp.tls]`: the certificate chain and key offered by STARTTLS (on `listen`
+    and `lmtp_listen`) and by the implicit-TLS listener (`tls_listen`); read again
+    on SIGHUP. TLS 1.2 is the minimum (gateway/tls.py)."""
+
+    certificate: str = Field(min_length=1)  # PEM: the server's certificate, then its chain
+    key: str = Field(min_length=1)          # PEM: its private key (unencrypted)
+
+
+class ListenerPolicy(_Section):
+    """`[smtp.policy.smtp]`, `.lmtp`, `.smtps`: what one listener asks of a sender
+    and what it believes about one."""
+
+    # MAIL before STARTTLS is refused (530 5.7.0); needs [smtp.tls].
+    require_tls: bool = False
+    # off: nothing checked (the sender is taken as written, as far as threading
+    # trusts any address); verify: SPF, DKIM, ARC and DMARC checked here, for
+    # mail received directly; trust: the front MTA's Authentication-Results
+    # (from one of `authserv_ids` only) are believed, any other is recorded only.
+    sender_auth: Literal["off", "verify", "trust"] = "off"
+    authserv_ids: list[str] = Field(default_factory=list)
+    # trust: the front filter's SpamAssassin (X-Spam-Status, X-Spam-Score,
+    # X-Spam-Flag) and rspamd (X-Rspamd-Score, X-Spamd-Result) headers become
+    # the rule fields spam.score and spam.flag.
+    spam_headers: bool = False
+
+    @field_validator("authserv_ids")
+    @classmethod
+    def _plain_ids(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,253}", name):
+                raise ValueError(f"not an authserv-id (a host name): {name!r}")
+        return [name.lower() for name in value]
+
+    @model_validator(mode="after")
+    def _trust_needs_ids(self) -> Self:
+        if self.sender_auth == "trust" and not self.authserv_ids:
+            raise ValueError('sender_auth = "trust" needs authserv_ids: the front MTA\'s')
+        if self.spam_headers and self.sender_auth != "trust":
+            raise ValueError('spam_headers needs sender_auth = "trust" (a front MTA)')
+        return self
+
+
+class SenderAuthSection(_Section):
+    """`[sender_auth]`: how the verify mode looks things up, and what a forged
+    From does (gateway/sender_auth/)."""
+
+    # "host:port" of the DNS servers to ask; empty: the system's (/etc/resolv.conf).
+    nameservers: list[HostPort] = Field(default_factory=list)
+    # One query's time; past it, or on SERVFAIL, the verdict is temperror.
+    timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    # Answers kept (by their TTL, at most max_ttl_seconds), failures for a short while.
+    cache_entries: int = Field(default=10000, ge=0)
+    max_ttl_seconds: int = Field(default=3600, ge=0)
+    # Messages checked at once by one pipeline process.
+    concurrency: int = Field(default=32, gt=0, le=1024)
+    # A From that fails DMARC of a domain whose policy is quarantine or reject
+    # never joins a request as its participant: it starts a new request, or
+    # (quarantine) a quarantined one that nobody is told of.
+    forged_from: Literal["new_request", "quarantine"] = "new_request"
+
+
 class SmtpSection(_Connections):
     listen: HostPort = "127.0.0.1:2525"
     lmtp_listen: HostPort | None = None
+    # Implicit TLS (RFC 8314, the port 465 style): TLS from the first byte.
+    tls_listen: HostPort | None = None
+    tls: TlsSection | None = None
+    # Per listener, by name (smtp, lmtp, smtps); a listener not named has the defaults.
+    policy: dict[Literal["smtp", "lmtp", "smtps"], ListenerPolicy] = Field(
+        default_factory=dict)
     # Given explicitly so aiosmtpd does not call socket.getfqdn() per connection.
     hostname: str = "localhost"
     # Idle: waiting for the next command after our reply (RFC 5321 4.5.3.2.7: at
@@ -156,6 +229,21 @@ class SmtpSection(_Connections):
     # header (v1 or v2) naming the client: they must send one, nobody else may.
     # Empty (the default): off. Applies to the LMTP listener too.
     proxy_protocol_from: Networks = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tls_where_needed(self) -> Self:
+        if self.tls is None:
+            if self.tls_listen is not None:
+                raise ValueError("tls_listen needs [smtp.tls] (certificate and key)")
+            if needing := sorted(n for n, p in self.policy.items() if p.require_tls):
+                raise ValueError(f"require_tls needs [smtp.tls]: {', '.join(needing)}")
+        return self
+
+    def policy_of(self, listener: str) -> ListenerPolicy:
+        return self.policy.get(listener) or _DEFAULT_POLICY  # type: ignore[call-overload]
+
+
+_DEFAULT_POLICY = ListenerPolicy()
 
 
 class HttpSection(_Connections):
@@ -528,6 +616,7 @@ class Sections(BaseModel):
     queue: list[QueueSection] = Field(default_factory=lambda: [QueueSection(name="general")])
     retention: list[RetentionSection] = Field(default_factory=list)
     mailbox: list[MailboxSection] = Field(default_factory=list)
+    sender_auth: SenderAuthSection = Field(default_factory=SenderAuthSection)
 
     @field_validator("retention")
     @classmethod
