@@ -39,8 +39,9 @@ class FileLimit:
 def descriptors_needed(config: Config) -> int:
     """Descriptors the configured caps can take at once, with room for the rest."""
     listeners = config.smtp.max_connections + config.http.max_connections
-    if config.lmtp_address:
-        listeners += config.smtp.max_connections
+    # Each further SMTP-side listener (LMTP, implicit TLS) has caps of its own.
+    listeners += config.smtp.max_connections * (
+        bool(config.lmtp_address) + bool(config.smtp.tls_listen))
     pool = config.database.pool_size
     if config.database.url.startswith("sqlite"):
         database = pool * SQLITE_FILES_PER_CONNECTION

@@ -1,10 +1,11 @@
 """`intake serve` on every core: a small supervisor and N worker processes.
 
 Each worker is a whole `intake serve` (listeners, HTTP API, pipeline) started as
-`intake serve --worker N`; it binds the SMTP, LMTP and HTTP ports itself with
+`intake serve --worker N`; it binds the SMTP, LMTP, SMTPS and HTTP ports itself with
 SO_REUSEPORT, so the kernel spreads new connections over the workers. The
 supervisor runs the migrations once, starts the workers, starts again one that
-dies (with backoff), passes SIGTERM/SIGINT/SIGHUP on, and exits when they have
+dies (with backoff), passes SIGTERM/SIGINT/SIGHUP on (SIGHUP: each worker reloads
+its rules and TLS certificate), and exits when they have
 stopped. It has no event loop and touches no request: what is acknowledged is
 a worker's, committed before its answer, so a worker's death loses nothing.
 With one process none of this runs: `intake serve` is the worker itself.
@@ -30,6 +31,7 @@ from sqlalchemy.engine import make_url
 
 from domain.errors import ConfigError
 from gateway.config import Config
+from gateway.config.sections import parse_listen
 from storage.engine import create_engine
 from storage.migrate import upgrade
 
@@ -183,6 +185,8 @@ def reserve_ports(config: Config) -> tuple[dict[str, str], list[socket.socket]]:
                  ("INTAKE_HTTP_LISTEN", config.http_address)]
     if config.lmtp_address:
         listeners.append(("INTAKE_LMTP_LISTEN", config.lmtp_address))
+    if config.smtp.tls_listen:
+        listeners.append(("INTAKE_TLS_LISTEN", parse_listen(config.smtp.tls_listen)))
     for variable, (host, port) in listeners:
         if port == 0:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -248,7 +252,7 @@ def supervise(config: Config, count: int, options: Sequence[str], *,
         while not stopping and workers.fatal is None:
             if hangups:
                 hangups.clear()
-                workers.signal(signal.SIGHUP)  # each worker reloads its rules
+                workers.signal(signal.SIGHUP)  # each worker reloads its rules and certificate
             workers.step()
             time.sleep(0.1)
     finally:

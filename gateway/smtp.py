@@ -27,15 +27,33 @@ clients, so there only the total counts; once the header is in, the client's
 own cap (`Connections.rekey`), and over it 421 4.7.0 as at accept. A header
 from anyone else is refused (554 5.7.1) and the connection closed: otherwise
 any client could say it is somebody else.
+
+TLS (gateway/tls.py): with `[smtp.tls]` the SMTP and LMTP listeners offer
+STARTTLS, and `tls_listen` is a listener (`smtps`) that speaks TLS from the
+first byte. Both run asyncio's TLS layer on the session's own transport, the
+way aiosmtpd's STARTTLS does, so one session object, counted by the caps from
+accept, lives through the handshake: it owes the handshake like a command
+(cut at the command timeout), and a failed one is logged on one line and
+frees its place. Whatever the client sent after STARTTLS before the handshake
+is dropped, never read as a command (the STARTTLS injection of CVE-2011-0411),
+and the session starts over after it (RFC 3207 4.2), keeping only the client's
+address. A listener with `require_tls` answers every command but EHLO, LHLO,
+NOOP, STARTTLS and QUIT with 530 5.7.0 until TLS is up (RFC 3207 4). Every
+stored message records its listener (`meta.listener`), and its TLS version and
+cipher when it came over TLS (`meta.tls`). A trusted proxy's PROXY header is
+read on the SMTP and LMTP listeners only: on `smtps` it would have to come
+before the handshake, which is not implemented, so it fails the handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto as sslproto
 import functools
 import logging
 import math
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,7 +62,7 @@ from typing import Any
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.proxy_protocol import AF, V2_CMD, V2_SIGNATURE, ProxyData
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
 
 from domain.errors import GatewayError
 from gateway import logs, metrics
@@ -61,6 +79,7 @@ from gateway.connections import (
 )
 from gateway.data_budget import DataBudget
 from gateway.proxies import TrustedProxies
+from gateway.tls import ServerTls, described
 from storage.errors import Unstorable
 from storage.inbox import Accepted, NewItem
 
@@ -99,6 +118,16 @@ GOODBYES = {
     Cause.EVICTED: "421 4.3.2 Server busy and this session idle, closing connection",
     Cause.PROXY: "554 5.7.1 PROXY header refused: this address is not a trusted proxy",
 }
+# TLS (RFC 3207 4; the words are Postfix's).
+READY_FOR_TLS = "220 2.0.0 Ready to start TLS"
+MUST_STARTTLS = "530 5.7.0 Must issue a STARTTLS command first"
+TLS_ACTIVE = "554 5.5.1 Error: TLS already active"
+STARTTLS_SYNTAX = "501 5.5.4 Syntax: STARTTLS"
+# What a listener that requires TLS takes before it (LHLO is LMTP's EHLO).
+BEFORE_TLS = frozenset({"EHLO", "LHLO", "NOOP", "STARTTLS", "QUIT"})
+# A TLS close waits this long for the client's close_notify, then drops the
+# connection (asyncio's 30 s would hold a descriptor per silent client).
+TLS_SHUTDOWN_SECONDS = 5.0
 # How a PROXY header begins (v1's text, v2's binary signature).
 PROXY_SIGNATURES = (b"PROXY", V2_SIGNATURE[:5])
 # aiosmtpd's own size replies carry no enhanced code; RFC 3463 says 5.3.4.
@@ -170,9 +199,17 @@ class _Phase(StrEnum):
     STORING = "storing"    # the message is ours to store: no deadline of the client's
 
 
+@dataclass
+class TlsCounts:
+    """A listener's TLS handshakes: done, and failed (cut, refused, garbage)."""
+
+    sessions: int = 0
+    failed: int = 0
+
+
 class _IntakeSession:
     """What our sessions change in aiosmtpd's SMTP class: the NUL checks, the
-    replies, and the listener's caps and deadlines (`tracked`)."""
+    replies, the listener's caps and deadlines (`tracked`) and TLS."""
 
     # The commands whose arguments are stored (session.host_name, the envelope).
     smtp_MAIL = _refusing_nul(SMTP.smtp_MAIL)
@@ -180,7 +217,9 @@ class _IntakeSession:
 
     def __init__(self, handler: Any, *, connections: Connections, tracked: Connection,
                  timeouts: SessionTimeouts, budget: DataBudget, proxied: bool = False,
-                 **kwargs: Any) -> None:
+                 implicit_tls: bool = False, require_tls: bool = False,
+                 tls_counts: TlsCounts | None = None,
+                 forget: Callable[[Any], None] | None = None, **kwargs: Any) -> None:
         if proxied:
             # aiosmtpd's own timer for the header, a backstop like the one below.
             kwargs["proxy_protocol_timeout"] = max(3.0, timeouts.longest * 2)
@@ -194,21 +233,143 @@ class _IntakeSession:
         tracked.cut = self._cut
         self._phase = _Phase.AWAITING
         self._session_ends = math.inf
+        self._implicit_tls = implicit_tls  # TLS from the first byte (the smtps listener)
+        self._secured = False  # a TLS handshake is done: the session runs over TLS
+        self._tls_counts = tls_counts or TlsCounts()
+        self._forget = forget  # the listener's, called once the session is gone
+        self._peer_host: str | None = None
+        if require_tls:
+            methods = self._smtp_methods  # type: ignore[attr-defined]
+            for command, method in methods.items():
+                if command not in BEFORE_TLS:
+                    methods[command] = self._after_tls(method)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._session_ends == math.inf:  # not STARTTLS's second call
+        if self._session_ends == math.inf:  # the connection, not a handshake's end
             self._session_ends = time.monotonic() + self._timeouts.session
+            self._peer_host = peer_host(transport.get_extra_info("peername"))
+            if self._implicit_tls:
+                # The session begins once the handshake is done (this is called
+                # again then); the handshake is owed like a command begun.
+                self._owe_handshake()
+                self._start_tls(transport)
+                return
             if self._proxied:  # the header is owed at once, like a command begun
                 self._phase = _Phase.COMMAND
                 self._wait(self._timeouts.command, Cause.COMMAND, evictable=True)
             else:
                 self._await_command()
+            super().connection_made(transport)  # type: ignore[misc]
+            return
+        # A TLS handshake is done. aiosmtpd starts the session over (RFC 3207
+        # 4.2) and, after STARTTLS, drops what was read but not yet handled;
+        # the client's address (a proxy's word for it, too) is all that stays.
+        self._secured = True
+        self._tls_counts.sessions += 1
+        before = self.session  # type: ignore[attr-defined]
+        self._await_command()
         super().connection_made(transport)  # type: ignore[misc]
+        session = self.session  # type: ignore[attr-defined]
+        if before is not None:
+            session.peer, session.proxy_data = before.peer, before.proxy_data
+        session.ssl = self._tls_protocol._extra  # type: ignore[attr-defined]
 
     def connection_lost(self, error: Exception | None) -> None:
+        self._gone()
+        super().connection_lost(error)  # type: ignore[misc]
+
+    def _gone(self) -> None:
+        """Free what the session held: its place under the caps, its data."""
         self._connections.release(self.tracked)
         self._budget.release(self)
-        super().connection_lost(error)  # type: ignore[misc]
+        if self._forget is not None:
+            self._forget(self)
+
+    def _after_tls(self, method: Callable[[str | None], Awaitable[None]]
+                   ) -> Callable[[str | None], Awaitable[None]]:
+        """`method`, answered 530 until TLS is up (its HELP text kept)."""
+        @functools.wraps(method)
+        async def checked(arg: str | None) -> None:
+            if not self._secured:
+                await self.push(MUST_STARTTLS)
+                return
+            await method(arg)
+        return checked
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        """aiosmtpd's STARTTLS, with our deadline on the handshake, a second
+        STARTTLS refused, and a handshake cut or failed told apart from one done."""
+        if arg:
+            await self.push(STARTTLS_SYNTAX)
+            return
+        if self.tls_context is None:  # type: ignore[attr-defined]
+            await self.push("454 4.7.0 TLS not available")
+            return
+        if self._tls_protocol is not None:  # type: ignore[attr-defined]
+            await self.push(TLS_ACTIVE)
+            return
+        await self.push(READY_FOR_TLS)
+        # Sent with or after STARTTLS, before any handshake, in the clear: never
+        # a command (aiosmtpd clears it again once the handshake is done).
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        waiter = self._start_tls(self.transport)  # type: ignore[attr-defined]
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise TLSSetupException() from error  # aiosmtpd closes the connection
+        if not self._secured:  # closed during the handshake: cut, or shut down
+            raise TLSSetupException()
+
+    def _start_tls(self, raw: asyncio.BaseTransport) -> asyncio.Future[None]:
+        """Put asyncio's TLS layer between `raw` and this session, as aiosmtpd's
+        STARTTLS does; `connection_made` is called again when the handshake is
+        done, and the future is done when it ends either way."""
+        smtp: Any = self  # aiosmtpd's attributes, set as its STARTTLS sets them
+        waiter: asyncio.Future[None] = smtp.loop.create_future()
+        protocol = sslproto.SSLProtocol(
+            smtp.loop, smtp, smtp.tls_context, waiter, server_side=True,
+            # A backstop: the command deadline cuts a slow handshake first.
+            ssl_handshake_timeout=2 * self._timeouts.command,  # type: ignore[arg-type]
+            ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS)
+        smtp._tls_protocol = protocol
+        smtp._original_transport = raw
+        if not self._implicit_tls:
+            smtp.transport = protocol._app_transport  # aiosmtpd's sign of STARTTLS
+        waiter.add_done_callback(self._handshake_done)
+        raw.set_protocol(protocol)
+        protocol.connection_made(raw)
+        return waiter
+
+    def _handshake_done(self, waiter: asyncio.Future[None]) -> None:
+        if self._secured:
+            return
+        error = None if waiter.cancelled() else waiter.exception()
+        self._tls_counts.failed += 1
+        log.info("%s: TLS handshake with %s failed: %s", self._connections.name,
+                 self._client() or "a local socket", _handshake_failure(error))
+        if self._implicit_tls:
+            # No session began: nothing of aiosmtpd's to stop, only our place to free.
+            raw = self._original_transport  # type: ignore[attr-defined]
+            if raw is not None and not raw.is_closing():
+                raw.close()
+            self._gone()
+
+    def _client(self) -> str | None:
+        session = self.session  # type: ignore[attr-defined]
+        return peer_host(session.peer) if session is not None else self._peer_host
+
+    def _owe_handshake(self) -> None:
+        self._phase = _Phase.COMMAND
+        self._wait(self._timeouts.command, Cause.COMMAND, evictable=True)
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # Logged once by _handshake_done; aiosmtpd closes without a reply.
+            return TRY_LATER_NOW
+        return await super().handle_exception(error)  # type: ignore[misc,no-any-return]
 
     def eof_received(self) -> bool:
         """The client is gone: aiosmtpd stops the session's task, and the
@@ -292,6 +453,8 @@ class _IntakeSession:
         if isinstance(status, str) and status.startswith("354"):
             self._phase = _Phase.DATA
             self.tracked.wait(self._timeouts.data, Cause.DATA)
+        elif status == READY_FOR_TLS:
+            self._owe_handshake()
         else:
             self._budget.release(self)  # the message, if any, is stored or refused
             self._await_command()
@@ -309,11 +472,19 @@ class _IntakeSession:
         self.tracked.wait(seconds, cause, evictable=evictable)
 
     def _cut(self, cause: Cause) -> None:
-        transport = self.transport  # type: ignore[attr-defined]
-        if transport is None:
+        self.close_with(GOODBYES.get(cause))
+
+    def close_with(self, goodbye: str | None) -> None:
+        """Say `goodbye` where the client can read it, and close."""
+        if self._tls_protocol is not None and not self._secured:  # type: ignore[attr-defined]
+            # Mid-handshake nothing can be said, in the clear or in TLS.
+            raw = self._original_transport  # type: ignore[attr-defined]
+            if raw is not None:
+                hang_up(raw)
             return
-        goodbye = GOODBYES.get(cause)
-        hang_up(transport, goodbye.encode() + b"\r\n" if goodbye else b"")
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport is not None:
+            hang_up(transport, goodbye.encode() + b"\r\n" if goodbye else b"")
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd runs every path through the email header parser and builds a
@@ -323,6 +494,17 @@ class _IntakeSession:
         if match is not None and not arg.startswith("(", match.end()):
             return match.group(1), arg[match.end():]
         return super()._getaddr(arg)  # type: ignore[misc,no-any-return]
+
+
+def _handshake_failure(error: BaseException | None) -> str:
+    """A failed handshake's cause, for one log line (no traceback: it is the client's)."""
+    if error is None:
+        return "closed before it was done"
+    if isinstance(error, ssl.SSLError):
+        return str(error.reason or error)
+    if isinstance(error, ConnectionResetError):
+        return "the client closed the connection"
+    return str(error) or type(error).__name__
 
 
 class IntakeSMTP(_IntakeSession, SMTP):
@@ -361,10 +543,12 @@ class SessionTimeouts:
 class IntakeHandler:
     """aiosmtpd hooks for one listener (SMTP or LMTP)."""
 
-    def __init__(self, *, config: Config, submit: Submit, channel: str) -> None:
+    def __init__(self, *, config: Config, submit: Submit, channel: str,
+                 listener: str | None = None) -> None:
         self._config = config
         self._submit = submit
-        self._channel = channel
+        self._channel = channel  # the inbox's: smtp (the smtps listener's too) or lmtp
+        self._listener = listener or channel  # smtp, lmtp or smtps: whose policy applies
         self.in_flight = 0
         self.counts = metrics.intake(channel)  # bound once: a count is one .inc()
 
@@ -373,6 +557,14 @@ class IntakeHandler:
         """aiosmtpd read a valid PROXY header (only sessions from a trusted proxy
         wait for one; an invalid one closes the connection before this)."""
         return isinstance(server, _IntakeSession) and server.proxied_for(proxy_data)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        """EHLO's (and LHLO's) answer without AUTH, which aiosmtpd offers once
+        TLS is up: there is no login here, and a client holding credentials
+        for this host would try them and defer its mail on the refusal."""
+        session.host_name = hostname  # the hook's to set (aiosmtpd leaves it)
+        return [line for line in responses if not line[4:].upper().startswith("AUTH")]
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -405,12 +597,17 @@ class IntakeHandler:
                       outcome=BARE_LINE_ENDING[:9])
             self.counts.refused("bare_line_ending")
             return self._per_recipient(envelope, BARE_LINE_ENDING)
-        meta = {
+        meta: dict[str, Any] = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "peer": list(session.peer) if isinstance(session.peer, tuple) else session.peer,
             "helo": session.host_name,
+            "listener": self._listener,
         }
+        transport = server.transport
+        tls = described(transport.get_extra_info("ssl_object") if transport else None)
+        if tls is not None:
+            meta["tls"] = tls
         if isinstance(server, _IntakeSession):
             server.storing()
         self.in_flight += 1
@@ -449,13 +646,13 @@ class _Gate(asyncio.Protocol):
         proxied = listener.proxies.trusts(peer_host(peer))
         admitted = listener.connections.admit(peer, cut=_not_yet, per_client=not proxied)
         if isinstance(admitted, Refusal):
-            hang_up(transport, REFUSED[admitted].encode() + b"\r\n")
+            hang_up(transport, listener.in_the_clear(REFUSED[admitted]))
             return
         try:
             session = listener.session(admitted, proxied=proxied)
         except Exception:
             listener.connections.release(admitted)
-            hang_up(transport, TRY_LATER_NOW.encode() + b"\r\n")
+            hang_up(transport, listener.in_the_clear(TRY_LATER_NOW))
             raise
         transport.set_protocol(session)
         session.connection_made(transport)
@@ -472,22 +669,32 @@ def _not_yet(cause: Cause) -> None:
 
 
 class SmtpListener:
-    """One listening socket and the sessions it has open."""
+    """One listening socket and the sessions it has open: `smtp`, `lmtp`, or
+    `smtps` (`implicit_tls`). With `tls` the first two offer STARTTLS."""
 
-    def __init__(self, *, config: Config, submit: Submit, lmtp: bool = False) -> None:
+    def __init__(self, *, config: Config, submit: Submit, lmtp: bool = False,
+                 implicit_tls: bool = False, tls: ServerTls | None = None) -> None:
+        if implicit_tls and (tls is None or lmtp):
+            raise ValueError("the implicit-TLS listener is SMTP, and needs [smtp.tls]")
         self.config = config
+        self.name = "lmtp" if lmtp else "smtps" if implicit_tls else "smtp"
+        self.tls = tls  # its context in force is read per session: a reload applies to new ones
+        self.tls_counts = TlsCounts()
+        self._implicit_tls = implicit_tls
+        self._require_tls = config.smtp.policy_of(self.name).require_tls and tls is not None
         self.handler = IntakeHandler(config=config, submit=submit,
-                                     channel="lmtp" if lmtp else "smtp")
+                                     channel="lmtp" if lmtp else "smtp", listener=self.name)
         self._cls = IntakeLMTP if lmtp else IntakeSMTP
         self._sessions: set[SMTP] = set()
         self._server: asyncio.base_events.Server | None = None
         self._timeouts = SessionTimeouts.of(config)
         self.budget = DataBudget(config.smtp.data_in_flight_bytes)
         # Whose connections begin with a PROXY header naming the client.
-        self.proxies = TrustedProxies(config.smtp.proxy_protocol_from)
+        # (Not on smtps: the header would come before the handshake; not read there.)
+        self.proxies = TrustedProxies([] if implicit_tls else config.smtp.proxy_protocol_from)
         # Its caps, deadlines and counts (`refused`, `cut`) for tests and metrics.
         self.connections = Connections(
-            name="lmtp" if lmtp else "smtp",
+            name=self.name,
             caps=Caps(total=config.smtp.max_connections,
                       per_client=config.smtp.max_connections_per_client),
             # Replies are a few bytes: a client not reading them is as slow as
@@ -498,6 +705,11 @@ class SmtpListener:
     def _factory(self) -> asyncio.Protocol:
         return _Gate(self)
 
+    def in_the_clear(self, reply: str) -> bytes:
+        """`reply` as sent before any session: nothing on smtps, whose client
+        expects a TLS handshake and would read it as a broken one."""
+        return b"" if self._implicit_tls else reply.encode() + b"\r\n"
+
     def session(self, tracked: Connection, *, proxied: bool = False) -> SMTP:
         """A session for an admitted connection (`proxied`: from a trusted proxy)."""
         session = self._cls(
@@ -507,6 +719,11 @@ class SmtpListener:
             timeouts=self._timeouts,
             budget=self.budget,
             proxied=proxied,
+            implicit_tls=self._implicit_tls,
+            require_tls=self._require_tls,
+            tls_counts=self.tls_counts,
+            forget=self._sessions.discard,
+            tls_context=self.tls.context if self.tls is not None else None,
             data_size_limit=self.config.intake.max_message_bytes,
             enable_SMTPUTF8=True,
             hostname=self.config.smtp.hostname,
@@ -515,13 +732,6 @@ class SmtpListener:
             timeout=self._timeouts.longest * 2,
         )
         self._sessions.add(session)
-        original = session.connection_lost
-
-        def connection_lost(error: Exception | None) -> None:
-            self._sessions.discard(session)
-            original(error)
-
-        session.connection_lost = connection_lost  # type: ignore[method-assign]
         return session
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
@@ -561,7 +771,5 @@ class SmtpListener:
 
     def _hang_up(self, session: SMTP) -> None:
         self._sessions.discard(session)
-        transport = session.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(SHUTTING_DOWN.encode() + b"\r\n")
-            transport.close()
+        if isinstance(session, _IntakeSession):
+            session.close_with(SHUTTING_DOWN)

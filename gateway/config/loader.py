@@ -44,6 +44,7 @@ ENV_OVERRIDES: tuple[tuple[str, tuple[str, str]], ...] = (
     ("INTAKE_DATABASE_URL", ("database", "url")),
     ("INTAKE_SMTP_LISTEN", ("smtp", "listen")),
     ("INTAKE_LMTP_LISTEN", ("smtp", "lmtp_listen")),
+    ("INTAKE_TLS_LISTEN", ("smtp", "tls_listen")),
     ("INTAKE_HTTP_LISTEN", ("http", "listen")),
     ("INTAKE_PUBLIC_URL", ("http", "public_url")),
     ("INTAKE_SMTP_RELAY", ("outbound", "relay")),
