@@ -22,8 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import metrics
+from gateway import loop_lag, metrics
 from gateway.config import Config
+from gateway.config.sections import parse_listen
 from gateway.delivery.worker import OutboxWorker
 from gateway.file_limit import descriptors_needed, raise_file_limit
 from gateway.health import HEALTH_KEY, INTAKE_TASK, Health
@@ -40,6 +41,7 @@ from gateway.rules_in_force import RulesHolder
 from gateway.signals import WorkSignals
 from gateway.smtp import SmtpListener
 from gateway.supervisor import Counter, Supervisor, Watch, without_heartbeat
+from gateway.tls import ServerTls
 from routing.api import warm_up
 from storage.engine import create_engine, is_sqlite
 from storage.inbox import InboxWriter
@@ -87,6 +89,11 @@ class Gateway:
     # One fetcher per `[[mailbox]]` (processes with workers only); a lease in
     # the database lets one process at a time fetch each mailbox.
     mailboxes: list[MailboxFetcher] = field(default_factory=list)
+    # `[smtp.tls]`'s certificate (None: no TLS), reloaded on SIGHUP, and the
+    # implicit-TLS listener on `tls_listen` (None: not configured).
+    tls: ServerTls | None = None
+    smtps: SmtpListener | None = None
+    smtps_port: int = 0
 
     @property
     def http_url(self) -> str:
@@ -120,6 +127,9 @@ class Gateway:
         if self.lmtp is not None and config.lmtp_address:
             self.lmtp_port = (await self.lmtp.start(*config.lmtp_address,
                                                     reuse_port=shared))[1]
+        smtps_address = tls_address(config)
+        if self.smtps is not None and smtps_address is not None:
+            self.smtps_port = (await self.smtps.start(*smtps_address, reuse_port=shared))[1]
         if self.metrics is not None:
             self.metrics_port = await self.metrics.start(self.worker)
         if shared:
@@ -131,9 +141,13 @@ class Gateway:
     def _ready_parts(self) -> str:
         """Every listener and every service this process talks to (passwords hidden)."""
         config = self.config
-        parts = [f"smtp {config.smtp_address[0]}:{self.smtp_port}"]
+        starttls = " (starttls)" if self.tls is not None else ""
+        parts = [f"smtp {config.smtp_address[0]}:{self.smtp_port}{starttls}"]
         if config.lmtp_address:
-            parts.append(f"lmtp {config.lmtp_address[0]}:{self.lmtp_port}")
+            parts.append(f"lmtp {config.lmtp_address[0]}:{self.lmtp_port}{starttls}")
+        smtps_address = tls_address(config)
+        if self.smtps is not None and smtps_address is not None:
+            parts.append(f"smtps {smtps_address[0]}:{self.smtps_port}")
         parts += [f"http {self.http_url}",
                   f"database {self.engine.url.render_as_string()}"]
         if self.metrics_port is not None:
@@ -145,9 +159,20 @@ class Gateway:
             parts.append(f"broker {_without_password(config.broker_url)}")
         return ", ".join(parts)
 
+    def hangup(self) -> None:
+        """SIGHUP's handler: reload the rules and the TLS certificate."""
+        self.rules.hangup()  # audited as rules.reload
+        if self.tls is not None:
+            self.tls.reload()
+
+    @property
+    def listeners(self) -> list[SmtpListener]:
+        """The SMTP edge's listeners: smtp, and lmtp and smtps when configured."""
+        return [self.smtp] + [x for x in (self.lmtp, self.smtps) if x is not None]
+
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop accepting, finish what is in flight (bounded), drain the workers."""
-        listeners = [self.smtp] + ([self.lmtp] if self.lmtp else [])
+        listeners = self.listeners
         await asyncio.gather(*(listener.stop(grace) for listener in listeners),
                              self.runner.cleanup())
         self.supervisor.stopping = True  # no restarts from here on
@@ -171,6 +196,7 @@ class Gateway:
         # one from outside, so it is watched for failing, not for stalling.
         tasks.start(INTAKE_TASK, without_heartbeat(self.writer.run),
                     watch=Watch(progress=self.commits.value))
+        tasks.start("loop-lag", loop_lag.watch)  # intake_event_loop_lag_seconds
         if self.rules.watchable:
             interval = config.pipeline.reload_poll_seconds
             tasks.start("rules-watch", lambda beat: self.rules.watch(interval, beat),
@@ -212,6 +238,11 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
+def tls_address(config: Config) -> tuple[str, int] | None:
+    """Where the implicit-TLS listener listens (None: it is not configured)."""
+    return parse_listen(config.smtp.tls_listen) if config.smtp.tls_listen else None
+
+
 def retention(config: Config, engine: AsyncEngine) -> Retention | None:
     """The `[[retention]]` passes the scheduler runs; None without a policy."""
     if not config.retention:
@@ -229,6 +260,8 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
     `supervisor`: one with other stall and backoff times (tests). `worker`: this
     process's number among `intake serve`'s worker processes (None: the only one)."""
     rules = RulesHolder.load(config)  # a bad rule stops start-up before anything listens
+    # So does a TLS certificate or key that will not load.
+    tls = ServerTls.load(config.smtp.tls) if config.smtp.tls is not None else None
     metrics.configure(enabled=config.metrics.enabled, queues=[q.name for q in config.queue],
                       webhooks=[w.name for w in config.webhooks])
     engine = engine or create_engine(config.database.url, pool_size=config.database.pool_size,
@@ -260,9 +293,12 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
         scheduler=(Scheduler(engine=engine, rules=rules,
                              interval=config.pipeline.scheduler_seconds,
                              retention=retention(config, engine)) if workers else None),
-        smtp=SmtpListener(config=config, submit=writer.submit),
-        lmtp=(SmtpListener(config=config, submit=writer.submit, lmtp=True)
+        smtp=SmtpListener(config=config, submit=writer.submit, tls=tls),
+        lmtp=(SmtpListener(config=config, submit=writer.submit, lmtp=True, tls=tls)
               if config.lmtp_address else None),
+        tls=tls,
+        smtps=(SmtpListener(config=config, submit=writer.submit, implicit_tls=True, tls=tls)
+               if tls is not None and tls_address(config) is not None else None),
         runner=web.AppRunner(app, shutdown_timeout=config.http.shutdown_seconds,
                              access_log=ACCESS_LOG if config.log.access else None,
                              access_log_class=AccessLogger,
@@ -278,9 +314,8 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
                                             on_commit=committed)
                              for section in config.mailbox]
     if config.metrics.enabled:
-        listeners = [("smtp", gateway.smtp.connections), ("http", http_connections.connections)]
-        if gateway.lmtp is not None:
-            listeners.insert(1, ("lmtp", gateway.lmtp.connections))
+        listeners = [(x.name, x.connections) for x in gateway.listeners]
+        listeners.append(("http", http_connections.connections))
         gateway.metrics = Exporter(config=config, engine=engine, listeners=listeners,
                                    processed=lambda: pipeline.processed)
     return gateway
@@ -306,7 +341,7 @@ async def serve(config: Config, *, worker: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, gateway.rules.hangup)  # audited as rules.reload
+    loop.add_signal_handler(signal.SIGHUP, gateway.hangup)
     try:
         await stopping.wait()
         log.info("shutting down")

@@ -91,10 +91,23 @@ HTTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=None)
 
+# How late the event loop ran a timer (gateway/loop_lag.py): work holding the
+# loop (parsing, a blocking call) delays every connection the process serves.
+LOOP_LAG = Histogram(
+    "intake_event_loop_lag_seconds", "How late the event loop woke a periodic timer",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=None)
+
+# Sender authentication's verdicts, by check (spf, dkim, dmarc, arc) and result
+# (RFC 8601's values, a bounded set: parsers/auth_results.py).
+SENDER_AUTH = Counter(
+    "intake_sender_auth_results", "Sender authentication verdicts, by check and result",
+    ["check", "result"], registry=None)
+
 # Every family above, for each exporter's registry.
 FAMILIES = (RECEIVED, RECEIVED_BYTES, BATCH_ITEMS, BATCH_SECONDS, RETRIES, DEAD_LETTERED,
             DELIVERIES, DELIVERY_LATENCY, TARGET_ERRORS, SLA_WARNINGS, SLA_BREACHES,
-            ESCALATIONS, CLAIMS, HTTP_SECONDS)
+            ESCALATIONS, CLAIMS, HTTP_SECONDS, LOOP_LAG, SENDER_AUTH)
 
 
 def _nothing(*args: Any, **kwargs: Any) -> None:
