@@ -57,6 +57,8 @@ class EventKind(StrEnum):
 
     RECEIVED = "received"
     PARSED = "parsed"
+    # Sender authentication's verdicts (and a front filter's spam verdict), in words.
+    AUTHENTICATED = "authenticated"
     THREADED = "threaded"
     CLASSIFIED = "classified"
     ROUTED = "routed"
@@ -263,6 +265,8 @@ ACKNOWLEDGEMENT_WINDOW = timedelta(hours=1)
 ACKNOWLEDGEMENT_BURST_WINDOW = timedelta(minutes=1)
 PERSON = "new request from a person"
 NO_RECIPIENT = "no address to answer that mail may be sent to"
+FORGED_FROM = ("From is forged: it fails DMARC of a domain that asks for such mail to be "
+               "quarantined or rejected")
 # RFC 5233 subaddresses: ann+x@ and ann+y@ reach ann@, so they are counted as ann@.
 SUBADDRESS_SEPARATOR = "+"
 # RFC 5321 4.5.3.1: what a counted recipient is kept within (64 + 1 + 255 = 320).
@@ -282,6 +286,8 @@ class MailTraits:
     auto_reply: bool  # RFC 3834
     list_mail: bool
     list_id: str | None = None
+    # From fails DMARC of a domain whose policy is quarantine or reject.
+    forged_from: bool = False
 
     @property
     def automatic(self) -> bool:
@@ -304,6 +310,10 @@ def acknowledgement_veto(mail: MailTraits) -> str | None:
     wrote it. Answering machines would answer each other for ever."""
     if mail.own_outbound:
         return "our own mail came back"
+    if mail.forged_from:
+        # Whoever the answer went to, it would tell the person impersonated
+        # (backscatter) or the impersonator about a request not theirs.
+        return FORGED_FROM
     if mail.ours:
         return "sent from one of our own addresses"
     if _takes_no_replies(mail.sender):

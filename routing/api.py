@@ -16,7 +16,7 @@ from routing.config import ConfigIssue, InvalidRulesError, check_config, load_ru
 from routing.config.dump import dump_rules
 from routing.decision import Decision, RuleResult
 from routing.engine import compile_rules, decide
-from routing.inputs import Attachment, FieldValue, RoutingInput
+from routing.inputs import Attachment, FieldValue, RoutingInput, SenderAuth, SpamOpinion
 from routing.language import LanguageDetector, default_detector
 from routing.rules import RuleSet
 
@@ -41,6 +41,8 @@ __all__ = [
     "RoutingInput",
     "RuleResult",
     "RuleSet",
+    "SenderAuth",
+    "SpamOpinion",
     "check_config",
     "compile_rules",
     "decide",

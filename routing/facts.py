@@ -122,6 +122,13 @@ class Facts:
         if field == "language":
             return self.get("class.language")
         prefix, _, name = field.partition(".")
+        if prefix == "auth":
+            return self._auth(name)
+        if prefix == "spam":
+            spam = item.spam
+            if spam is None:
+                return None
+            return spam.score if name == "score" else spam.flag if name == "flag" else None
         if prefix == "header":
             values = self.header(name)
             if not values:
@@ -138,6 +145,17 @@ class Facts:
             if guess is None:
                 return None
             return guess.score if score else guess.value
+        return None
+
+    def _auth(self, name: str) -> Value:
+        auth = self.item.auth
+        if auth is None:
+            return None
+        if name == "dkim_domain":
+            return tuple(d.lower() for d in auth.dkim_domains)
+        if name in ("spf", "dkim", "dmarc", "arc", "dmarc_policy", "source"):
+            value: str | None = getattr(auth, name)
+            return value
         return None
 
     def header(self, name: str) -> tuple[str, ...]:

@@ -15,6 +15,16 @@ from dataclasses import dataclass
 
 TEXT, LIST, BOOL, NUMBER, ANY = "text", "list", "bool", "number", "any"
 
+# Sender authentication's results (RFC 8601 2.7), as parsers/auth_results.py
+# tells them apart: copied here, as routing imports no parser (a test keeps
+# the two the same).
+SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
+DKIM_RESULTS = ("pass", "fail", "policy", "neutral", "none", "temperror", "permerror")
+DMARC_RESULTS = ("pass", "fail", "none", "temperror", "permerror")
+ARC_RESULTS = ("pass", "fail", "none")
+DMARC_POLICIES = ("none", "quarantine", "reject")
+AUTH_SOURCES = ("verified", "trusted")
+
 TYPES = ("incident", "service_request", "complaint", "information", "access_request")
 PRIORITIES = ("P1", "P2", "P3", "P4")
 
@@ -38,8 +48,9 @@ OPS_BY_KIND: dict[str, frozenset[str]] = {
     ANY: frozenset(OPERATORS),
 }
 
-# Namespaces take a name after the dot: header.x-priority, field.order_id, class.type.
-NAMESPACES = ("header", "field", "class")
+# Namespaces take a name after the dot: header.x-priority, field.order_id, class.type,
+# auth.dmarc, spam.score (so TOML's dotted keys, `auth.dmarc = "fail"`, read as written).
+NAMESPACES = ("header", "field", "class", "auth", "spam")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,19 @@ FIELDS: dict[str, FieldSpec] = {
     "class.priority_score": FieldSpec(NUMBER, "score of the classified priority, 0 to 1"),
     "class.component_score": FieldSpec(NUMBER, "score of the component, 0 to 1"),
     "class.language_score": FieldSpec(NUMBER, "language identification probability"),
+    # Sender authentication (a listener's sender_auth verify or trust): absent
+    # when the mail was not checked (sender_auth off, IMAP, API, forms).
+    "auth.spf": FieldSpec(TEXT, "SPF result for the envelope sender", SPF_RESULTS),
+    "auth.dkim": FieldSpec(TEXT, "DKIM: pass when any signature passes", DKIM_RESULTS),
+    "auth.dmarc": FieldSpec(TEXT, "DMARC result for the From domain", DMARC_RESULTS),
+    "auth.arc": FieldSpec(TEXT, "ARC chain result", ARC_RESULTS),
+    "auth.dmarc_policy": FieldSpec(TEXT, "the From domain's DMARC policy", DMARC_POLICIES),
+    "auth.dkim_domain": FieldSpec(LIST, "domains (d=) of the DKIM signatures that passed"),
+    "auth.source": FieldSpec(TEXT, "checked here (verified) or by a trusted front MTA",
+                             AUTH_SOURCES),
+    # A trusted front filter's headers (spam_headers): absent without them.
+    "spam.score": FieldSpec(NUMBER, "the front spam filter's score"),
+    "spam.flag": FieldSpec(BOOL, "the front spam filter called it spam"),
 }
 _HEADER = FieldSpec(TEXT, "a header, by name (case-insensitive)")
 _CUSTOM = FieldSpec(ANY, "a custom field, by name")

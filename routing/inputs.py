@@ -24,6 +24,28 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SenderAuth:
+    """What sender authentication found (the gateway maps its verdicts here):
+    results as in routing.fields' lists, domains lower case."""
+
+    source: str  # "verified" (checked here) or "trusted" (a front MTA's)
+    spf: str = "none"
+    dkim: str = "none"
+    dmarc: str = "none"
+    arc: str = "none"
+    dmarc_policy: str | None = None
+    dkim_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpamOpinion:
+    """A trusted front filter's verdict: either part may be missing."""
+
+    score: float | None = None
+    flag: bool | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingInput:
     """One inbound item as the rules see it.
 
@@ -52,6 +74,10 @@ class RoutingInput:
     is_reply: bool = False
     # A delivery report saying our mail could not be delivered for good (5.x.x).
     bounce: bool = False
+    # Sender authentication and the front spam filter; None: not checked, so
+    # every auth.* (spam.*) field is absent.
+    auth: SenderAuth | None = None
+    spam: SpamOpinion | None = None
 
     def __post_init__(self) -> None:
         # Business hours need a real instant; a naive time would be read in

@@ -259,7 +259,10 @@ def timeline(landing: Landed) -> list[Event]:
     if placement.kind == Placed.DUPLICATE:
         return [Event(kind=EventKind.DUPLICATE_DELIVERY, data=about)]
     automatic = hints.automatic if hints else False
-    return [Event(kind=EventKind.MESSAGE_RECEIVED, data=about | {"automatic": automatic})]
+    # Who sent it, as sender authentication found, beside the message it is about.
+    checked = [e for e in new.events if e.kind == EventKind.AUTHENTICATED]
+    return [Event(kind=EventKind.MESSAGE_RECEIVED, data=about | {"automatic": automatic}),
+            *checked]
 
 
 async def _stored_items(conn: AsyncConnection, ids: list[int]) -> set[int]:

@@ -105,10 +105,18 @@ async def get_request(engine: AsyncEngine, reference: str, *,
         "to": m.to, "cc": m.cc, "subject": m.subject, "new_text": m.new_text,
         "text": m.text, "flags": m.flags, "created_at": as_utc(m.created_at),
         "attachments": by_message.get(m.id, []),
+        # What sender authentication and a front spam filter said (the pipeline
+        # keeps them in the flags); null when the mail was not checked.
+        "authentication": _flag(m.flags, "authentication"), "spam": _flag(m.flags, "spam"),
     } for m in message_rows]
     result["timeline"] = [{"kind": e.kind, "actor": e.actor, "at": as_utc(e.at), "data": e.data}
                           for e in event_rows]
     return result
+
+
+def _flag(flags: Any, name: str) -> dict[str, Any] | None:
+    value = flags.get(name) if isinstance(flags, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 async def find_by_message_id(engine: AsyncEngine, message_id: str) -> list[dict[str, Any]]:

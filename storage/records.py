@@ -87,9 +87,10 @@ class NewRequest:
 class SenderCheck(StrEnum):
     """What is known of whether the sender's address is really theirs.
 
-    Sender authentication (SPF/DKIM/DMARC) is a later step: until it runs every
+    Without sender authentication (a listener's `sender_auth = "off"`, IMAP) a
     sender is UNKNOWN, and placement trusts the address only to take part in
-    requests its owner takes part in (gateway/pipeline/placement.py `refusal`).
+    requests its owner takes part in (gateway/pipeline/placement.py `refusal`);
+    VERIFIED does no more. FAILED never takes part in any.
     """
 
     UNKNOWN = "unknown"  # not checked

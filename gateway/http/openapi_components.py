@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from domain.lifecycle import SETTABLE, Status
+from domain.lifecycle import SETTABLE, EventKind, Status
 from gateway.http.bodies import (
     DEFAULT_LEASE_SECONDS,
     LANGUAGE,
@@ -41,7 +41,16 @@ from gateway.http.openapi_schema import (
     ref,
 )
 from parsers.api_request import MAX_BODY, MAX_CUSTOM_FIELDS, MAX_NAME, MAX_SUBJECT
-from routing.fields import PRIORITIES
+from parsers.auth_results import (
+    ARC_RESULTS,
+    DKIM_RESULTS,
+    DMARC_POLICIES,
+    DMARC_RESULTS,
+    MAX_DOMAINS,
+    MAX_IGNORED,
+    SPF_RESULTS,
+)
+from routing.fields import AUTH_SOURCES, PRIORITIES
 from storage.tokens import ROLES
 
 SETTABLE_STATUSES = [s.value for s in SETTABLE]
@@ -64,6 +73,42 @@ QUIET_HOURS: Schema = {
 DIGEST_MINUTES: Schema = {
     "type": ["integer", "null"], "minimum": 0, "maximum": 1440,
     "description": "notices gathered this many minutes into one mail; null: the queue's"}
+
+
+def _results(values: Sequence[str], what: str) -> Schema:
+    return {"type": "string", "enum": list(values), "description": what}
+
+
+AUTHENTICATION: Schema = obj({
+    "source": _results(AUTH_SOURCES, "`verified`: checked by the gateway (a listener's "
+                       "`sender_auth = \"verify\"`); `trusted`: read from the "
+                       "Authentication-Results of a trusted front MTA (`trust`)"),
+    "spf": _results(SPF_RESULTS, "SPF, for the envelope sender"),
+    "spf_domain": {**OPT_STR, "description": "the MAIL FROM domain checked (HELO's when "
+                   "there was none)"},
+    "dkim": _results(DKIM_RESULTS, "`pass` when any DKIM signature passes"),
+    "dkim_domains": {"type": "array", "items": STR, "maxItems": MAX_DOMAINS,
+                     "description": "d= of the signatures that passed"},
+    "dmarc": _results(DMARC_RESULTS, "DMARC, for the From domain"),
+    "dmarc_policy": {"type": ["string", "null"], "enum": [*DMARC_POLICIES, None],
+                     "description": "the From domain's published policy, when known"},
+    "from_domain": {**OPT_STR, "description": "the From domain DMARC is about"},
+    "arc": _results(ARC_RESULTS, "the ARC chain"),
+    "authserv_id": {**OPT_STR, "description": "`trusted`: the front MTA whose results "
+                    "were believed (null: none stood at the top of the header)"},
+    "ignored": {"type": "array", "items": STR, "maxItems": MAX_IGNORED,
+                "description": "authserv-ids of Authentication-Results headers not "
+                               "believed (another host's, or below the front MTA's; "
+                               "`(unreadable)`: no id could be read)"},
+}, description="a message's sender authentication; a From that fails DMARC of a domain "
+               "whose policy is quarantine or reject never joins a request and is "
+               "never acknowledged")
+SPAM_VERDICT: Schema = obj({
+    "score": {"type": ["number", "null"], "description": "the filter's score"},
+    "flag": {"type": ["boolean", "null"], "description": "the filter called it spam"},
+    "filter": {"type": "string", "description": "`spamassassin` or `rspamd`"},
+}, description="a trusted front spam filter's verdict (a listener's `spam_headers`)")
+EVENT_KINDS = ", ".join(f"`{kind.value}`" for kind in EventKind)
 
 
 def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
@@ -131,8 +176,15 @@ def component_schemas(queues: Sequence[str]) -> dict[str, Schema]:
             "flags": {"type": "object"},
             "created_at": DATE_TIME,
             "attachments": {"type": "array", "items": ref("AttachmentInfo")},
+            "authentication": {**nullable(ref("Authentication")),
+                               "description": "null: the sender was not checked (a "
+                               "listener's `sender_auth = \"off\"`, IMAP, API, forms)"},
+            "spam": {**nullable(ref("SpamVerdict")),
+                     "description": "null: no front filter's verdict was read"},
         }),
-        "Event": obj({"kind": STR,
+        "Authentication": AUTHENTICATION,
+        "SpamVerdict": SPAM_VERDICT,
+        "Event": obj({"kind": {**STR, "description": f"one of {EVENT_KINDS}"},
                       "actor": {**STR, "description": "`agent:<id>` (a person), "
                                 "`token:<id>` (a token of no agent), `system`, `rule`, "
                                 "`requester`, `scheduler`"},

@@ -4,12 +4,19 @@ Email goes through the full parser; what makes a reply find its request is
 passed on as thread hints (gateway/pipeline/placement.py decides with them). Automatic
 mail (auto-replies, bounces, our own mail coming back) is kept and shown but
 never acknowledged; on its own it does not become open work.
+
+Sender authentication, by the listener's `sender_auth`: "verify" verdicts come
+checked already (the worker runs the verifier, which does I/O); "trust" reads
+the front MTA's Authentication-Results here; "off", and mail fetched by IMAP,
+have none. The verdicts are stored in the message's flags, said on the
+timeline (`authenticated`), read by the rules (`auth.*`, `spam.*`) and by
+threading: a forged From never joins a request, and is never acknowledged.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +28,15 @@ from gateway.pipeline.placement import MAX_PARENTS, MAX_TAGS, sender_check
 from gateway.pipeline.service_levels import deadlines
 from parsers.addresses import Mailbox, mailbox_or_none
 from parsers.api_request import ApiRequest, parse_api_request
+from parsers.auth_results import (
+    SpamVerdict,
+    Verdicts,
+    authentication_results,
+    describe,
+    ignored_results,
+    merged_ignored,
+    verdicts_from_json,
+)
 from parsers.automatic import is_own_outbound
 from parsers.forms import FormSubmission, submission_from_json
 from parsers.json_shape import address_json, bounce_json
@@ -29,12 +45,12 @@ from parsers.records import ParsedEmail
 from parsers.reference_tags import find_reference_tags
 from parsers.timestamps import is_rfc3339, parse_rfc3339
 from routing.api import Attachment as RoutedAttachment
-from routing.api import Decision, RoutingInput, RuleSet, decide
+from routing.api import Decision, RoutingInput, RuleSet, SenderAuth, SpamOpinion, decide
 from routing.sla import SlaConfig
 from storage.bounces import hard_bounce
 from storage.fitting import fit_request
 from storage.processing import ClaimedItem
-from storage.records import NewAttachment, NewMessage, NewRequest, ThreadHints
+from storage.records import NewAttachment, NewMessage, NewRequest, SenderCheck, ThreadHints
 
 MAX_DEFECTS_SHOWN = 20
 # An archived mail's Date before this is taken for garbage (as one after it was fetched).
@@ -45,11 +61,60 @@ MAX_NAME_SHOWN = 255  # a mailbox or folder name in an over-size note
 REPLY_COLUMNS = {"queue": "queue", "priority": "priority", "type": "type",
                  "category": "category", "component": "component",
                  "escalation": "escalation_level"}
+# The listeners an email item may come from (meta["listener"]); an item stored
+# before listeners were named came from its channel's.
+LISTENERS = ("smtp", "lmtp", "smtps")
+SMTP_CHANNELS = ("smtp", "lmtp")
+MAX_TLS_TEXT = 100  # a TLS version or cipher name, as the timeline shows it
+FORGED_QUARANTINE = "sender_auth:forged_from"
 
 
-def email_input(parsed: ParsedEmail, item: ClaimedItem, *, is_reply: bool = False
+def listener_of(item: ClaimedItem) -> str | None:
+    """The SMTP listener an email came in by; None for other channels (IMAP too)."""
+    if item.channel not in SMTP_CHANNELS:
+        return None
+    named = item.meta.get("listener")
+    return named if isinstance(named, str) and named in LISTENERS else item.channel
+
+
+def sender_auth_mode(item: ClaimedItem, config: Config) -> str:
+    """off, verify or trust: the listener's `sender_auth` ("off" outside SMTP)."""
+    listener = listener_of(item)
+    return "off" if listener is None else config.smtp.policy_of(listener).sender_auth
+
+
+def sender_verdicts(item: ClaimedItem, config: Config, verified: Verdicts | None = None
+                    ) -> tuple[Verdicts | None, SpamVerdict | None]:
+    """The item's verdicts and spam verdict. `verified`: the verifier's, for a
+    listener that verifies (the headers claiming results are recorded as not
+    believed); a trusting listener's are read from the front MTA's headers."""
+    mode = sender_auth_mode(item, config)
+    if mode == "verify" and verified is not None:
+        ignored = merged_ignored(verified.ignored, ignored_results(item.raw))
+        # Read back as stored: every value within what the API documents.
+        return verdicts_from_json(replace(verified, ignored=ignored).as_json()), None
+    if mode == "trust":
+        listener = listener_of(item)
+        assert listener is not None  # trust is a listener's policy
+        policy = config.smtp.policy_of(listener)
+        return authentication_results(item.raw, policy.authserv_ids,
+                                      spam_headers=policy.spam_headers)
+    return None, None
+
+
+def _rules_auth(verdicts: Verdicts | None) -> SenderAuth | None:
+    if verdicts is None:
+        return None
+    return SenderAuth(source=verdicts.source, spf=verdicts.spf, dkim=verdicts.dkim,
+                      dmarc=verdicts.dmarc, arc=verdicts.arc,
+                      dmarc_policy=verdicts.dmarc_policy, dkim_domains=verdicts.dkim_domains)
+
+
+def email_input(parsed: ParsedEmail, item: ClaimedItem, *, is_reply: bool = False,
+                auth: Verdicts | None = None, spam: SpamVerdict | None = None
                 ) -> RoutingInput:
-    """What the rules see of an email (`bounce`: a hard bounce of our mail)."""
+    """What the rules see of an email (`bounce`: a hard bounce of our mail;
+    `auth` and `spam`: its verdicts, None when not checked)."""
     return RoutingInput(
         received_at=item.received_at, channel="email",
         envelope_to=tuple(item.meta.get("rcpt_tos") or ()),
@@ -60,6 +125,8 @@ def email_input(parsed: ParsedEmail, item: ClaimedItem, *, is_reply: bool = Fals
                                            size=a.size) for a in parsed.attachments),
         is_reply=is_reply,
         bounce=parsed.bounce is not None and hard_bounce(bounce_json(parsed.bounce)),
+        auth=_rules_auth(auth),
+        spam=None if spam is None else SpamOpinion(score=spam.score, flag=spam.flag),
     )
 
 
@@ -102,17 +169,23 @@ class Routed:
 
 
 def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
-            ack_veto: str | None, archived: bool = False) -> Routed:
+            ack_veto: str | None, archived: bool = False, held_by: str | None = None
+            ) -> Routed:
+    """`held_by`: what quarantines it besides the rules (a forged From)."""
     explained = decision.to_dict(every_rule=False)
+    quarantined = decision.quarantine or held_by is not None
+    if held_by is not None and not decision.quarantine:
+        explained["quarantine"] = True
+        explained["sources"]["quarantine"] = held_by
     ack = lifecycle.acknowledgement(wanted=decision.acknowledge,
-                                    quarantined=decision.quarantine, veto=ack_veto,
+                                    quarantined=quarantined, veto=ack_veto,
                                     template=decision.template)
     tags = list(decision.tags) + (["automatic"] if automatic else [])
     return Routed(
         queue=decision.queue, priority=decision.priority, type=decision.type,
         category=decision.category, component=decision.component,
         escalation_level=decision.escalation,
-        status=lifecycle.initial_status(quarantined=decision.quarantine, automatic=automatic,
+        status=lifecycle.initial_status(quarantined=quarantined, automatic=automatic,
                                         archived=archived),
         tags=list(dict.fromkeys(tags)), custom_fields=custom | dict(decision.fields),
         events=(
@@ -128,6 +201,7 @@ def _routed(decision: Decision, *, automatic: bool, custom: dict[str, Any],
 
 def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, routed: Routed, *,
                  message: NewMessage, received: Event, parsed: Event | None = None,
+                 authenticated: Event | None = None,
                  to_name: str | None, to: Mailbox | None, hints: ThreadHints | None = None,
                  reply_changes: dict[str, Any] | None = None,
                  reply_decision: dict[str, Any] | None = None,
@@ -153,7 +227,7 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
         queue=routed.queue, message=message, requester_email=message.from_address,
         requester_name=message.from_name, custom_fields=routed.custom_fields,
         received=received,
-        events=(*([parsed] if parsed is not None else []), *routed.events),
+        events=(*(e for e in (parsed, authenticated) if e is not None), *routed.events),
         status=routed.status, tags=routed.tags, priority=routed.priority, type=routed.type,
         category=routed.category, component=routed.component,
         escalation_level=routed.escalation_level, status_token=token, acknowledgement=ack,
@@ -192,12 +266,35 @@ def _parents(parsed: ParsedEmail) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ordered))
 
 
-def _traits(parsed: ParsedEmail, own: bool, config: Config) -> lifecycle.MailTraits:
+def _traits(parsed: ParsedEmail, own: bool, config: Config, forged: bool = False
+            ) -> lifecycle.MailTraits:
     sender = parsed.from_.address.lower() if parsed.from_ else ""
     return lifecycle.MailTraits(
         sender=sender, has_sender=parsed.from_ is not None, own_outbound=own,
         ours=bool(sender) and config.accepts(sender), bounce=parsed.bounce is not None,
-        auto_reply=parsed.auto_reply, list_mail=parsed.list_mail, list_id=parsed.list_id)
+        auto_reply=parsed.auto_reply, list_mail=parsed.list_mail, list_id=parsed.list_id,
+        forged_from=forged)
+
+
+def _tls_shown(value: Any) -> dict[str, str] | None:
+    """The TLS the SMTP handler recorded (version, cipher), as the timeline shows it."""
+    if not isinstance(value, dict):
+        return None
+    return {key: "".join(c for c in value[key] if c.isprintable())[:MAX_TLS_TEXT]
+            for key in ("version", "cipher") if isinstance(value.get(key), str)}
+
+
+def _authenticated(verdicts: Verdicts, spam: SpamVerdict | None, check: SenderCheck,
+                   held: bool) -> Event:
+    """The timeline entry saying the verdicts, and what a forged From made of the mail."""
+    words = describe(verdicts, spam)
+    if verdicts.forged_from:
+        words += ("; it joins no request, gets no acknowledgement"
+                  + (" and is quarantined" if held else ""))
+    return Event(kind=EventKind.AUTHENTICATED, data={
+        "summary": words, "source": verdicts.source, "sender_check": str(check),
+        "forged_from": verdicts.forged_from, "verdicts": verdicts.as_json(),
+        "spam": spam.as_json() if spam is not None else None})
 
 
 def _aware(moment: datetime) -> datetime:
@@ -254,11 +351,16 @@ def too_large_note(size: int, limit: int, folder: Any, mailbox: Any) -> str:
 
 
 def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
-                  sla: SlaConfig | None = None, parsed: ParsedEmail | None = None
-                  ) -> NewRequest:
+                  sla: SlaConfig | None = None, parsed: ParsedEmail | None = None,
+                  verified: Verdicts | None = None) -> NewRequest:
     """`parsed`: the item's raw mail parsed already (off the event loop when it
-    is large: gateway/pipeline/parsing.py); else it is parsed here."""
+    is large: gateway/pipeline/parsing.py); else it is parsed here. `verified`:
+    the verifier's verdicts, for a listener whose `sender_auth` is verify."""
     parsed = parsed if parsed is not None else parse_email(item.raw)
+    auth, spam = sender_verdicts(item, config, verified)
+    forged = auth is not None and auth.forged_from
+    held_by = (FORGED_QUARANTINE if forged and config.sender_auth.forged_from == "quarantine"
+               else None)
     # A mailbox's message (gateway/mailbox/): archived old mail, or one too large
     # to fetch (then `raw` is its header section only).
     imap = item.channel == "imap"
@@ -267,7 +369,7 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     created_at = (archive_date(parsed.date, item.meta.get("internal_date"), item.received_at)
                   if archived else None)
     own = is_own_outbound(parsed, config.message_id_domain)
-    traits = _traits(parsed, own, config)
+    traits = _traits(parsed, own, config, forged)
     automatic = traits.automatic
     sender = parsed.from_.address.lower() if parsed.from_ else None
     flags: dict[str, Any] = {
@@ -277,6 +379,10 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         "list_id": parsed.list_id, "own_outbound": own,
         "defects": list(parsed.defects[:MAX_DEFECTS_SHOWN]),
     }
+    if auth is not None:
+        flags["authentication"] = auth.as_json()
+    if spam is not None:
+        flags["spam"] = spam.as_json()
     text, new_text = parsed.text, parsed.new_text
     if too_large is not None:
         flags["too_large"] = too_large
@@ -299,14 +405,15 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         sender=sender, automatic=automatic,
         copied=tuple(dict.fromkeys(a.address.strip().lower() for a in (*parsed.to, *parsed.cc)
                                    if a.address)),
-        sender_ours=traits.ours, sender_check=sender_check(parsed),
+        sender_ours=traits.ours, sender_check=sender_check(parsed, auth),
     )
     answer_to, answer_name, answer_ours = _answer_to(parsed, config)
-    routed = _routed(decide(rules, email_input(parsed, item)), automatic=automatic, custom={},
+    routed = _routed(decide(rules, email_input(parsed, item, auth=auth, spam=spam)),
+                     automatic=automatic, custom={},
                      ack_veto=ARCHIVE_VETO if archived else (
                          lifecycle.acknowledgement_veto(traits)
                          or _recipient_veto(config, answer_to, ours=answer_ours)),
-                     archived=archived)
+                     archived=archived, held_by=held_by)
     # Whether it is a reply is known only when it is stored; a reply rule's
     # changes are worked out now, in case, when the mail looks like a reply.
     # Automatic mail changes nothing, except a hard bounce (`when = { bounce = true }`).
@@ -315,12 +422,16 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     hard = flags["bounce"] is not None and hard_bounce(flags["bounce"])
     if (not archived and (not automatic or hard)
             and (hints.parent_ids or hints.tags or hints.bounce_of) and _reply_rules(rules)):
-        reply = decide(rules, email_input(parsed, item, is_reply=True))
+        reply = decide(rules, email_input(parsed, item, is_reply=True, auth=auth, spam=spam))
         reply_changes = {REPLY_COLUMNS[f]: getattr(reply, f) for f in reply.applies
                          if f in REPLY_COLUMNS}
         reply_decision = reply.to_dict(every_rule=False) if reply_changes else None
     where = ("mailbox", "folder", "uid", "rcpt_tos") if imap else ("mail_from", "rcpt_tos", "peer")
     envelope = {k: item.meta.get(k) for k in where}
+    if (listener := listener_of(item)) is not None and "listener" in item.meta:
+        envelope["listener"] = listener
+    if (tls := _tls_shown(item.meta.get("tls"))) is not None:
+        envelope["tls"] = tls
     received = Event(kind=EventKind.RECEIVED, data={
         "channel": item.channel, "envelope": envelope,
         "received_at": item.received_at.isoformat(),
@@ -328,9 +439,12 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     parsed_event = Event(kind=EventKind.PARSED, data={
         "parser": "full", "defects": flags["defects"], "auto_reply": parsed.auto_reply,
         "bounce": parsed.bounce is not None, "list": parsed.list_mail, "own_outbound": own})
+    authenticated = (_authenticated(auth, spam, hints.sender_check, held_by is not None)
+                     if auth is not None else None)
     return _new_request(
         item, config, sla, routed, message=message, received=received, parsed=parsed_event,
-        to_name=answer_name, to=answer_to, hints=hints, reply_changes=reply_changes,
+        authenticated=authenticated, to_name=answer_name, to=answer_to, hints=hints,
+        reply_changes=reply_changes,
         reply_decision=reply_decision, archived=archived, created_at=created_at,
         # Our identity follows the address written to: envelope first, then headers.
         sent_to=(*(item.meta.get("rcpt_tos") or ()),

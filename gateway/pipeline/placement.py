@@ -15,7 +15,10 @@ copied on its first mail or on our mail, people a participant copied later)
 or one of our own addresses. Knowing a Message-ID proves nothing: ours and the
 customer's travel in the References of every later mail of the thread, to
 whoever is copied, forwarded to or archived. Anyone else gets a new request
-whose timeline says which request it named and why it was not let in.
+whose timeline says which request it named and why it was not let in. So does
+a sender whose From sender authentication found forged (`sender_check`
+FAILED: DMARC fails for a domain that publishes quarantine or reject), even
+one whose address takes part.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from email.utils import getaddresses
 
+from parsers.auth_results import Verdicts
 from parsers.records import ParsedEmail
 from storage.records import (
     KnownMessage,
@@ -41,10 +45,14 @@ MAX_PARENTS = 50
 MAX_TAGS = 5
 
 
-def sender_check(parsed: ParsedEmail) -> SenderCheck:
-    """NOT_FROM when the parser took the sender from Sender, Reply-To or
-    Return-Path (From had no address): any header may name anyone, and From
-    is the one that sender authentication (DMARC) will vouch for."""
+def sender_check(parsed: ParsedEmail, verdicts: Verdicts | None = None) -> SenderCheck:
+    """FAILED when sender authentication says From is forged (DMARC fails for a
+    domain whose policy is quarantine or reject). NOT_FROM when the parser took
+    the sender from Sender, Reply-To or Return-Path (From had no address): any
+    header may name anyone, and From is the one DMARC vouches for. VERIFIED
+    when DMARC passes for the domain of the From address read; else UNKNOWN."""
+    if verdicts is not None and verdicts.forged_from:
+        return SenderCheck.FAILED
     if parsed.from_ is None:
         return SenderCheck.UNKNOWN
     try:
@@ -53,8 +61,16 @@ def sender_check(parsed: ParsedEmail) -> SenderCheck:
     except Exception:  # stdlib parser bugs on hostile input: From is not confirmed
         return SenderCheck.NOT_FROM
     fell_back = any(d.startswith("From has no address") for d in parsed.defects)
-    stated = parsed.from_.address.strip().lower() in in_from and not fell_back
-    return SenderCheck.UNKNOWN if stated else SenderCheck.NOT_FROM
+    address = parsed.from_.address.strip().lower()
+    if address not in in_from or fell_back:
+        return SenderCheck.NOT_FROM
+    # DMARC vouches for one domain: the one the verdict names must be this From's
+    # (a message with two From headers may have had the other one checked).
+    domain = address.rpartition("@")[2].rstrip(".")
+    if (verdicts is not None and verdicts.dmarc == "pass"
+            and (verdicts.from_domain or "").rstrip(".") == domain):
+        return SenderCheck.VERIFIED
+    return SenderCheck.UNKNOWN
 
 
 def refusal(sender: str, *, takes_part: bool, ours: bool, check: SenderCheck) -> str | None:
@@ -76,7 +92,9 @@ def refusal(sender: str, *, takes_part: bool, ours: bool, check: SenderCheck) ->
 def place(hints: ThreadHints, known: Mapping[str, KnownMessage],
           tagged: Mapping[str, TaggedRequest]) -> Placement:
     sender = (hints.sender or "").lower()
-    if hints.message_id:
+    # A forged sender's mail is never taken for a duplicate of the genuine one
+    # (it would be dropped unseen, and the forgery with it).
+    if hints.message_id and hints.sender_check != SenderCheck.FAILED:
         seen = known.get(hints.message_id)
         if seen is not None and seen.direction == "in" and (
                 (seen.from_address or "").lower() == sender):

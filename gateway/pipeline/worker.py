@@ -18,12 +18,18 @@ the worker is on it, and every change of an item's state is made under the
 worker's own claim (storage/processing.py): a worker whose lease ran out
 changes nothing. Large mail is parsed off the event loop
 (gateway/pipeline/parsing.py), and the loop is let run between items.
+
+Mail from a listener whose `sender_auth` is verify is checked (SPF, DKIM, ARC,
+DMARC: DNS look-ups) before its batch is built: the batch's messages at once,
+at most `[sender_auth] concurrency` of them, under the batch's lease. One
+verifier per pipeline, made when the first such item comes, closed at stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -36,10 +42,17 @@ from domain.errors import GatewayError
 from gateway import logs, metrics
 from gateway.config import Config
 from gateway.pipeline.allocator import return_large_buffers
-from gateway.pipeline.building import api_request, email_request, form_request
+from gateway.pipeline.building import (
+    api_request,
+    email_request,
+    form_request,
+    sender_auth_mode,
+)
 from gateway.pipeline.parsing import MailParser
 from gateway.pipeline.placement import place
 from gateway.rules_in_force import RulesHolder
+from gateway.sender_auth import Verifier
+from parsers.auth_results import Verdicts
 from parsers.records import ParsedEmail
 from routing.api import RuleSet
 from routing.sla import SlaConfig
@@ -71,26 +84,58 @@ BUILDERS: dict[str, Callable[..., NewRequest]] = {
 EMAIL_CHANNELS = frozenset({"smtp", "lmtp", "imap"})
 # Leases are renewed this many times per lease: one lost renewal still leaves time.
 RENEWALS_PER_LEASE = 3
+# One message's verification may take this many DNS timeouts (SPF's ten
+# look-ups, each signature's key, DMARC, ARC) before it is given up as temperror.
+VERIFY_TIMEOUTS = 30
 
 
 def build_request(item: ClaimedItem, config: Config, rules: RuleSet,
-                  sla: SlaConfig | None = None, parsed: ParsedEmail | None = None
-                  ) -> NewRequest:
-    """What the item becomes; an email's `parsed` mail when it was parsed already."""
+                  sla: SlaConfig | None = None, parsed: ParsedEmail | None = None,
+                  verified: Verdicts | None = None) -> NewRequest:
+    """What the item becomes; an email's `parsed` mail when it was parsed already,
+    and its `verified` verdicts when its listener verifies senders."""
     builder = BUILDERS[item.channel]
+    if verified is not None:
+        return builder(item, config, rules, sla, parsed, verified)
     if parsed is not None:
         return builder(item, config, rules, sla, parsed)
     return builder(item, config, rules, sla)
+
+
+def _peer_ip(peer: object) -> str | None:
+    """The client's IP address from an item's `peer` ([host, port] or text)."""
+    host = peer[0] if isinstance(peer, list | tuple) and peer else peer
+    if not isinstance(host, str):
+        return None
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _unverified(reason: str) -> Verdicts:
+    """What a verification that did not finish says: nothing could be checked."""
+    log.warning("sender authentication did not finish: %s", reason)
+    return Verdicts(source="verified", spf="temperror", dkim="temperror", dmarc="temperror")
 
 
 class Pipeline:
     def __init__(self, *, engine: AsyncEngine, config: Config,
                  rules: RulesHolder | None = None,
                  on_new_work: Callable[[str], None] | None = None,
-                 on_stored: Callable[[], None] | None = None) -> None:
+                 on_stored: Callable[[], None] | None = None,
+                 verifier: Verifier | None = None) -> None:
         """`on_new_work` is told the queue of each request now waiting for an agent
         (a new one, or one a customer's reply reopened);
-        `on_stored` is told after each store (acknowledgements may wait in the outbox)."""
+        `on_stored` is told after each store (acknowledgements may wait in the outbox);
+        `verifier`: the one to check senders with (tests; its caller closes it),
+        else one is made when a listener's mail needs it, and closed at stop."""
         self._engine = engine
         self._config = config
         self.rules = rules or RulesHolder.load(config)
@@ -113,6 +158,8 @@ class Pipeline:
         self._wait = wait_exponential_jitter(multiplier=settings.backoff_initial_seconds,
                                              max=settings.backoff_max_seconds,
                                              jitter=settings.backoff_initial_seconds)
+        self._given_verifier = verifier
+        self._verifier: Verifier | None = None  # made here, closed here
 
     def wake(self) -> None:
         """Called after new items are committed, so idle workers start at once."""
@@ -136,7 +183,7 @@ class Pipeline:
         finally:
             self._running -= 1
             if self._running == 0 and self._stopping:
-                await asyncio.shield(self._parser.close())
+                await asyncio.shield(self._close())
 
     async def _work(self) -> None:
         settings = self._config.pipeline
@@ -182,8 +229,18 @@ class Pipeline:
             while items := await self._claim():
                 await self.process_batch(items)
         finally:
-            await self._parser.close()
+            await self._close()
         return self.processed - before
+
+    async def _close(self) -> None:
+        """Give back the parser's processes and the verifier's sockets (a later
+        batch makes them again)."""
+        verifier, self._verifier = self._verifier, None
+        try:
+            if verifier is not None:
+                await verifier.close()
+        finally:
+            await self._parser.close()
 
     async def process_batch(self, items: list[ClaimedItem]) -> None:
         """Store a claimed batch in one transaction; isolate what fails at once.
@@ -201,6 +258,7 @@ class Pipeline:
         rules, sla = config.rules, config.sla
         work: Work = []
         async with self._renewing(items):
+            verified = await self._verify(items, config)
             for item in items:
                 if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
                     # Claimed this often without finishing: it probably kills the process.
@@ -209,12 +267,47 @@ class Pipeline:
                 try:
                     parsed = (await self._parser.parse(item.raw)
                               if item.channel in EMAIL_CHANNELS else None)
-                    work.append((item, build_request(item, config, rules, sla, parsed)))
+                    work.append((item, build_request(item, config, rules, sla, parsed,
+                                                     verified.get(item.id))))
                 except Exception as exc:  # noqa: BLE001 - the item's own failure, recorded
                     await self._failed(item, exc)
                 await asyncio.sleep(0)  # the loop serves connections between two items
             await self._store(work)
         metrics.PIPELINE.batch(len(items), started)
+
+    async def _verify(self, items: Sequence[ClaimedItem], config: Config
+                      ) -> dict[int, Verdicts]:
+        """The verdicts of the items whose listener verifies senders, by item id:
+        all at once, at most `concurrency` at a time. A verification that fails
+        or overruns says temperror: the mail goes on, unauthenticated."""
+        most = self._config.pipeline.max_attempts * CLAIMS_PER_ATTEMPT
+        wanted = [item for item in items  # not one about to be dead-lettered unbuilt
+                  if item.attempts <= most and sender_auth_mode(item, config) == "verify"]
+        if not wanted:
+            return {}
+        settings = self._config.sender_auth
+        verifier = self._given_verifier or self._verifier
+        if verifier is None:
+            verifier = self._verifier = Verifier(settings)
+        limit = asyncio.Semaphore(settings.concurrency)
+        deadline = settings.timeout_seconds * VERIFY_TIMEOUTS
+
+        async def one(item: ClaimedItem) -> Verdicts:
+            meta = item.meta
+            async with limit:
+                try:
+                    return await asyncio.wait_for(verifier.verify(
+                        item.raw, ip=_peer_ip(meta.get("peer")),
+                        mail_from=_text(meta.get("mail_from")), helo=_text(meta.get("helo"))),
+                        deadline)
+                except TimeoutError:
+                    return _unverified(f"inbox item {item.id}: over {deadline:g} s")
+                except Exception as exc:  # noqa: BLE001 - it never raises; if it does, noted
+                    # The type only: its text may quote the message's domains.
+                    return _unverified(f"inbox item {item.id}: {type(exc).__name__}")
+
+        found = await asyncio.gather(*(one(item) for item in wanted))
+        return {item.id: verdicts for item, verdicts in zip(wanted, found, strict=True)}
 
     @contextlib.asynccontextmanager
     async def _renewing(self, items: Sequence[ClaimedItem]) -> AsyncIterator[None]:

@@ -119,6 +119,16 @@ def test_place__participant_who_failed_authentication_gets_new_request() -> None
     assert "failed sender authentication" in placement.reason
 
 
+def test_place__forged_copy_of_a_stored_message_is_no_duplicate() -> None:
+    """The same Message-ID and From as a stored message is a second delivery,
+    stored once; the same from a forged From is a new, visible request instead."""
+    genuine = place(_hints(ALICE, message_id="a1@example.com"), KNOWN, TAGGED)
+    assert genuine.kind == Placed.DUPLICATE
+    forged = place(_hints(ALICE, message_id="a1@example.com", check=SenderCheck.FAILED),
+                   KNOWN, TAGGED)
+    assert forged.kind == Placed.NEW
+
+
 def test_place__bounce_only_of_our_own_mail() -> None:
     ours = place(_hints("mailer-daemon@mx.example", bounce_of="ack@ours"), KNOWN, TAGGED)
     assert (ours.kind, ours.request_id) == (Placed.THREAD, 1)
