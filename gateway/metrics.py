@@ -31,6 +31,7 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from domain.lifecycle import EventKind
+from parsers.auth_results import ARC_RESULTS, DKIM_RESULTS, DMARC_RESULTS, SPF_RESULTS
 from storage.engine import as_utc, utcnow
 
 OTHER = "other"
@@ -100,6 +101,8 @@ LOOP_LAG = Histogram(
 
 # Sender authentication's verdicts, by check (spf, dkim, dmarc, arc) and result
 # (RFC 8601's values, a bounded set: parsers/auth_results.py).
+AUTH_CHECKS = ("spf", "dkim", "dmarc", "arc")
+AUTH_RESULTS = frozenset(SPF_RESULTS + DKIM_RESULTS + DMARC_RESULTS + ARC_RESULTS)
 SENDER_AUTH = Counter(
     "intake_sender_auth_results", "Sender authentication verdicts, by check and result",
     ["check", "result"], registry=None)
@@ -168,6 +171,12 @@ class PipelineCounts:
 
     def dead_lettered(self) -> None:
         DEAD_LETTERED.inc()
+
+    def authenticated(self, verdicts: dict[str, Any]) -> None:
+        """A stored message's sender authentication (`Verdicts.as_json()`)."""
+        for check in AUTH_CHECKS:
+            result = verdicts.get(check)
+            SENDER_AUTH.labels(check, result if result in AUTH_RESULTS else OTHER).inc()
 
 
 class _Named:

@@ -369,6 +369,9 @@ class Pipeline:
         self.processed += sum(1 for result in stored if result.kind is not None)
         for (item, new), result in zip(work, stored, strict=True):
             if result.kind is not None:
+                verdicts = new.message.flags.get("authentication")
+                if verdicts is not None and result.kind in (Placed.NEW, Placed.THREAD):
+                    metrics.PIPELINE.authenticated(verdicts)  # once per message kept
                 # outcome: new (with its status), thread, duplicate, stored before
                 outcome = (f"new {new.status}" if result.kind == Placed.NEW
                            else str(result.kind))

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.lifecycle import FORGED_FROM
+from gateway import metrics
 from gateway.app import Gateway
 from storage import queries
 from storage.models import inbox_items, outbox
@@ -131,6 +132,8 @@ async def acks_to(engine: AsyncEngine, address: str) -> int:
 
 async def test_trust__forged_reply_stays_out_genuine_reply_lands(
         front: Gateway, engine: AsyncEngine) -> None:
+    dmarc_failed = metrics.SENDER_AUTH.labels("dmarc", "fail")
+    failed_before = dmarc_failed._value.get()
     ref = await lmtp(front, mail(FRONT, PASS, message_id="a1@example.com"))
     await processed(engine, 1)
     request = await request_of(engine, ref)
@@ -170,6 +173,10 @@ async def test_trust__forged_reply_stays_out_genuine_reply_lands(
     assert [m["message_id"] for m in inbound(request)] == ["a1@example.com", "a2@example.com"]
     assert events(request, "message_received")[0]["reason"].startswith("replies to message")
     assert inbound(request)[1]["authentication"]["dmarc"] == "pass"
+    # The reply's own verdicts beside its arrival on the timeline.
+    assert [e["sender_check"] for e in events(request, "authenticated")] == [
+        "verified", "verified"]
+    assert dmarc_failed._value.get() - failed_before == 1  # intake_sender_auth_results
 
 
 async def test_trust__results_below_the_second_received_are_not_believed(
