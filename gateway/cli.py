@@ -281,6 +281,7 @@ async def _route(config: Config, args: argparse.Namespace) -> int:
 async def _reroute(config: Config, args: argparse.Namespace) -> int:
     from gateway.pipeline.building import REPLY_COLUMNS, api_input, email_input
     from parsers.api_request import parse_api_request
+    from parsers.auth_results import spam_from_json, verdicts_from_json
     from parsers.mail import parse_email
     from routing.api import decide
     from storage.actions import open_requests, reroute
@@ -303,7 +304,12 @@ async def _reroute(config: Config, args: argparse.Namespace) -> int:
                     continue
                 decision = decide(rules, api_input(parsed, item))
             else:
-                decision = decide(rules, email_input(parse_email(row["raw"]), item))
+                # The verdicts of when it came (DNS then, a front MTA's header then).
+                flags = row["flags"] or {}
+                decision = decide(rules, email_input(
+                    parse_email(row["raw"]), item,
+                    auth=verdicts_from_json(flags.get("authentication")),
+                    spam=spam_from_json(flags.get("spam"))))
             wanted = {column: getattr(decision, name) for name, column in REPLY_COLUMNS.items()}
             changes = {k: v for k, v in wanted.items() if row[k] != v}
             if not changes:

@@ -82,13 +82,16 @@ async def release(engine: AsyncEngine, reference: str, actor: str, *,
 
 async def open_requests(engine: AsyncEngine, references: list[str] | None = None,
                         queue: str | None = None) -> list[dict[str, Any]]:
-    """Open requests with the raw input they came from, for re-routing."""
+    """Open requests with the raw input they came from, for re-routing, and
+    its message's flags (the sender authentication found when it came)."""
     query = (select(requests.c.id, requests.c.reference, requests.c.queue,
                     requests.c.priority, requests.c.type, requests.c.category,
                     requests.c.component, requests.c.escalation_level, requests.c.status,
                     inbox_items.c.id.label("item_id"), inbox_items.c.channel,
-                    inbox_items.c.raw, inbox_items.c.meta, inbox_items.c.received_at)
+                    inbox_items.c.raw, inbox_items.c.meta, inbox_items.c.received_at,
+                    messages.c.flags)
              .join(inbox_items, inbox_items.c.id == requests.c.inbox_item_id)
+             .outerjoin(messages, messages.c.inbox_item_id == inbox_items.c.id)
              .where(requests.c.status.in_(OPEN)).order_by(requests.c.id))
     if references is not None:
         query = query.where(requests.c.reference.in_(references))

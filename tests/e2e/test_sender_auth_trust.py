@@ -11,6 +11,7 @@ acknowledged; results written by the sender are recorded and not believed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import smtplib
 from collections.abc import AsyncIterator
@@ -25,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.lifecycle import FORGED_FROM
 from gateway import metrics
 from gateway.app import Gateway
+from gateway.cli import _reroute
+from gateway.config import build_config
 from storage import queries
 from storage.models import inbox_items, outbox
 from storage.tokens import create_token
@@ -284,3 +287,20 @@ async def test_trust__agents_api_shows_the_verdicts(
     assert ack["data"]["reason"] == FORGED_FROM
     kinds = [e["kind"] for e in body["timeline"]]
     assert kinds.index("parsed") < kinds.index("authenticated") < kinds.index("classified")
+
+
+async def test_trust__reroute_decides_with_the_verdicts_stored(
+        front: Gateway, engine: AsyncEngine, capsys: pytest.CaptureFixture[str]) -> None:
+    """`intake reroute` decides again with the verdicts of when the mail came,
+    not as if nothing had been checked."""
+    ref = await lmtp(front, mail(FRONT, PASS, message_id="r1@example.com"))
+    await processed(engine, 1)
+    assert (await request_of(engine, ref))["queue"] == "general"
+    rules = RULES + [{"name": "authenticated customers", "when": {"auth.dmarc": "pass"},
+                      "then": {"queue": "billing"}}]
+    config = build_config(front.config.model_dump(exclude={"source"}) | {
+        "rule": rules, "queue": QUEUES}, "t", {})
+    args = argparse.Namespace(references=[ref], queue=None, all_open=False, dry_run=False)
+    assert await _reroute(config, args) == 0
+    assert f"{ref}: queue general -> billing" in capsys.readouterr().out
+    assert (await request_of(engine, ref))["queue"] == "billing"
