@@ -202,3 +202,18 @@ def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
         yield server
     finally:
         server.close(keep_log=tmp_path / "dovecot.log")
+
+
+from tests.dns_server import DnsServer  # noqa: E402 (kept with its fixture)
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsServer]:
+    """A started local DNS server (tests/dns_server.py) on 127.0.0.1 and an
+    ephemeral port, empty until the test adds records; stopped after."""
+    server = DnsServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
