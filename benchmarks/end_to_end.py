@@ -219,9 +219,11 @@ def corpus_count(corpus: Path) -> int:
                 if max(map(len, p.read_bytes().splitlines())) <= 998])
 
 
-async def send_each(port: int, data: list[bytes], sessions: int) -> int:
-    """Send each message on its own connection, `sessions` at a time; count the 250s."""
-    pending = iter(data)
+async def send_each(port: int, data: list[bytes], sessions: int,
+                    senders: list[str] | None = None) -> int:
+    """Send each message on its own connection, `sessions` at a time; count the 250s.
+    `senders`: each message's envelope sender (default bench@example.com)."""
+    pending = iter(zip(data, senders or ["bench@example.com"] * len(data), strict=True))
     accepted = 0
 
     async def reply(reader: asyncio.StreamReader) -> bytes:
@@ -231,10 +233,10 @@ async def send_each(port: int, data: list[bytes], sessions: int) -> int:
 
     async def sender() -> None:
         nonlocal accepted
-        for message in pending:
+        for message, sender in pending:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             await reply(reader)
-            for command in (b"EHLO bench.example", b"MAIL FROM:<bench@example.com>",
+            for command in (b"EHLO bench.example", f"MAIL FROM:<{sender}>".encode(),
                             b"RCPT TO:<support@localhost>", b"DATA"):
                 writer.write(command + b"\r\n")
                 await reply(reader)

@@ -6,6 +6,8 @@
   asked once. `lookups`: one check's budget of questions and its answers,
   and the synchronous answer-only view the libraries look up through
   ("replay on miss": the event loop never waits on DNS).
+- `cpu_slice`: the checks' CPU steps share at most a few milliseconds of
+  each event-loop turn, however many messages are ready at once.
 - `spf_check` (pyspf), `dkim_check` and `arc_check` (dkimpy), `dmarc` (pure,
   RFC 7489), `headers` (the From domain), `org_domain` (the Public Suffix
   List), `names` (a domain from hostile text, checked).
@@ -26,6 +28,7 @@ from typing import TypeVar
 from gateway.config.sections import SenderAuthSection
 from gateway.sender_auth import dmarc, org_domain
 from gateway.sender_auth.arc_check import MAX_SETS, check_arc
+from gateway.sender_auth.cpu_slice import CpuSlice
 from gateway.sender_auth.dkim_check import MAX_SIGNATURES, DkimOutcome, check_dkim
 from gateway.sender_auth.headers import read_fields
 from gateway.sender_auth.lookups import Lookups
@@ -57,6 +60,7 @@ class Verifier:
         self.resolver = resolver if resolver is not None else CachingResolver(settings)
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._deadline = max(settings.timeout_seconds * DEADLINE_TIMEOUTS, MIN_DEADLINE)
+        self._cpu = CpuSlice()  # every check's CPU steps share a loop turn's slice
         org_domain.load()
 
     async def verify(self, raw: bytes, *, ip: str | None, mail_from: str | None,
@@ -77,6 +81,7 @@ class Verifier:
 
     async def _verify(self, raw: bytes, ip: str | None, mail_from: str | None,
                       helo: str | None) -> Verdicts:
+        await self._cpu.turn()
         received = Received(raw)
         fields = read_fields(raw)
         sender = identity(mail_from, helo) if ip else None
@@ -111,7 +116,7 @@ class Verifier:
             "temperror", "permerror")
 
     def _lookups(self, check: str) -> Lookups:
-        return Lookups(self.resolver, LOOKUP_LIMITS[check])
+        return Lookups(self.resolver, LOOKUP_LIMITS[check], self._cpu)
 
     def _txt(self) -> dmarc.TxtLookup:
         lookups = self._lookups("dmarc")

@@ -47,6 +47,7 @@ async def check_dkim(received: Received, lookups: Lookups, *,
     fields: pass if any passes, else the first one's."""
     if signatures == 0:
         return DkimOutcome("none")
+    await lookups.cpu.turn()
     message, found = _read(received, min(signatures, MAX_SIGNATURES))
     if message is None or not found:
         return DkimOutcome("permerror")
@@ -72,6 +73,7 @@ async def check_dkim(received: Received, lookups: Lookups, *,
             s.result = "permerror"  # no key for the signature (RFC 6376 6.1.2)
         else:
             s.key = b"".join(p for p in key.records[0] if isinstance(p, bytes))
+    await lookups.cpu.turn()
     _check(message, found)
     passed = tuple(dict.fromkeys(s.domain for s in found if s.result == "pass"))
     if passed:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.sender_auth.cpu_slice import CpuSlice
 from gateway.sender_auth.resolver import OVER_LIMIT, Answer, CachingResolver
 
 
@@ -28,9 +29,12 @@ def _key(name: str, rdtype: str) -> tuple[str, str]:
 
 
 class Lookups:
-    def __init__(self, resolver: CachingResolver, limit: int) -> None:
+    def __init__(self, resolver: CachingResolver, limit: int,
+                 cpu: CpuSlice | None = None) -> None:
         self._resolver = resolver
         self._limit = limit
+        # Awaited before each of the check's CPU steps (the verifier's, shared).
+        self.cpu = cpu or CpuSlice()
         self._asked = 0
         self.answers: dict[tuple[str, str], Answer] = {}
         self.misses: set[tuple[str, str]] = set()

@@ -79,6 +79,7 @@ async def check_spf(lookups: Lookups, *, ip: str, sender: str,
     """The SPF result for `sender` sending from `ip`."""
     result = "permerror"
     for _ in range(MAX_LOOKUPS + 5):  # every run but the last adds an answer
+        await lookups.cpu.turn()
         token = _session.set(lookups)
         try:
             result = _Query(i=ip, s=sender, h=helo or "unknown", strict=True).check()[0]
