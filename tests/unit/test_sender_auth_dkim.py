@@ -4,9 +4,12 @@ published on a real DNS server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncIterator
 
+import dkim
+import nacl.signing
 import pytest
 
 from gateway.config.sections import SenderAuthSection
@@ -40,6 +43,19 @@ async def test_pass(dns_server: DnsServer, verifier: Verifier) -> None:
     dkim_key().publish(dns_server, "s1", "example.com")
     verdicts = await verify(verifier, dkim_key().sign(message(), "s1", "example.com"))
     assert (verdicts.dkim, verdicts.dkim_domains) == ("pass", ("example.com",))
+
+
+async def test_ed25519_pass_and_fail(dns_server: DnsServer, verifier: Verifier) -> None:
+    """RFC 8463 signatures (dkimpy with PyNaCl), beside RSA's."""
+    key = nacl.signing.SigningKey.generate()
+    public = base64.b64encode(bytes(key.verify_key)).decode()
+    dns_server.txt("ed._domainkey.example.com", f"v=DKIM1; k=ed25519; p={public}")
+    signed = dkim.sign(message(), b"ed", b"example.com", base64.b64encode(bytes(key)),
+                       signature_algorithm=b"ed25519-sha256")
+    verdicts = await verify(verifier, signed + message())
+    assert (verdicts.dkim, verdicts.dkim_domains) == ("pass", ("example.com",))
+    changed = (signed + message()).replace(b"It burns.", b"It is fine.")
+    assert (await verify(verifier, changed)).dkim == "fail"
 
 
 async def test_fail_after_the_body_changed(dns_server: DnsServer, verifier: Verifier) -> None:
