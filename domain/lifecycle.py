@@ -266,7 +266,7 @@ ACKNOWLEDGEMENT_BURST_WINDOW = timedelta(minutes=1)
 PERSON = "new request from a person"
 NO_RECIPIENT = "no address to answer that mail may be sent to"
 FORGED_FROM = ("From is forged: it fails DMARC of a domain that asks for such mail to be "
-               "quarantined or rejected")
+               "quarantined or rejected, or DMARC spoke of another From than the one read")
 # RFC 5233 subaddresses: ann+x@ and ann+y@ reach ann@, so they are counted as ann@.
 SUBADDRESS_SEPARATOR = "+"
 # RFC 5321 4.5.3.1: what a counted recipient is kept within (64 + 1 + 255 = 320).

@@ -25,6 +25,7 @@ import authres.arc  # type: ignore[import-untyped]
 import authres.dmarc  # type: ignore[import-untyped]
 
 from parsers.header_block import split_entity
+from parsers.limits import MAX_HEADER_BLOCK_BYTES
 
 # RFC 8601 2.7 result values, as far as the gateway tells them apart.
 SPF_RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
@@ -166,7 +167,8 @@ def merged_ignored(first: Sequence[str], second: Sequence[str]) -> tuple[str, ..
 
 
 def _fields(raw: bytes) -> tuple[tuple[str, bytes], ...]:
-    return split_entity(raw).fields
+    # The header section only: a 25 MB body is not copied to read it.
+    return split_entity(raw[: MAX_HEADER_BLOCK_BYTES + 4]).fields
 
 
 def _top_block(fields: Sequence[tuple[str, bytes]]) -> int:

@@ -40,6 +40,7 @@ from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSLabel
 
 TIMEOUT = "timeout"
 SERVFAIL = "servfail"
+SLOW = "slow"  # answered, `slow_delay` seconds late
 _MAX_CNAME_HOPS = 20
 _PLAIN_UDP = 512
 
@@ -58,6 +59,7 @@ class DnsServer:
     def __init__(self, negative_ttl: int = 60) -> None:
         self.negative_ttl = negative_ttl
         self.delay = 0.0
+        self.slow_delay = 0.25
         self.queries: list[tuple[str, str]] = []
         self._records: dict[tuple[str, str], list[tuple[object, int]]] = {}
         self._behaviour: dict[str, str] = {}
@@ -106,7 +108,8 @@ class DnsServer:
                 del self._records[key]
 
     def behave(self, name: str, how: str | None) -> None:
-        """TIMEOUT: never answer questions about `name`; SERVFAIL; None: normal."""
+        """TIMEOUT: never answer questions about `name`; SERVFAIL; SLOW: answer
+        `slow_delay` seconds late; None: normal."""
         with self._lock:
             if how is None:
                 self._behaviour.pop(_name(name), None)
@@ -192,8 +195,8 @@ class DnsServer:
         with self._lock:
             self.queries.append((name, rdtype))
             how = self._behaviour.get(name)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        if self.delay or how == SLOW:
+            await asyncio.sleep(self.delay + (self.slow_delay if how == SLOW else 0.0))
         if how == TIMEOUT:
             return None
         reply = request.reply()

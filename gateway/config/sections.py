@@ -156,7 +156,7 @@ class ListenerPolicy(_Section):
     sender_auth: Literal["off", "verify", "trust"] = "off"
     authserv_ids: list[str] = Field(default_factory=list)
     # trust: the front filter's SpamAssassin (X-Spam-Status, X-Spam-Score,
-    # X-Spam-Flag) and rspamd (X-Rspamd-Score, X-Spamd-Result) headers become
+    # X-Spam-Flag) and rspamd (X-Rspamd-Score, X-Spamd-Result, X-Spam) headers become
     # the rule fields spam.score and spam.flag.
     spam_headers: bool = False
 

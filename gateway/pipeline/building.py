@@ -24,7 +24,7 @@ from domain import lifecycle
 from domain.lifecycle import Actor, Event, EventKind, Status
 from gateway.config import Config
 from gateway.delivery.outbound import acknowledgement
-from gateway.pipeline.placement import MAX_PARENTS, MAX_TAGS, sender_check
+from gateway.pipeline.placement import MAX_PARENTS, MAX_TAGS, sender_check, vouches_elsewhere
 from gateway.pipeline.service_levels import deadlines
 from parsers.addresses import Mailbox, mailbox_or_none
 from parsers.api_request import ApiRequest, parse_api_request
@@ -288,12 +288,16 @@ def _authenticated(verdicts: Verdicts, spam: SpamVerdict | None, check: SenderCh
                    held: bool) -> Event:
     """The timeline entry saying the verdicts, and what a forged From made of the mail."""
     words = describe(verdicts, spam)
-    if verdicts.forged_from:
+    forged = check == SenderCheck.FAILED
+    if forged and not verdicts.forged_from:
+        words += ("; From holds more than one address, or the results are about another "
+                  "From domain: nobody is authenticated")
+    if forged:
         words += ("; it joins no request, gets no acknowledgement"
                   + (" and is quarantined" if held else ""))
     return Event(kind=EventKind.AUTHENTICATED, data={
         "summary": words, "source": verdicts.source, "sender_check": str(check),
-        "forged_from": verdicts.forged_from, "verdicts": verdicts.as_json(),
+        "forged_from": forged, "verdicts": verdicts.as_json(),
         "spam": spam.as_json() if spam is not None else None})
 
 
@@ -358,7 +362,12 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     the verifier's verdicts, for a listener whose `sender_auth` is verify."""
     parsed = parsed if parsed is not None else parse_email(item.raw)
     auth, spam = sender_verdicts(item, config, verified)
-    forged = auth is not None and auth.forged_from
+    check = sender_check(parsed, auth)
+    if auth is not None and vouches_elsewhere(auth, check):
+        # Two From addresses, or results about another From domain: what DMARC
+        # said is about nobody here, and no rule may read it as a pass.
+        auth = replace(auth, dmarc="permerror", dmarc_policy=None)
+    forged = check == SenderCheck.FAILED
     held_by = (FORGED_QUARANTINE if forged and config.sender_auth.forged_from == "quarantine"
                else None)
     # A mailbox's message (gateway/mailbox/): archived old mail, or one too large
@@ -405,7 +414,7 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         sender=sender, automatic=automatic,
         copied=tuple(dict.fromkeys(a.address.strip().lower() for a in (*parsed.to, *parsed.cc)
                                    if a.address)),
-        sender_ours=traits.ours, sender_check=sender_check(parsed, auth),
+        sender_ours=traits.ours, sender_check=check,
     )
     answer_to, answer_name, answer_ours = _answer_to(parsed, config)
     routed = _routed(decide(rules, email_input(parsed, item, auth=auth, spam=spam)),

@@ -46,31 +46,45 @@ MAX_TAGS = 5
 
 
 def sender_check(parsed: ParsedEmail, verdicts: Verdicts | None = None) -> SenderCheck:
-    """FAILED when sender authentication says From is forged (DMARC fails for a
-    domain whose policy is quarantine or reject). NOT_FROM when the parser took
-    the sender from Sender, Reply-To or Return-Path (From had no address): any
-    header may name anyone, and From is the one DMARC vouches for. VERIFIED
-    when DMARC passes for the domain of the From address read; else UNKNOWN."""
+    """What sender authentication says of the From address read here.
+
+    FAILED when From is forged (DMARC fails for a domain whose policy is
+    quarantine or reject), or when the verdicts cannot be about the address
+    read: From holds more than one address (RFC 7489 6.6.1; the parser takes
+    the first, DMARC none or another), or the results name another From domain
+    (`From: victim@bank.example <me@evil.example>`). NOT_FROM when the parser
+    took the sender from Sender, Reply-To or Return-Path (From had no address):
+    any header may name anyone, and From is the one DMARC vouches for.
+    VERIFIED when DMARC passes for this From's domain; else UNKNOWN."""
     if verdicts is not None and verdicts.forged_from:
         return SenderCheck.FAILED
     if parsed.from_ is None:
         return SenderCheck.UNKNOWN
     try:
         in_from = {address.strip().lower() for _, address in
-                   getaddresses([value for name, value in parsed.headers if name == "from"])}
+                   getaddresses([value for name, value in parsed.headers if name == "from"])
+                   if address.strip()}
     except Exception:  # stdlib parser bugs on hostile input: From is not confirmed
         return SenderCheck.NOT_FROM
     fell_back = any(d.startswith("From has no address") for d in parsed.defects)
     address = parsed.from_.address.strip().lower()
     if address not in in_from or fell_back:
         return SenderCheck.NOT_FROM
-    # DMARC vouches for one domain: the one the verdict names must be this From's
-    # (a message with two From headers may have had the other one checked).
+    if verdicts is None:
+        return SenderCheck.UNKNOWN
     domain = address.rpartition("@")[2].rstrip(".")
-    if (verdicts is not None and verdicts.dmarc == "pass"
-            and (verdicts.from_domain or "").rstrip(".") == domain):
+    if len(in_from) > 1 or (verdicts.from_domain is not None
+                            and verdicts.from_domain.rstrip(".") != domain):
+        return SenderCheck.FAILED
+    if verdicts.dmarc == "pass" and verdicts.from_domain is not None:
         return SenderCheck.VERIFIED
     return SenderCheck.UNKNOWN
+
+
+def vouches_elsewhere(verdicts: Verdicts, check: SenderCheck) -> bool:
+    """The verdicts speak of another From than the one read here (`sender_check`
+    FAILED while DMARC itself did not fail): their DMARC result is no one's."""
+    return check == SenderCheck.FAILED and not verdicts.forged_from
 
 
 def refusal(sender: str, *, takes_part: bool, ours: bool, check: SenderCheck) -> str | None:
@@ -100,7 +114,7 @@ def place(hints: ThreadHints, known: Mapping[str, KnownMessage],
                 (seen.from_address or "").lower() == sender):
             return Placement(Placed.DUPLICATE, f"Message-ID {hints.message_id} is stored already",
                              seen.request_id)
-    if hints.bounce_of:
+    if hints.bounce_of and hints.sender_check != SenderCheck.FAILED:
         ours = known.get(hints.bounce_of)
         # Only our own mail bounces back to us: a report naming the customer's
         # Message-ID (which others know) is no delivery report of ours.

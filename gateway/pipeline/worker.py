@@ -243,42 +243,66 @@ class Pipeline:
             await self._parser.close()
 
     async def process_batch(self, items: list[ClaimedItem]) -> None:
-        """Store a claimed batch in one transaction; isolate what fails at once.
+        """Store a claimed batch in one transaction (two when some senders'
+        verification outlasts one DNS timeout); isolate what fails at once.
 
         One transaction per batch is the cheap path under load. An item that
         cannot be built fails alone; a batch that cannot be stored is split
         (`_store`). Neither waits: the failed item's next attempt is scheduled.
         The batch's lease is renewed until it is stored.
         """
-        settings = self._config.pipeline
         started = time.perf_counter()
         # One rule set for the whole batch, even mid-reload (the config in force
         # carries the reloaded escalations that set a new request's first check).
         config = self.rules.config
-        rules, sla = config.rules, config.sla
-        work: Work = []
         async with self._renewing(items):
-            verified = await self._verify(items, config)
-            for item in items:
-                if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
-                    # Claimed this often without finishing: it probably kills the process.
-                    await self._dead(item, f"claimed {item.attempts} times without completing")
-                    continue
-                try:
-                    parsed = (await self._parser.parse(item.raw)
-                              if item.channel in EMAIL_CHANNELS else None)
-                    work.append((item, build_request(item, config, rules, sla, parsed,
-                                                     verified.get(item.id))))
-                except Exception as exc:  # noqa: BLE001 - the item's own failure, recorded
-                    await self._failed(item, exc)
-                await asyncio.sleep(0)  # the loop serves connections between two items
-            await self._store(work)
+            checks = self._start_verifying(items, config)
+            try:
+                # Senders whose DNS answers slowly must not hold up the others:
+                # what is checked within one DNS timeout is stored at once, the
+                # slow ones once they are done (or their deadline says temperror).
+                if checks:
+                    await asyncio.wait(checks.values(),
+                                       timeout=config.sender_auth.timeout_seconds)
+                slow = {item_id for item_id, check in checks.items() if not check.done()}
+                await self._build_and_store([i for i in items if i.id not in slow], config,
+                                            {item_id: check.result() for item_id, check
+                                             in checks.items() if item_id not in slow})
+                if slow:
+                    await asyncio.wait([checks[item_id] for item_id in slow])
+                    await self._build_and_store([i for i in items if i.id in slow], config,
+                                                {item_id: checks[item_id].result()
+                                                 for item_id in slow})
+            finally:
+                for check in checks.values():
+                    check.cancel()
         metrics.PIPELINE.batch(len(items), started)
 
-    async def _verify(self, items: Sequence[ClaimedItem], config: Config
-                      ) -> dict[int, Verdicts]:
-        """The verdicts of the items whose listener verifies senders, by item id:
-        all at once, at most `concurrency` at a time. A verification that fails
+    async def _build_and_store(self, items: Sequence[ClaimedItem], config: Config,
+                               verified: dict[int, Verdicts]) -> None:
+        """Build each item (its own failure recorded alone), then store them together."""
+        settings = self._config.pipeline
+        rules, sla = config.rules, config.sla
+        work: Work = []
+        for item in items:
+            if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
+                # Claimed this often without finishing: it probably kills the process.
+                await self._dead(item, f"claimed {item.attempts} times without completing")
+                continue
+            try:
+                parsed = (await self._parser.parse(item.raw)
+                          if item.channel in EMAIL_CHANNELS else None)
+                work.append((item, build_request(item, config, rules, sla, parsed,
+                                                 verified.get(item.id))))
+            except Exception as exc:  # noqa: BLE001 - the item's own failure, recorded
+                await self._failed(item, exc)
+            await asyncio.sleep(0)  # the loop serves connections between two items
+        await self._store(work)
+
+    def _start_verifying(self, items: Sequence[ClaimedItem], config: Config
+                         ) -> dict[int, asyncio.Task[Verdicts]]:
+        """The verification of each item whose listener verifies senders, by item
+        id, started: at most `concurrency` at a time. A verification that fails
         or overruns says temperror: the mail goes on, unauthenticated."""
         most = self._config.pipeline.max_attempts * CLAIMS_PER_ATTEMPT
         wanted = [item for item in items  # not one about to be dead-lettered unbuilt
@@ -306,8 +330,7 @@ class Pipeline:
                     # The type only: its text may quote the message's domains.
                     return _unverified(f"inbox item {item.id}: {type(exc).__name__}")
 
-        found = await asyncio.gather(*(one(item) for item in wanted))
-        return {item.id: verdicts for item, verdicts in zip(wanted, found, strict=True)}
+        return {item.id: asyncio.create_task(one(item)) for item in wanted}
 
     @contextlib.asynccontextmanager
     async def _renewing(self, items: Sequence[ClaimedItem]) -> AsyncIterator[None]:

@@ -124,8 +124,28 @@ def _check(message: Dkim, found: list[_Signature]) -> None:
             continue
         try:
             valid = message.verify_sig_process(s.sig, s.include, s.header, None)
-            s.result = "pass" if valid else "fail"
+            s.result = ("fail" if not valid else
+                        "policy" if _added_above(message, s.include) else "pass")
         except dkim.ValidationError:  # the body hash differs
             s.result = "fail"
         except Exception:  # a key too small, an algorithm we lack, a malformed b=
             s.result = "permerror"
+
+
+# The fields threading and the rules read once, from the top (RFC 6376 8.15):
+# a signature covers the bottom-most instance of a field it names, so one added
+# above it (a new Subject with someone's request tag, an In-Reply-To) reads as
+# signed. dkimpy checks this for From only.
+_SINGLETONS = (b"from", b"sender", b"reply-to", b"subject", b"date", b"message-id",
+               b"to", b"cc", b"in-reply-to", b"references")
+
+
+def _added_above(message: Dkim, include: list[bytes]) -> bool:
+    """A field the signature covers stands in the header more often than h=
+    names it: an instance was added after signing, and it is the one read."""
+    counts: dict[bytes, int] = {}
+    for name, _ in message.headers:
+        lowered = name.lower()
+        if lowered in _SINGLETONS:
+            counts[lowered] = counts.get(lowered, 0) + 1
+    return any(counts.get(field, 0) > include.count(field) > 0 for field in _SINGLETONS)

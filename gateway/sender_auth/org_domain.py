@@ -1,5 +1,7 @@
 """The organizational domain (RFC 7489 3.2): the registrable domain under the
-ICANN section of the Public Suffix List (publicsuffixlist's copy, loaded once)."""
+whole Public Suffix List (publicsuffixlist's copy, loaded once), its private
+section included, as OpenDMARC reads it: under the ICANN section alone,
+attacker.github.io and victim.github.io would share github.io and align."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from publicsuffixlist import PublicSuffixList
 
 @functools.cache
 def _list() -> PublicSuffixList:
-    return PublicSuffixList(only_icann=True)
+    return PublicSuffixList()
 
 
 def load() -> None:

@@ -152,3 +152,22 @@ async def test_spoofing__dns_down_is_temperror_and_mail_still_flows(
     assert message["authentication"]["spf"] == "temperror"
     assert events(request, "authenticated")[0]["sender_check"] != "failed"
     assert await count_rows(engine, outbox, outbox.c.recipient == ALICE) == 1
+
+
+async def test_spoofing__two_from_addresses_vouch_for_nobody(
+        gateway: Gateway, engine: AsyncEngine, signer: DkimKey) -> None:
+    """`From: alice@example.org, me@evil.test` is read as Alice by the parser,
+    while DMARC can vouch for no single From: kept out, never acknowledged."""
+    ref = await send(gateway, signer.sign(mail("Printer on fire", "a1@example.org"),
+                                          SELECTOR, "example.org"))
+    await processed(engine, 1)
+    two = mail(f"Re: [#{ref}] Printer on fire", "f2@evil.test").replace(
+        f"From: Alice <{ALICE}>".encode(), f"From: {ALICE}, me@evil.test".encode())
+    other = await send(gateway, two, source="127.0.0.2", mail_from="me@evil.test")
+    await processed(engine, 2)
+    assert other != ref
+    request = await request_of(engine, other)
+    [said] = events(request, "authenticated")
+    assert said["sender_check"] == "failed" and said["verdicts"]["dmarc"] == "permerror"
+    assert f"{ALICE} failed sender authentication" in events(request, "threaded")[0]["reason"]
+    assert await count_rows(engine, outbox, outbox.c.recipient == ALICE) == 1

@@ -24,6 +24,7 @@ from storage.inbox import NewItem, accept_many
 from storage.install_key import references
 from storage.models import events, inbox_items, messages
 from storage.queries import get_request
+from tests.dns_server import SLOW, DnsServer
 from tests.helpers import make_config
 
 MX = "mx.help.example"
@@ -186,3 +187,55 @@ async def _count_done(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         states = list((await conn.execute(select(inbox_items.c.state))).scalars())
     return states.count("done")
+
+
+async def test_verify__a_slow_sender_does_not_hold_up_the_batch(
+        engine: AsyncEngine, db_url: str, dns_server: DnsServer) -> None:
+    """The real verifier, a DNS server run by the test: example.com answers at
+    once; slow.example's SPF is a chain of includes, each answered just inside
+    the timeout. One batch holds both: the quick ones are stored within one DNS
+    timeout, the slow one when its chain is done, and nothing is lost."""
+    dns_server.txt("example.com", "v=spf1 ip4:203.0.113.5 -all")
+    dns_server.txt("_dmarc.example.com", "v=DMARC1; p=reject")
+    chain = [f"i{n}.slow.example" for n in range(4)]
+    dns_server.txt("slow.example", "v=spf1 include:i0.slow.example -all")
+    for name, after in zip(chain, [*chain[1:], None], strict=True):
+        dns_server.txt(name, f"v=spf1 include:{after} -all" if after
+                       else "v=spf1 ip4:203.0.113.5 -all")
+    for name in ("slow.example", *chain):
+        dns_server.behave(name, SLOW)  # 0.3 s each, one after another: 1.5 s
+    config = make_config(db_url, smtp={"listen": "127.0.0.1:0", "policy": {
+        "smtp": {"sender_auth": "verify"}}}, sender_auth={
+        "nameservers": [dns_server.address], "timeout_seconds": 0.6})
+    dns_server.slow_delay = 0.3
+    slow = mail(9).replace(b"ann@example.com", b"ann@slow.example")
+    await accept_many(engine, [
+        NewItem("smtp", slow, {"peer": ["203.0.113.5", 1], "mail_from": "ann@slow.example",
+                               "helo": "mail.slow.example"}),
+        *(NewItem("smtp", mail(n), {"peer": ["203.0.113.5", 2 + n],
+                                    "mail_from": "ann@example.com",
+                                    "helo": "mail.example.com"}) for n in range(3))])
+    verifier = Verifier(config.sender_auth)
+    pipeline = Pipeline(engine=engine, config=config, verifier=verifier)
+    stored_at: dict[str, float] = {}
+
+    async def watch() -> None:
+        while len(stored_at) < 4:
+            for mid in await stored_flags(engine):
+                stored_at.setdefault(mid, asyncio.get_running_loop().time())
+            await asyncio.sleep(0.02)
+
+    started = asyncio.get_running_loop().time()
+    watcher = asyncio.create_task(watch())
+    try:
+        assert await asyncio.wait_for(pipeline.drain(), 30) == 4
+        await asyncio.wait_for(watcher, 5)
+    finally:
+        watcher.cancel()
+        await verifier.close()
+    quick = max(stored_at[f"m{n}@example.com"] for n in range(3)) - started
+    late = stored_at["m9@example.com"] - started
+    assert quick < 1.1 < late, (quick, late)  # stored after one 0.6 s timeout at most
+    flags = await stored_flags(engine)
+    assert flags["m0@example.com"]["authentication"]["spf"] == "pass"
+    assert flags["m9@example.com"]["authentication"]["spf"] == "pass"

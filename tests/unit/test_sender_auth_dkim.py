@@ -234,3 +234,18 @@ async def test_hostile_signature_fields_stay_bounded(dns_server: DnsServer,
         elapsed = time.monotonic() - started
         assert verdicts.dkim == "permerror", raw[:80]
         assert elapsed < 1.0, (raw[:80], elapsed)
+
+
+async def test_a_field_added_above_the_signed_one_is_no_pass(
+        dns_server: DnsServer, verifier: Verifier) -> None:
+    """A genuine signed mail replayed with a new Subject (a request's tag) and
+    In-Reply-To on top: dkimpy verifies the bottom-most instances, the gateway
+    reads the top ones, so the signature does not vouch for this message
+    (RFC 6376 8.15): dkim=policy, and DMARC has no aligned pass from it."""
+    dns_server.txt("_dmarc.example.com", "v=DMARC1; p=reject")
+    dkim_key().publish(dns_server, "s1", "example.com")
+    signed = dkim_key().sign(message(), "s1", "example.com")
+    assert (await verify(verifier, signed)).dkim == "pass"
+    replayed = b"Subject: Re: [#AB12-CD34] Printer\r\n" + signed
+    verdicts = await verify(verifier, replayed)
+    assert (verdicts.dkim, verdicts.dkim_domains, verdicts.dmarc) == ("policy", (), "fail")

@@ -178,3 +178,12 @@ async def test_permerror(dns_server: DnsServer, verifier: Verifier) -> None:
         verdicts = await verify(verifier, head + b"Subject: x\r\n\r\nbody\r\n")
         assert (verdicts.dmarc, verdicts.from_domain, verdicts.dmarc_policy) == (
             "permerror", None, None), head
+
+
+def test_org_domain__private_suffixes_keep_tenants_apart() -> None:
+    """Tenants of a shared private suffix are separate organizations: relaxed
+    alignment must not let one sign or send for another."""
+    assert org_domain("attacker.github.io") == "attacker.github.io"
+    assert org_domain("mail.victim.github.io") == "victim.github.io"
+    assert org_domain("a.b.example.co.uk") == "example.co.uk"
+    assert not dmarc.aligned("attacker.github.io", "victim.github.io", "r", org_domain)

@@ -24,10 +24,28 @@ def mail(from_line: str) -> bytes:
     ("From: Alice <Alice@Example.com>", PASS, SenderCheck.VERIFIED),
     ("From: Alice <alice@example.com>", None, SenderCheck.UNKNOWN),
     ("From: Alice <alice@example.com>", Verdicts(source="verified"), SenderCheck.UNKNOWN),
-    # DMARC passed for another domain than the From read here: not vouched for.
+    # DMARC passed for another domain than the From read here: it speaks of
+    # someone else, and this From is kept out like a forged one.
     ("From: Alice <alice@example.com>", Verdicts(source="trusted", dmarc="pass",
                                                  from_domain="evil.example"),
-     SenderCheck.UNKNOWN),
+     SenderCheck.FAILED),
+    # Two From addresses (RFC 7489 6.6.1), however written: the parser reads the
+    # first, DMARC vouches for none or the other.
+    ("From: alice@example.com, me@evil.example", Verdicts(source="verified",
+                                                          dmarc="permerror"),
+     SenderCheck.FAILED),
+    ("From: alice@example.com <me@evil.example>", Verdicts(
+        source="trusted", dmarc="pass", from_domain="evil.example"), SenderCheck.FAILED),
+    ("From: <alice@example.com>me@evil.example", Verdicts(source="verified",
+                                                          dmarc="permerror"),
+     SenderCheck.FAILED),
+    ("From: alice@example.com; me@evil.example", Verdicts(source="verified",
+                                                          dmarc="permerror"),
+     SenderCheck.FAILED),
+    ("From: alice@example.com\r\nFrom: me@evil.example", Verdicts(
+        source="verified", dmarc="permerror"), SenderCheck.FAILED),
+    # Unchecked (sender_auth off): as before, an address goes as far as it goes.
+    ("From: alice@example.com, me@evil.example", None, SenderCheck.UNKNOWN),
     ("From: Alice <alice@example.com>", FORGED, SenderCheck.FAILED),
     ("From: Alice\r\nReply-To: alice@example.com", PASS, SenderCheck.NOT_FROM),
     ("From: Alice\r\nReply-To: alice@example.com", FORGED, SenderCheck.FAILED),

@@ -129,6 +129,14 @@ def test_place__forged_copy_of_a_stored_message_is_no_duplicate() -> None:
     assert forged.kind == Placed.NEW
 
 
+def test_place__forged_sender_is_no_delivery_report() -> None:
+    """A report of our mail from a forged From does not join as a bounce."""
+    placement = place(_hints(ALICE, bounce_of="ack@ours", check=SenderCheck.FAILED),
+                      KNOWN, TAGGED)
+    assert placement.kind == Placed.NEW
+    assert place(_hints(ALICE, bounce_of="ack@ours"), KNOWN, TAGGED).kind == Placed.THREAD
+
+
 def test_place__bounce_only_of_our_own_mail() -> None:
     ours = place(_hints("mailer-daemon@mx.example", bounce_of="ack@ours"), KNOWN, TAGGED)
     assert (ours.kind, ours.request_id) == (Placed.THREAD, 1)
