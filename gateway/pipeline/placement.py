@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from email.utils import getaddresses
 
+from gateway.sender_auth import names
 from parsers.auth_results import Verdicts
 from parsers.records import ParsedEmail
 from storage.records import (
@@ -72,9 +73,10 @@ def sender_check(parsed: ParsedEmail, verdicts: Verdicts | None = None) -> Sende
         return SenderCheck.NOT_FROM
     if verdicts is None:
         return SenderCheck.UNKNOWN
-    domain = address.rpartition("@")[2].rstrip(".")
+    # Both sides in one form (A-labels): an IDN sender's results name xn--...
+    domain = names.domain(address.rpartition("@")[2])
     if len(in_from) > 1 or (verdicts.from_domain is not None
-                            and verdicts.from_domain.rstrip(".") != domain):
+                            and names.domain(verdicts.from_domain) != domain):
         return SenderCheck.FAILED
     if verdicts.dmarc == "pass" and verdicts.from_domain is not None:
         return SenderCheck.VERIFIED

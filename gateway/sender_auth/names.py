@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import idna
+
 MAX_NAME = 253
 # A label of a name we look up: LDH plus "_" (_dmarc, _domainkey, selectors).
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
@@ -18,9 +20,9 @@ def domain(text: str | None) -> str | None:
         return None
     name = text.strip().rstrip(".").lower()
     if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except (UnicodeError, ValueError):
+        try:  # IDNA 2008 with UTS 46 mapping, as mail clients write names today
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except (UnicodeError, ValueError, idna.IDNAError):
             return None
     if len(name) > MAX_NAME:
         return None

@@ -44,6 +44,12 @@ def mail(from_line: str) -> bytes:
      SenderCheck.FAILED),
     ("From: alice@example.com\r\nFrom: me@evil.example", Verdicts(
         source="verified", dmarc="permerror"), SenderCheck.FAILED),
+    # An internationalized From: the results name its A-labels (IDNA 2008).
+    ("From: Jörg <joerg@bücher.example>", Verdicts(
+        source="verified", dmarc="pass", from_domain="xn--bcher-kva.example"),
+     SenderCheck.VERIFIED),
+    ("From: Jörg <joerg@faß.example>", Verdicts(
+        source="verified", dmarc="pass", from_domain="fass.example"), SenderCheck.FAILED),
     # Unchecked (sender_auth off): as before, an address goes as far as it goes.
     ("From: alice@example.com, me@evil.example", None, SenderCheck.UNKNOWN),
     ("From: Alice <alice@example.com>", FORGED, SenderCheck.FAILED),
