@@ -1,6 +1,7 @@
 """SMTP intake with sender authentication on against off, end to end, in one run.
 
     .venv/bin/python benchmarks/sender_auth.py [--messages N] [--sessions M] [--sqlite]
+        [--rate R] [--steady-seconds S]
 
 A local DNS server (tests/dns_server.py, dnslib, on 127.0.0.1) answers for N
 sender domains, each with an SPF record passing 127.0.0.1, a DKIM key and a
@@ -12,6 +13,10 @@ configuration otherwise, a fresh database each):
   verify cold  sender_auth = "verify", every message from a domain not yet
                looked up (each needs its SPF, DKIM key and DMARC lookups)
   verify warm  the same server again, the same domains: answers from the cache
+  at R/s       then, on each server, a steady R messages a second (--rate, default
+               50, each from a new domain) for --steady-seconds: well under
+               saturation, so the event loop's lag there is the work's own, not a
+               machine with no core to spare
 
 Each clock runs until the last request is stored and routed (the database is
 polled), as benchmarks/end_to_end.py does. Printed: the rates, their ratio to
@@ -23,6 +28,7 @@ histogram saw it (every worker process scraped), against the off run's.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 import time
@@ -70,6 +76,22 @@ def messages(key: DkimKey, names: list[str], size: int) -> list[bytes]:
 
 def send(port: int, data: list[bytes], senders: list[str], sessions: int) -> int:
     return run_client(send_each(port, data, sessions, senders=senders))
+
+
+async def _paced(port: int, data: list[bytes], senders: list[str], rate: float) -> int:
+    """Each message on its own connection, started at a steady `rate` per second
+    whatever the answers take (an open loop, as the internet sends)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    sending = []
+    for i, (message, sender) in enumerate(zip(data, senders, strict=True)):
+        await asyncio.sleep(max(0.0, began + i / rate - loop.time()))
+        sending.append(asyncio.create_task(send_each(port, [message], 1, senders=[sender])))
+    return sum(await asyncio.gather(*sending))
+
+
+def paced(port: int, data: list[bytes], senders: list[str], rate: float) -> int:
+    return run_client(_paced(port, data, senders, rate))
 
 
 Histogram = dict[str, float]  # "le" bound (as text) -> count, plus "sum" and "count"
@@ -125,6 +147,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2,
                         help="intake serve --processes N (2: its default on this machine)")
     parser.add_argument("--sqlite", action="store_true", help="on SQLite instead of PostgreSQL")
+    parser.add_argument("--rate", type=float, default=50.0,
+                        help="the steady run's messages per second (each a new domain)")
+    parser.add_argument("--steady-seconds", type=float, default=10.0)
     args = parser.parse_args()
     SERVE_ARGS[:] = ["--processes", str(args.processes)]
     n, s = args.messages, args.sessions
@@ -144,6 +169,10 @@ def main() -> None:
                 data, again = messages(key, names, args.size), messages(key, names, args.size)
                 warmup = messages(key, warm_names, args.size)
                 senders = [f"customer@{name}" for name in names]
+                steady_names = domains(int(args.rate * args.steady_seconds),
+                                       f"steady{int(verify)}")
+                steady = messages(publish(dns, steady_names), steady_names, args.size)
+                steady_senders = [f"customer@{name}" for name in steady_names]
                 metrics_port = free_port()
                 with intake_server(workdir, args.sqlite,
                                    config(verify, dns, metrics_port)) as (proc, probe, env):
@@ -151,13 +180,18 @@ def main() -> None:
                     before = probe.counts()
                     send(port, warmup, [f"customer@{name}" for name in warm_names], s)
                     probe.wait_drained(before)
-                    runs = [("verify cold", data), ("verify warm", again)] if verify else [
-                        ("off", data)]
+                    runs: list[tuple[str, list[bytes]]] = (
+                        [("verify cold", data), ("verify warm", again)] if verify
+                        else [("off", data)])
+                    # Then a steady load well under saturation, every domain new, so
+                    # the lag is the verification's and not a saturated machine's.
+                    runs.append((f"{'verify' if verify else 'off'} at {args.rate:g}/s", steady))
                     for name, batch in runs:
                         dns.reset_counts()
                         lag_before = lag(metrics_port, args.processes)
-                        result = intake_run(name, proc.pid, probe,
-                                            partial(send, port, batch, senders, s))
+                        client = (partial(paced, port, batch, steady_senders, args.rate)
+                                  if batch is steady else partial(send, port, batch, senders, s))
+                        result = intake_run(name, proc.pid, probe, client)
                         lag_after = lag(metrics_port, args.processes)
                         results[name] = result
                         lines.append("  " + result.line())
