@@ -91,6 +91,10 @@ class EventKind(StrEnum):
     REOPENED = "reopened"  # a customer's reply or a merge undid the resolution
     LINKED_FROM = "linked_from"  # a new request that follows up a finished one
     FOLLOWED_UP = "followed_up"  # the finished request a new one follows up
+    # The customer's status link: a one-time access link mailed on their lookup,
+    # or the link replaced by a new one (the key is never in the entry).
+    STATUS_LINK_SENT = "status_link_sent"
+    STATUS_LINK_ROTATED = "status_link_rotated"
 
 
 class PublicEvent(StrEnum):

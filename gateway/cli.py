@@ -354,6 +354,37 @@ async def _quarantine(config: Config, args: argparse.Namespace) -> int:
         await engine.dispose()
 
 
+async def _status_link(config: Config, args: argparse.Namespace) -> int:
+    """`intake status-link rotate REFERENCE...`: a new status link for each
+    request, mailed to its requester; the old link stops working."""
+    from domain.lifecycle import Outcome
+    from gateway.delivery.status_links import rotate_link
+    from storage.reference import canonical
+
+    engine = _engine(config)
+    failed = 0
+    try:
+        for given in args.references:
+            reference = canonical(given) or given
+            for _ in range(3):  # changed by someone in between: read it again
+                done = await rotate_link(engine, config, reference,
+                                         actor="cli:intake status-link", audit=CLI_AUDIT)
+                if done.outcome != Outcome.STALE:
+                    break
+            if done.outcome == Outcome.OK:
+                mailed = ("mailed to the requester" if done.mailed
+                          else "not mailed (no address we may send to)")
+                print(f"{reference}: rotated; the new link was {mailed}")
+            else:
+                reason = "changing too often, try again" if done.outcome == Outcome.STALE \
+                    else "no such request, or it has no status link"
+                print(f"{reference}: {reason}", file=sys.stderr)
+                failed += 1
+    finally:
+        await engine.dispose()
+    return 1 if failed else 0
+
+
 async def _tokens(config: Config, args: argparse.Namespace) -> int:
     from storage.migrate import upgrade
     from storage.tokens import create_token, list_tokens, revoke_token
@@ -608,6 +639,10 @@ def _parser() -> argparse.ArgumentParser:
     quarantine = sub.add_parser("quarantine", help="requests held for review")
     quarantine.add_argument("action", choices=["list", "release"])
     quarantine.add_argument("references", nargs="*")
+    status_link = sub.add_parser("status-link", help="a request's status link: `rotate` "
+                                 "replaces it and mails the new one to the requester")
+    status_link.add_argument("action", choices=["rotate"])
+    status_link.add_argument("references", nargs="+", metavar="REFERENCE")
     dead = sub.add_parser("dead-letters",
                           help="items that failed every attempt: list, retry, discard")
     dead.add_argument("action", nargs="?", choices=["list", "retry", "discard"],
@@ -664,12 +699,12 @@ COMMANDS: dict[str, Command] = {
     "mailboxes": _mailboxes,
     "audit": _audit,
     "retention": run_retention, "backup": run_backup, "restore": run_restore,
-    "erase": _erase, "export": _export,
+    "erase": _erase, "export": _export, "status-link": _status_link,
 }
 # The commands that open the database: its location is checked before they run.
 DATABASE_COMMANDS = frozenset({"serve", "migrate", "tokens", "reprocess", "dead-letters",
                                "reroute", "quarantine", "report", "health", "mailboxes", "audit",
-                               "retention", "backup", "erase", "export"})
+                               "retention", "backup", "erase", "export", "status-link"})
 DATABASE_CREATING_COMMANDS = frozenset({"serve", "migrate"})
 
 

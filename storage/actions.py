@@ -28,10 +28,10 @@ from storage.engine import as_utc, connection, transaction, utcnow
 from storage.models import attachments, events, inbox_items, messages, requests
 from storage.notify import notify
 from storage.outbox import Requester, emit, enqueue, message_payload
-from storage.participants import established
 from storage.records import NewMessage
 from storage.rows import insert_attachments
 from storage.sla_store import Clock, clock, status_columns
+from storage.status_view import as_json, read_view
 
 
 async def list_by_status(engine: AsyncEngine, status: Status,
@@ -424,46 +424,14 @@ async def attachment(engine: AsyncEngine, reference: str,
 
 
 async def status_page(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
-    """What the customer may see: status, reference and the public messages.
+    """What the customer may see: status, reference and the public messages
+    (storage/status_view.py decides which, for this JSON and the HTML page).
 
     Only the requester's own messages are "you"; someone they copied is shown
     by name and address. A message from anyone who takes no part in the request
     (storage/participants.py: one stored before threading checked senders, or
-    from the requester of a request merged into this one) is not shown at all.
+    from the requester of a request merged into this one) is not shown at all,
+    nor is automatic mail: auto-replies, bounces, our acknowledgements.
     """
-    async with connection(engine) as conn:
-        row = (await conn.execute(
-            select(requests.c.id, requests.c.reference, requests.c.status,
-                   requests.c.subject, requests.c.created_at, requests.c.updated_at,
-                   requests.c.requester_email)
-            .where(requests.c.status_token == token))).first()
-        if row is None:
-            return None
-        found = (await conn.execute(
-            select(messages.c.direction, messages.c.from_address, messages.c.from_name,
-                   messages.c.to, messages.c.cc, messages.c.subject,
-                   messages.c.new_text, messages.c.text, messages.c.created_at,
-                   messages.c.flags)
-            .where(messages.c.request_id == row.id).order_by(messages.c.id))).all()
-    people = established(row.requester_email,
-                         [(m.direction, m.from_address, m.to, m.cc) for m in found])
-    requester = (row.requester_email or "").strip().lower()
-    public = []
-    for index, m in enumerate(found):
-        flags = m.flags or {}
-        if flags.get("auto_reply") or flags.get("bounce"):
-            continue
-        sender = (m.from_address or "").strip().lower()
-        if m.direction != "in":
-            who = m.from_name or "support"
-        elif index == 0 or (requester and sender == requester):
-            who = "you"
-        elif sender and sender in people:
-            who = f"{m.from_name} <{sender}>" if m.from_name else sender
-        else:
-            continue
-        public.append({"from": who, "subject": m.subject, "text": m.new_text or m.text,
-                       "at": as_utc(m.created_at)})
-    return {"reference": row.reference, "status": row.status, "subject": row.subject,
-            "created_at": as_utc(row.created_at), "updated_at": as_utc(row.updated_at),
-            "messages": public}
+    view = await read_view(engine, token)
+    return None if view is None else as_json(view)

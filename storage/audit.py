@@ -41,7 +41,7 @@ ACTIONS = (
     "canned.save", "canned.delete",
     "rules.reload",
     "dead_letter.retry", "dead_letter.discard",
-    "request.reroute", "request.merge",
+    "request.reroute", "request.merge", "request.status_link_rotate",
     "quarantine.release",
     "erasure.start", "erasure.finish", "export.create",
     "report.download",

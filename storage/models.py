@@ -433,6 +433,25 @@ class MailboxMessage(Base):
     stored_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class StatusLink(Base):
+    """A key to a request's status page other than its status token, by its
+    sha256 only: a one-time access link mailed on a lookup (`access`: good
+    until `expires_at`, once), or a status token replaced by a rotation
+    (`replaced`: kept to tell the holder it was replaced). Goes with the
+    request (ON DELETE CASCADE)."""
+
+    __tablename__ = "status_links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("requests.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 inbox_items = InboxItem.__table__
 outbox = OutboxRow.__table__
 sla_marks = SlaMark.__table__
@@ -452,6 +471,7 @@ erasures = Erasure.__table__
 mailboxes = Mailbox.__table__
 mailbox_folders = MailboxFolder.__table__
 mailbox_messages = MailboxMessage.__table__
+status_links = StatusLink.__table__
 
 # Mailboxes (migration 0017): one stored message per digest of its bytes and
 # mailbox; records of the same bytes seen again (no item) are not counted.

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from domain.errors import ConfigError
+from gateway import i18n
 from gateway.config.model import Config
 from gateway.config.sections import Sections
 from gateway.config.templates import TemplateSet, read_templates
@@ -120,6 +121,9 @@ def build_config(data: Mapping[str, Any], source: str, env: Mapping[str, str], *
     templates = _templates(sections, rules, escalations, source, problems)
     if problems or sections is None or rules is None:
         raise InvalidConfigError(problems)
+    # The desk's catalogues go into force with a whole valid config, not before.
+    if found := i18n.use_folder(sections.desk.locales):
+        raise InvalidConfigError([f"{source}: key desk.locales: {p}" for p in found])
     compile_rules(rules)  # now, so the first message does not wait for it
     return Config(**dict(sections), source=source,
                   digest=hashlib.sha256(text.encode()).hexdigest(), rules=rules, sla=sla,

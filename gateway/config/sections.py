@@ -1,4 +1,4 @@
-"""The gateway's own tables, checked by pydantic: `[intake]`, `[database]`,
+"""The gateway's own tables, checked by pydantic: `[intake]`, `[desk]`, `[database]`,
 `[smtp]`, `[http]`, `[pipeline]`, `[threading]`, `[outbound]`, `[broker]`, `[log]`,
 `[process]`, `[metrics]`, `[health]`, `[sender_auth]`, `[[queue]]`, `[[retention]]`
 and `[[mailbox]]`. A wrong value or an unknown key is reported as `key SECTION.KEY`.
@@ -25,6 +25,7 @@ from pydantic import (
 from domain.lifecycle import DEFAULT_REOPEN_DAYS, AcknowledgementLimits
 from domain.retention import Policy
 from domain.retention import problems as retention_problems
+from gateway import i18n
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///intake.db"
 
@@ -279,6 +280,8 @@ class HttpSection(_Connections):
     # Signs the web forms' fill-time tokens. Processes behind one balancer need
     # the same one; unset, each process makes its own at start.
     form_secret: str | None = Field(default=None, min_length=16)
+    # A one-time link mailed from the status lookup page (/status) works this long.
+    status_link_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
 
     @model_validator(mode="after")
     def _public_url_behind_a_wildcard(self) -> Self:
@@ -430,9 +433,69 @@ class HealthSection(_Section):
     mailbox_stale_seconds: float = Field(default=900.0, gt=0)
 
 
+def _code(value: str | None) -> str | None:
+    """A language code, written as gateway/i18n writes them (`pt_BR` is `pt-BR`)."""
+    if value is None:
+        return None
+    code = i18n.normalise(value)
+    if code is None:
+        raise ValueError(f"not a language code: {value!r} (such as de, pt-BR)")
+    return code
+
+
+def _without_catalogue(value: str) -> str:
+    return (f"{value!r} is not a language with a catalogue (shipped: "
+            f"{', '.join(i18n.SHIPPED)}; others come from [desk] locales)")
+
+
+class DeskSection(_Section):
+    """The desk as customers meet it: what they read when nothing else decides
+    their language, the time zone of the dates they read, and the desk's own
+    message catalogues (gateway/i18n; put in force by the loader)."""
+
+    # Folder of gettext catalogues, <lang>/LC_MESSAGES/intake.po, adding languages
+    # or rewording shipped ones. Checked first: `language` may be one of its.
+    locales: str | None = Field(default=None, validate_default=True)
+    language: str = "en"
+    timezone: str = "UTC"
+
+    @field_validator("locales")
+    @classmethod
+    def _catalogues(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _, problems = i18n.read_folder(value)
+        if problems:
+            raise ValueError("; ".join(problems[:20]) + (
+                f"; and {len(problems) - 20} more" if len(problems) > 20 else ""))
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _a_language(cls, value: str, info: ValidationInfo) -> str:
+        code = str(_code(value))
+        if "locales" in info.data and code not in (
+                frozenset(i18n.SHIPPED) | i18n.folder_languages(info.data["locales"])):
+            raise ValueError(_without_catalogue(value))
+        return code
+
+    @field_validator("timezone")
+    @classmethod
+    def _a_zone(cls, value: str) -> str:
+        return i18n.check_timezone(value)
+
+    @property
+    def languages(self) -> frozenset[str]:
+        """Every language with a catalogue: shipped, or in `locales`."""
+        return frozenset(i18n.SHIPPED) | i18n.folder_languages(self.locales)
+
+
 class QueueSection(_Section):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
+    # What its customers read when their own words and browser do not say
+    # (default: [desk] language).
+    language: str | None = None
     # A customer's reply reopens a resolved request within this many days; later
     # it becomes a new request linked to the old one (0: never reopen).
     reopen_days: int = Field(default=DEFAULT_REOPEN_DAYS, ge=0, le=3650)
@@ -459,6 +522,11 @@ class QueueSection(_Section):
     @classmethod
     def _one_address(cls, value: str | None) -> str | None:
         return _one_address(value)
+
+    @field_validator("language")
+    @classmethod
+    def _a_language(cls, value: str | None) -> str | None:
+        return _code(value)
 
     @field_validator("notify")
     @classmethod
@@ -602,6 +670,8 @@ class Sections(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     intake: IntakeSection = Field(default_factory=IntakeSection)
+    # Before [[queue]]: a queue's language may come from the desk's catalogues.
+    desk: DeskSection = Field(default_factory=DeskSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     smtp: SmtpSection = Field(default_factory=SmtpSection)
     http: HttpSection = Field(default_factory=HttpSection)
@@ -643,6 +713,19 @@ class Sections(BaseModel):
     @property
     def retention_policies(self) -> tuple[Policy, ...]:
         return tuple(p.policy for p in self.retention)
+
+    @field_validator("queue")
+    @classmethod
+    def _queue_languages(cls, value: list[QueueSection],
+                         info: ValidationInfo) -> list[QueueSection]:
+        desk = info.data.get("desk")
+        languages = desk.languages if isinstance(desk, DeskSection) else frozenset(
+            i18n.SHIPPED)
+        for queue in value:
+            if queue.language is not None and queue.language not in languages:
+                raise ValueError(f"queue {queue.name!r}: language "
+                                 f"{_without_catalogue(queue.language)}")
+        return value
 
     @field_validator("queue")
     @classmethod

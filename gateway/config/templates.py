@@ -8,6 +8,13 @@ Jinja2's StrictUndefined: the names it uses must be ones we give it
 values, once with every value filled and once with the optional ones empty.
 A template with a mistake is a config error, so a reload that breaks one keeps
 the old set, and the files are not read again between reloads.
+
+Templates speak the customer's language: `{% trans %}` blocks and `_()` are
+translated from the message catalogues (gateway/i18n), and a desk may write a
+template per language, `acknowledgement.de.txt` beside `acknowledgement.txt`.
+For a German customer the choice is: the rule's template in German, else as it
+is (its `{% trans %}` parts in German), then the same for the queue's, then the
+acknowledgement's (the folder's before the built-in one).
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from jinja2 import (
     select_autoescape,
 )
 
+from gateway.i18n import DEFAULT, available, normalise, prepare, template_functions
+from gateway.i18n.codes import primary
+from gateway.i18n.templating import NAMES as I18N_NAMES
+
 BUILT_IN = Path(__file__).parents[1] / "delivery" / "templates"
 SUFFIX = ".txt"
 # The largest template file read (a template is a page of text, not a dump).
@@ -41,6 +52,7 @@ ACKNOWLEDGEMENT_SAMPLE: dict[str, Any] = {
     "name": "Alice Example", "subject": "Printer on fire", "reference": "7PY9-9T9S",
     "tag": "[#7PY9-9T9S]", "status_url": "https://desk.example.com/v1/status/sample",
     "queue": "general", "signature": "The support team",
+    "received_at": "5 January 2026, 09:00 UTC",
 }
 NOTIFICATION_SAMPLE: dict[str, Any] = {
     "agent": "Bea Agent", "queue": "general", "signature": "The support team",
@@ -66,57 +78,96 @@ def _emptied(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _split(file: str) -> tuple[str, str | None]:
+    """`acknowledgement.de.txt` as ("acknowledgement", "de"); a name without a
+    language part as (name, None)."""
+    stem = file.removesuffix(SUFFIX)
+    base, dot, last = stem.rpartition(".")
+    code = normalise(last) if dot and base else None
+    # Only a plain code counts ("de", "pt_BR"): a queue may be called "eu.x1".
+    return (base, code) if code is not None and last.replace("_", "-").lower() == \
+        code.lower() else (stem, None)
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateSet:
-    """The templates in force, compiled; `names` without the `.txt`."""
+    """The templates in force, compiled; `names` without the `.txt` (and
+    without a language part: `acknowledgement.de.txt` is `acknowledgement`)."""
 
     sources: Mapping[str, str] = field(default_factory=dict)
     _env: Environment = field(init=False, repr=False, compare=False)
+    _variants: dict[tuple[str, str], str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         env = Environment(loader=DictLoader(dict(self.sources)), undefined=StrictUndefined,
                           autoescape=select_autoescape(enabled_extensions=("html",)),
                           keep_trailing_newline=True, auto_reload=False)
-        object.__setattr__(self, "_env", env)
+        object.__setattr__(self, "_env", prepare(env))
+        variants = {}
+        for file in self.sources:
+            if file.endswith(SUFFIX):
+                base, code = _split(file)
+                if code is not None:
+                    variants[(base, code)] = file.removesuffix(SUFFIX)
+        object.__setattr__(self, "_variants", variants)
 
     @property
     def names(self) -> frozenset[str]:
-        return frozenset(n.removesuffix(SUFFIX) for n in self.sources if n.endswith(SUFFIX))
+        stems = {n.removesuffix(SUFFIX) for n in self.sources if n.endswith(SUFFIX)}
+        return frozenset(stems | {base for base, _ in self._variants})
 
     def has(self, name: str) -> bool:
         return f"{name}{SUFFIX}" in self.sources
 
-    def render_named(self, template: str, /, **values: object) -> str:
-        return self._env.get_template(f"{template}{SUFFIX}").render(**values)
+    def render_named(self, template: str, /, language: str | None = None,
+                     **values: object) -> str:
+        """One template by its file name (without `.txt`), written in `language`."""
+        return self._env.get_template(f"{template}{SUFFIX}").render(
+            **values, **template_functions(language))
+
+    def _in_language(self, name: str, language: str) -> str | None:
+        """The file that serves `name` in `language`: its own for the language,
+        else for the language without its region, else the one for all."""
+        for code in dict.fromkeys((language, primary(language))):
+            if (name, code) in self._variants:
+                return self._variants[(name, code)]
+        return name if self.has(name) else None
 
     def render(self, template: str | None, *, queue: str | None = None,
-               **values: object) -> str:
-        """The rule's template, else the queue's, else the default acknowledgement.
+               language: str | None = None, **values: object) -> str:
+        """The rule's template, else the queue's, else the default acknowledgement,
+        each in `language` when there is one for it, written in `language`.
         Raises jinja2's TemplateError when it cannot be rendered."""
+        code = normalise(language) or DEFAULT
         names = [*([template] if template else []), *([queue] if queue else []),
                  "acknowledgement"]
         for candidate in names:
-            if self.has(candidate):
-                return self.render_named(candidate, queue=queue or "", **values)
+            found = self._in_language(candidate, code)
+            if found is not None:
+                return self.render_named(found, code, queue=queue or "", **values)
         raise TemplateNotFound(template or "acknowledgement")
 
     def problems(self) -> list[str]:
         """Every template that does not compile, uses a name it is not given, or
-        does not render against the samples: `FILE: what`, one a line."""
+        does not render against the samples (in every language there is a
+        catalogue for): `FILE: what`, one a line."""
         found: list[str] = []
+        languages = sorted(available())
         for file, source in sorted(self.sources.items()):
-            name = file.removesuffix(SUFFIX)
+            name, own = _split(file)
             sample = sample_for(name)
             try:
                 unknown = sorted(meta.find_undeclared_variables(self._env.parse(source))
-                                 - set(sample))
+                                 - set(sample) - I18N_NAMES)
                 if unknown:
                     found.append(f"{file}: unknown name(s) {', '.join(unknown)}; a template "
                                  f"is given {', '.join(sorted(sample))}")
                     continue
                 template = self._env.get_template(file)
                 for values in (sample, _emptied(sample)):
-                    template.render(**values)
+                    template.render(**values, **template_functions(own))
+                for language in ([] if own else languages):
+                    template.render(**sample, **template_functions(language))
             except TemplateSyntaxError as exc:
                 found.append(f"{file} line {exc.lineno}: {exc.message}")
             except TemplateError as exc:

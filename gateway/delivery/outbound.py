@@ -5,6 +5,10 @@ References to the customer's mail, the reference tag in the subject and, for
 acknowledgements, `Auto-Submitted: auto-replied` (RFC 3834) so other
 responders do not answer them. Values that come from customers are stripped
 of line breaks before they reach a header.
+
+What we write to a customer is in their language (gateway/i18n): the one
+detected in their words, else their form's Accept-Language, else the queue's
+`language`, else the desk's (`[desk] language`); dates in the desk's time zone.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.lifecycle import written_by_person
+from gateway import i18n
 from gateway.config import Config
 from gateway.config.templates import TemplateSet, read_templates
 from parsers.addresses import AddressError, Mailbox, parse_address
@@ -32,9 +38,10 @@ def new_message_id(config: Config) -> str:
     return f"{secrets.token_hex(12)}@{config.message_id_domain}"
 
 
-def tagged_subject(config: Config, subject: str, reference: str, prefix: str = "") -> str:
+def tagged_subject(config: Config, subject: str, reference: str, prefix: str = "",
+                   language: str | None = None) -> str:
     tag = config.threading.subject_tag.replace("{ref}", reference)
-    clean = one_line(subject) or "(no subject)"
+    clean = one_line(subject) or i18n.translations(language).gettext("(no subject)")
     body = clean if tag in clean else f"{tag} {clean}"
     return f"{prefix}{body}" if prefix and not clean.lower().startswith(prefix.lower()) else body
 
@@ -66,6 +73,23 @@ def identity(config: Config, queue: str | None, written_to: Iterable[str] = ()) 
     return Identity(address=address, name=name, signature=signature)
 
 
+def customer_language(config: Config, queue: str | None, *, detected: str | None = None,
+                      accept_language: str | None = None) -> str:
+    """The language to write to a customer in (gateway.i18n.choose): `detected`
+    in their words, their form's `accept_language`, the queue's, the desk's."""
+    spec = next((q for q in config.queue if q.name == queue), None)
+    return i18n.choose(detected=detected, accept_language=accept_language,
+                       queue=spec.language if spec is not None else None,
+                       desk=config.desk.language)
+
+
+def request_language(config: Config, request: dict[str, Any]) -> str:
+    """The language of a stored request's customer (storage.queries.get_request)."""
+    detected, accept = i18n.from_timeline(request.get("timeline") or [])
+    return customer_language(config, request.get("queue"), detected=detected,
+                             accept_language=accept)
+
+
 def written_to(request: dict[str, Any]) -> list[str]:
     """The addresses a stored request's customer wrote to: each received mail's
     envelope recipients, then the To and Cc of its messages from outside."""
@@ -93,7 +117,7 @@ def rendered_again(config: Config, payload: dict[str, Any]
     held = payload["render"]
     try:
         text = templates.render(held.get("template"), queue=held.get("queue"),
-                                **held.get("values", {}))
+                                language=held.get("language"), **held.get("values", {}))
     except Exception as exc:  # noqa: BLE001 - jinja2 and any filter
         return payload, f"{type(exc).__name__}: {exc}"[:500]
     return {**{k: v for k, v in payload.items() if k != "render"},
@@ -108,9 +132,13 @@ def recipient(mailbox: Mailbox, name: str | None) -> dict[str, str]:
 def acknowledgement(config: Config, templates: TemplateSet, *, reference: str, queue: str,
                     status_token: str, template: str | None, to_name: str | None,
                     to: Mailbox, subject: str, customer_message_id: str | None,
-                    references: list[str], sent_to: Iterable[str] = ()) -> NewMessage:
+                    references: list[str], sent_to: Iterable[str] = (),
+                    detected: str | None = None, accept_language: str | None = None,
+                    received_at: datetime | None = None) -> NewMessage:
     """The acknowledgement of a new request, to the one checked address `to`,
-    from the queue's identity (`sent_to`: the addresses the customer wrote to).
+    from the queue's identity (`sent_to`: the addresses the customer wrote to),
+    in the customer's language (`detected` in their words, their form's
+    `accept_language`: see customer_language), `received_at` in the desk's zone.
 
     A template that cannot be rendered does not stop the request: the message
     comes back with no text and `flags.render_error` (storage queues it as a
@@ -119,19 +147,27 @@ def acknowledgement(config: Config, templates: TemplateSet, *, reference: str, q
     sender = identity(config, queue, sent_to)
     # "default" is the rules' name for "no particular template".
     chosen = template if template != "default" else None
+    language = customer_language(config, queue, detected=detected,
+                                 accept_language=accept_language)
+    at = i18n.format_datetime(received_at or datetime.now(UTC), language,
+                              config.desk.timezone)
     values = {"name": one_line(to_name or "", 100), "subject": one_line(subject),
               "reference": reference, "tag": tag, "signature": sender.signature,
-              "status_url": f"{config.public_url}/v1/status/{status_token}"}
-    flags: dict[str, Any] = {"kind": "acknowledgement", "auto_submitted": "auto-replied"}
+              "status_url": f"{config.public_url}/v1/status/{status_token}",
+              "received_at": at}
+    flags: dict[str, Any] = {"kind": "acknowledgement", "auto_submitted": "auto-replied",
+                             "language": language}
     try:
-        body = templates.render(chosen, queue=queue, **values)
+        body = templates.render(chosen, queue=queue, language=language, **values)
     except Exception as exc:  # noqa: BLE001 - jinja2 and any filter: the request goes on
         body = ""
         flags["render_error"] = f"{type(exc).__name__}: {exc}"[:500]
-        flags["render"] = {"template": chosen, "queue": queue, "values": values}
+        flags["render"] = {"template": chosen, "queue": queue, "language": language,
+                           "values": values}
     chain = [*references, customer_message_id] if customer_message_id else list(references)
     return NewMessage(
-        subject=tagged_subject(config, subject, reference, "Re: "), text=body, new_text=body,
+        subject=tagged_subject(config, subject, reference, "Re: ", language),
+        text=body, new_text=body,
         from_address=sender.address, from_name=sender.name, message_id=new_message_id(config),
         in_reply_to=customer_message_id, references=chain[-20:],
         to=[recipient(to, to_name)], flags=flags,
@@ -160,8 +196,12 @@ def agent_reply(config: Config, request: dict[str, Any], text: str) -> NewMessag
     sender = identity(config, request.get("queue"), written_to(request))
     if sender.signature:
         text = f"{text.rstrip()}\n\n-- \n{sender.signature}\n"  # RFC 3676 4.3 separator
+    # The words we add are the customer's language's (the agent's text is theirs).
+    language = request_language(config, request)
+    flags["language"] = language
     return NewMessage(
-        subject=tagged_subject(config, request["subject"], request["reference"], "Re: "),
+        subject=tagged_subject(config, request["subject"], request["reference"], "Re: ",
+                               language),
         text=text, new_text=text,
         from_address=sender.address, from_name=sender.name, message_id=new_message_id(config),
         in_reply_to=in_reply_to, references=references,

@@ -1,4 +1,5 @@
-"""The agents' API: actions on requests, attachments and the status pages.
+"""The agents' API: actions on requests and their attachments (the customer's
+status page is in status_page.py).
 
 Every action goes through one check (access.py): the token's scope over the
 request's queue and over any queue or request the action reaches, and the
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from domain.lifecycle import EventKind, Outcome, Status
 from gateway.delivery.outbound import agent_reply
-from gateway.http import queues, replies
+from gateway.http import queues, replies, status_page
 from gateway.http.access import Acting, Changed, authorise, etag, not_found
 from gateway.http.audit import audited
 from gateway.http.auth import actor
@@ -189,14 +190,6 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def status_page(request: web.Request) -> web.Response:
-    """The customer's view, by the unguessable token from their acknowledgement."""
-    page = await actions.status_page(request.app[ENGINE], request.match_info["token"])
-    if page is None:
-        raise Problem(404, "no request for this status link")
-    return json_response(page, headers={"Cache-Control": "no-store"})
-
-
 def add_routes(app: web.Application) -> None:
     queues.add_routes(app)
     app.router.add_patch("/v1/requests/{reference}", update_request)
@@ -206,4 +199,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/requests/{reference}/merge", merge)
     app.router.add_get("/v1/requests/{reference}/attachments/{attachment_id}",
                        download_attachment)
-    app.router.add_get("/v1/status/{token}", status_page)
+    status_page.add_routes(app)  # the customer's page: /v1/status/{token}

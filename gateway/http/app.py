@@ -29,6 +29,7 @@ from gateway.http import (
     privacy,
     reports,
     requests,
+    status_lookup,
 )
 from gateway.http.auth import TOKENS, TokenCache
 from gateway.http.forwarded import forwarded_middleware
@@ -116,6 +117,7 @@ def _add_routes(app: web.Application) -> None:
     agents.add_routes(app)
     reports.add_routes(app)  # /v1/reports/requests
     forms.add_routes(app)
+    status_lookup.add_routes(app)  # /status: the lookup page, one-time links; rotation
     dashboard.add_routes(app)  # /dashboard: HTML pages for team leads
     app.router.add_get("/healthz", requests.healthz)
     app.router.add_get("/readyz", requests.readyz)

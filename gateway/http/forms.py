@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from domain.lifecycle import Status
-from gateway import logs, metrics
+from gateway import i18n, logs, metrics
 from gateway.config import Config
 from gateway.http import form_pages
 from gateway.http.auth import ADMINS, require_role
@@ -133,15 +133,17 @@ def _wants_json(request: web.Request) -> bool:
 async def form_page(request: web.Request) -> web.Response:
     spec = _spec(request)
     if spec is None:
-        return form_pages.not_found_page()
-    return form_pages.form_page(spec, request.app[FORMS].token(spec, request))
+        return form_pages.not_found_page(form_pages.page_language(request))
+    return form_pages.form_page(spec, request.app[FORMS].token(spec, request),
+                                language=form_pages.page_language(request, spec.queue))
 
 
 async def thanks_page(request: web.Request) -> web.Response:
     spec = _spec(request)
     if spec is None:
-        return form_pages.not_found_page()
-    return form_pages.thanks_page(spec, request.query.get("reference", ""))
+        return form_pages.not_found_page(form_pages.page_language(request))
+    return form_pages.thanks_page(spec, request.query.get("reference", ""),
+                                  form_pages.page_language(request, spec.queue))
 
 
 def describe(spec: FormSpec, token: str) -> dict[str, Any]:
@@ -235,7 +237,9 @@ async def _store(request: web.Request, spec: FormSpec, post: Post,
                                    sha256=spooled.sha256, size=spooled.size)
         meta = {"content_type": request.content_type, "remote": request.remote,
                 "origin": request.headers.get("Origin"),
-                "user_agent": request.headers.get("User-Agent"), "form_id": spec.id}
+                "user_agent": request.headers.get("User-Agent"), "form_id": spec.id,
+                # The pipeline writes the acknowledgement in it (gateway/i18n).
+                "accept_language": _accept_language(request)}
         return await request.app[WRITER].submit(
             NewItem("form", submission_json(checked), meta, tuple(small)))
     except StorageUnavailable as exc:
@@ -245,6 +249,12 @@ async def _store(request: web.Request, spec: FormSpec, post: Post,
         raise Refused(503, "unavailable", "we could not take your request just now; "
                       "please send it again in a minute",
                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
+def _accept_language(request: web.Request) -> str | None:
+    """The post's Accept-Language, as far as choosing a language reads it."""
+    value = request.headers.get("Accept-Language")
+    return value[:i18n.MAX_ACCEPT_LANGUAGE] if value else None
 
 
 def _check_rate(request: web.Request, spec: FormSpec) -> None:
@@ -273,7 +283,8 @@ def _refused(request: web.Request, spec: FormSpec, refused: Refused,
         return web.Response(status=303, headers=refused.headers | {
             "Location": _with_reference(spec.failure_url, error=refused.reason)})
     return form_pages.refused_page(spec, refused, desk.token(spec, request), values,
-                                   refused.headers)
+                                   refused.headers,
+                                   form_pages.page_language(request, spec.queue))
 
 
 async def submit_form(request: web.Request) -> web.Response:

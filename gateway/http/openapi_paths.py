@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from gateway.audit_query import DEFAULT_PAGE as AUDIT_DEFAULT_PAGE
 from gateway.http.listing import LISTED, MAX_PAGE, MAX_TEXT
+from gateway.http.openapi_forms import HTML
 from gateway.http.openapi_privacy import PRIVACY_PATHS
 from gateway.http.openapi_schema import (
     AUTH,
@@ -119,6 +120,208 @@ AUDIT_PARAMS: list[Schema] = [
                                        "default": AUDIT_DEFAULT_PAGE}),
     query_param("cursor", "`next_cursor` of the previous page"),
 ]
+
+
+
+# --- the status lookup, one-time links and rotation (gateway/http/status_lookup.py) ---
+
+def _html(description: str, retry_after: bool = False) -> Schema:
+    response: Schema = {"description": description, "content": {"text/html": {"schema": HTML}}}
+    if retry_after:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    return response
+
+
+_ACCESS_KEY = path_param("key", "the one-time key from the mailed link",
+                         {"type": "string", "maxLength": 200})
+_LINK_GONE = _html("used or expired: the page says which, with the lookup form")
+_LINK_UNKNOWN = _html("not a link we made: the page says so, with the lookup form")
+_LOOKUP_FORM: Schema = {"type": "object", "properties": {
+    "reference": {"type": "string", "description": "a request's reference"},
+    "email": {"type": "string", "description": "the requester's email address"},
+    "_form_token": {"type": "string", "description": "the page's token"}},
+    "additionalProperties": STR}
+_LOOKUP = operation(
+    "statusLookup", "Ask for a one-time link to a request's status page", "public",
+    {"200": _html("the same page whatever was asked (a link is mailed to the requester "
+                  "when the reference and address belong together), no sooner than a "
+                  "fixed time after the post"),
+     "400": _html("the form body cannot be read"),
+     "403": _html("the page's token is missing, expired, for another address, or the post "
+                  "came from another site"),
+     "413": _html("the post is over 2048 bytes"),
+     "415": _html("not application/x-www-form-urlencoded"),
+     "422": _html("the reference or the address cannot be one: the form with the errors"),
+     "429": _html("too many lookups from this address (20 an hour)", retry_after=True),
+     "503": _html("storage is temporarily unavailable: try again later", retry_after=True)},
+    (), public=True,
+    description="The answer never says whether the reference or the address exists. A "
+                "request gets at most 3 links an hour; past that the same answer, no mail.")
+_LOOKUP["requestBody"] = {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": _LOOKUP_FORM}}}
+STATUS_LINK_PATHS: dict[str, Schema] = {
+    "/status": {
+        "get": operation("statusLookupPage", "The status lookup page: a reference and an "
+                         "email address", "public",
+                         {"200": _html("the form, with a fresh token")}, (), public=True),
+        "post": _LOOKUP,
+    },
+    "/status/access/{key}": {
+        "parameters": [_ACCESS_KEY],
+        "get": operation("statusAccessPage", "A one-time link's page: one button opens the "
+                         "status page", "public",
+                         {"200": _html("the button (the link is not spent yet)"),
+                          "404": _LINK_UNKNOWN, "410": _LINK_GONE,
+                          "429": _html("too many links opened from this address",
+                                       retry_after=True)},
+                         (503,), public=True,
+                         description="Fetching the page (as mail scanners do) does not "
+                                     "spend the link; its button does."),
+        "post": operation("openStatusAccess", "Spend a one-time link: on to the status page",
+                          "public",
+                          {"303": {"description": "to the request's status page",
+                                   "headers": {"Location": header("`/v1/status/{token}`")}},
+                           "403": _html("posted from another site"),
+                           "404": _LINK_UNKNOWN, "410": _LINK_GONE,
+                           "429": _html("too many links opened from this address",
+                                        retry_after=True)},
+                          (503,), public=True),
+    },
+    "/v1/requests/{reference}/status-link/rotate": {
+        "parameters": [REFERENCE],
+        "post": operation(
+            "rotateStatusLink", "Replace the request's status link and mail the new one",
+            "agents",
+            {"200": ok("rotated", obj({"reference": STR, "version": INT,
+                                       "mailed": {"type": "boolean", "description":
+                                                  "false when the requester has no address "
+                                                  "we may send to"}}),
+                       headers={"ETag": {"$ref": "#/components/headers/ETag"}})},
+            (403, 404, 409, 412, *AUTH), params=[IF_MATCH],
+            description="The old link then answers a page saying it was replaced (410). "
+                        "Recorded on the timeline and in the audit trail. 409 when the "
+                        "request has no status link (its personal data was removed)."),
+    },
+}
+
+# --- the customer's status page and its forms (gateway/http/status_page.py) ---------
+
+_STATUS_TOKEN = path_param("token", "the status link's key, from the acknowledgement")
+_PAGE: Schema = {"type": "string", "description": "an HTML page"}
+
+
+def _page_or_problem(description: str, retry_after: bool = False) -> Schema:
+    """A page for a browser; a problem document from the checks every /v1 path has."""
+    response: Schema = {"description": description, "content": {
+        "text/html": {"schema": _PAGE}, "application/problem+json": {"schema": ref("Problem")}}}
+    if retry_after:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
+    return response
+
+
+def _status_post(op_id: str, summary: str, done: str, fields: Schema,
+                 media: tuple[str, ...], description: str) -> Schema:
+    post = operation(
+        op_id, summary, "public",
+        {"303": {"description": f"{done}; back to the page (`?done=`)",
+                 "headers": {"Location": header("`/v1/status/{token}?done=...`")}},
+         "400": _page_or_problem("the form body cannot be read"),
+         "403": _page_or_problem("without the page's token (or with another page's, or one "
+                                 "hours old), or sent from another site (Origin or Referer)"),
+         "404": _page_or_problem("no request at this link"),
+         "410": _page_or_problem("the link was replaced by a newer one, mailed to the "
+                                 "requester"),
+         "409": _page_or_problem("not possible now: sent already, finished too long ago to "
+                                 "reopen, or no address to reply from"),
+         "413": _page_or_problem("the post or a file is over its limit"),
+         "415": _page_or_problem("neither multipart/form-data nor urlencoded"),
+         "422": _page_or_problem("invalid fields: the page again, each problem beside its "
+                                 "field"),
+         "429": _page_or_problem("too many posts for this link (10 a minute) or from this "
+                                 "address (30 a minute)", retry_after=True),
+         "503": _page_or_problem("storage is temporarily unavailable: nothing was changed",
+                                 retry_after=True)},
+        (), public=True, description=description)
+    post["requestBody"] = {"required": True,
+                           "content": {kind: {"schema": fields} for kind in media}}
+    return post
+
+
+_PAGE_TOKEN: Schema = {"type": "string", "description": "the page's token (hidden field)"}
+STATUS_PAGE_PATHS: dict[str, Schema] = {
+    "/v1/status/{token}": {
+        "parameters": [_STATUS_TOKEN],
+        "get": operation(
+            "getStatusPage", "The customer's view of their request", "public",
+            {"200": {"description": "status and public messages: JSON, or the page for a "
+                                    "browser (one that asks for text/html before JSON)",
+                     "headers": {"Cache-Control": header("`no-store`",
+                                                        {"const": "no-store"})},
+                     "content": {"application/json": {"schema": ref("StatusPage")},
+                                 "text/html": {"schema": _PAGE}}},
+             "404": _page_or_problem("no request at this link"),
+             "410": _page_or_problem("the link was replaced by a newer one, mailed to the "
+                                     "requester (the page; JSON clients get 404)"),
+             "503": _page_or_problem("storage is temporarily unavailable", retry_after=True)},
+            (400, 429), public=True,
+            description="Never shown: internal notes, automatic mail (auto-replies, bounces, "
+                        "our acknowledgements), and anyone who takes no part in the request. "
+                        "The page names people the customer copied by name only, and offers "
+                        "the forms below."),
+    },
+    "/v1/status/{token}/attachments/{attachment_id}": {
+        "parameters": [_STATUS_TOKEN, path_param("attachment_id", "a file's id on the page",
+                                                 {"type": "integer", "minimum": 0})],
+        "get": operation(
+            "downloadStatusFile", "Download a file of the customer's own messages or of our "
+            "replies", "public",
+            {"200": ok("the content, always as a download", {
+                "type": "string", "contentMediaType": "application/octet-stream"},
+                media="*/*", headers={
+                    "Content-Disposition": header("`attachment; filename=...`")})},
+            (400, 404, *V1), public=True,
+            description="Files of other people's messages are listed on the page, not "
+                        "served here (404)."),
+    },
+    "/v1/status/{token}/replies": {
+        "parameters": [_STATUS_TOKEN],
+        "post": _status_post(
+            "replyFromStatusPage", "The customer's reply, with files", "stored durably",
+            {"type": "object", "properties": {
+                "_form_token": _PAGE_TOKEN,
+                "message": {"type": "string", "maxLength": 20000},
+                "attachments": {"type": "string",
+                                "contentMediaType": "application/octet-stream"}},
+             "additionalProperties": STR},
+            ("multipart/form-data", "application/x-www-form-urlencoded"),
+            "Threaded onto the request as the requester's message: it puts a request "
+            "waiting on the customer back in the queue and reopens a resolved one within "
+            "its queue's reopen window; later it starts a new request that follows it. At "
+            "most 3 files of 10 MB (images, PDF, plain text)."),
+    },
+    "/v1/status/{token}/resolve": {
+        "parameters": [_STATUS_TOKEN],
+        "post": _status_post(
+            "resolveFromStatusPage", "The customer marks the request resolved",
+            "resolved (or it was already)",
+            {"type": "object", "properties": {"_form_token": _PAGE_TOKEN},
+             "additionalProperties": STR},
+            ("application/x-www-form-urlencoded", "multipart/form-data"),
+            "From new, open, waiting or reopened; recorded on the timeline with the "
+            "requester as actor."),
+    },
+    "/v1/status/{token}/reopen": {
+        "parameters": [_STATUS_TOKEN],
+        "post": _status_post(
+            "reopenFromStatusPage", "The customer reopens a resolved or closed request",
+            "reopened (or it was not finished)",
+            {"type": "object", "properties": {"_form_token": _PAGE_TOKEN},
+             "additionalProperties": STR},
+            ("application/x-www-form-urlencoded", "multipart/form-data"),
+            "Within the queue's `reopen_days` of its resolution; later 409, and a reply "
+            "starts a new request instead."),
+    },
+}
 
 
 def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
@@ -387,6 +590,7 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                             "the audit's own retention removes old events."),
         },
         **PRIVACY_PATHS,  # /v1/admin/erasures, /v1/admin/exports
+        **STATUS_LINK_PATHS,  # /status, /status/access/{key}, status-link rotation
         "/v1/quarantine": {
             "get": operation("listQuarantined", "Requests held by a quarantine rule", "agents",
                              {"200": ok("held requests in the token's queues",
@@ -448,15 +652,7 @@ def api_paths(queues: Sequence[str]) -> dict[str, Schema]:
                             "computed. An unknown parameter, one given twice or a value it "
                             "cannot take is a 400 naming it."),
         },
-        "/v1/status/{token}": {
-            "parameters": [path_param("token", "the status link's key, from the "
-                                      "acknowledgement")],
-            "get": operation("getStatusPage", "The customer's view of their request", "public",
-                             {"200": ok("status and public messages", ref("StatusPage"),
-                                        headers={"Cache-Control": header(
-                                            "`no-store`", {"const": "no-store"})})},
-                             (404, *V1), public=True),
-        },
+        **STATUS_PAGE_PATHS,  # /v1/status/{token}: the customer's page and its forms
         "/v1/openapi.json": {
             "get": operation("getOpenApi", "This document", "public",
                              {"200": ok("OpenAPI 3.1 document", {"type": "object"})},

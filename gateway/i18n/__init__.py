@@ -1,33 +1,62 @@
 """Languages of what customers read: message catalogues, the choice of a
-language, dates in the desk's time zone. Interface only, for now: every
-language reads as English until the catalogues land."""
+language, dates in the desk's time zone.
+
+- `choose()`: the language to write in (detected, Accept-Language, queue, desk).
+- `translations(language)`: gettext's interface (gettext, ngettext, pgettext) on
+  the catalogue of that language; English, the message ids, when there is none.
+- `format_datetime()`, `format_date()`: as the language writes them, in a time zone.
+- `template_functions(language)`, `prepare(env)`: the same in Jinja2 templates
+  (`{% trans %}`, `_()`), new-style.
+- `customer_text()`, `customer_title()`: problem messages as a customer reads them.
+
+The catalogues are gettext .po files (catalogues.py): shipped in `locales/`, and
+a desk's own folder (`[desk] locales`) read with the configuration.
+"""
 
 from __future__ import annotations
 
-import gettext as _gettext
-from datetime import datetime
+from gateway.i18n.catalogues import (
+    available,
+    folder_languages,
+    read_folder,
+    translations,
+    use_folder,
+)
+from gateway.i18n.codes import DEFAULT, SHIPPED, normalise
+from gateway.i18n.dates import check_timezone, format_date, format_datetime
+from gateway.i18n.languages import MAX_HEADER as MAX_ACCEPT_LANGUAGE
+from gateway.i18n.languages import (
+    choose,
+    detected,
+    from_timeline,
+    match,
+    parse_accept_language,
+)
+from gateway.i18n.problems import N_, customer_text, customer_title
+from gateway.i18n.templating import functions as template_functions
+from gateway.i18n.templating import prepare
 
-# The languages shipped, English first (the source language of every message id).
-SHIPPED = ("en", "de", "fr", "es", "it", "nl", "pl", "pt")
-DEFAULT = "en"
-
-
-def choose(*, detected: str | None = None, accept_language: str | None = None,
-           queue: str | None = None, desk: str | None = None) -> str:
-    """The language to write in: the request's detected language, then the
-    form's or page's Accept-Language (its best shipped match), then the
-    queue's default, then the desk's; each only when shipped; else English."""
-    for preference in (detected, queue, desk):
-        if preference and preference.split("-")[0].lower() in SHIPPED:
-            return preference.split("-")[0].lower()
-    return DEFAULT
-
-
-def translations(language: str) -> _gettext.NullTranslations:
-    """The catalogue of `language` (gettext's interface: gettext, ngettext, pgettext)."""
-    return _gettext.NullTranslations()
-
-
-def format_datetime(moment: datetime, language: str, timezone: str | None = None) -> str:
-    """`moment` as `language` writes a date and time, in `timezone` (the desk's)."""
-    return moment.isoformat()
+__all__ = [
+    "DEFAULT",
+    "MAX_ACCEPT_LANGUAGE",
+    "SHIPPED",
+    "N_",
+    "available",
+    "check_timezone",
+    "choose",
+    "customer_text",
+    "customer_title",
+    "detected",
+    "folder_languages",
+    "format_date",
+    "format_datetime",
+    "from_timeline",
+    "match",
+    "normalise",
+    "parse_accept_language",
+    "prepare",
+    "read_folder",
+    "template_functions",
+    "translations",
+    "use_folder",
+]

@@ -22,6 +22,7 @@ from typing import Any
 
 from domain import lifecycle
 from domain.lifecycle import Actor, Event, EventKind, Status
+from gateway import i18n
 from gateway.config import Config
 from gateway.delivery.outbound import acknowledgement
 from gateway.pipeline.placement import MAX_PARENTS, MAX_TAGS, sender_check, vouches_elsewhere
@@ -222,7 +223,13 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
                               template=routed.acknowledgement.template, to_name=to_name,
                               to=to, subject=message.subject,
                               customer_message_id=message.message_id,
-                              references=list(message.references))
+                              references=list(message.references),
+                              # The customer's language: detected in their words,
+                              # else their form's Accept-Language (gateway/i18n).
+                              detected=i18n.from_timeline(
+                                  {"kind": e.kind, "data": e.data} for e in routed.events)[0],
+                              accept_language=_accept_language(item),
+                              received_at=item.received_at)
     return fit_request(NewRequest(
         queue=routed.queue, message=message, requester_email=message.from_address,
         requester_name=message.from_name, custom_fields=routed.custom_fields,
@@ -233,6 +240,12 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
         escalation_level=routed.escalation_level, status_token=token, acknowledgement=ack,
         sla=timed, hints=hints, reply_changes=reply_changes or {},
         reply_decision=reply_decision, archived=archived, created_at=created_at))
+
+
+def _accept_language(item: ClaimedItem) -> str | None:
+    """The Accept-Language a form was sent with (gateway/http/forms.py keeps it)."""
+    value = item.meta.get("accept_language")
+    return value if isinstance(value, str) else None
 
 
 def _recipient_veto(config: Config, mailbox: Mailbox | None, *, ours: bool = False
@@ -492,6 +505,8 @@ def _from_person(item: ClaimedItem, config: Config, sla: SlaConfig | None,
 def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
                  sla: SlaConfig | None = None) -> NewRequest:
     """A web-form post: its files are already stored, the message refers to them."""
+    if isinstance(item.meta.get(STATUS_REPLY), dict):
+        return status_reply_request(item, config, rules, sla)
     parsed = submission_from_json(item.raw)
     message = NewMessage(
         subject=parsed.subject, text=parsed.body, new_text=parsed.body,
@@ -509,4 +524,60 @@ def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
                      else "the form has no email")
     return _from_person(item, config, sla, message, routed, to, {
         "form_id": parsed.form_id, "remote": item.meta.get("remote"),
-        "origin": item.meta.get("origin"), "files": len(parsed.files)})
+        "origin": item.meta.get("origin"), "files": len(parsed.files),
+        "accept_language": _accept_language(item)})
+
+
+# A reply from the customer's status page (gateway/http/status_page.py) is stored
+# as a form post under this form id (no configured form can have it: form ids
+# start with a letter or digit), its meta naming the request it answers.
+STATUS_FORM_ID = "_status"
+STATUS_REPLY = "status_reply"
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def status_reply_request(item: ClaimedItem, config: Config, rules: RuleSet,
+                         sla: SlaConfig | None = None) -> NewRequest:
+    """A customer's reply from their status page, as a message of theirs that
+    answers the request: threaded by its last Message-ID, else its reference,
+    with the requester as sender, so placement lets it in as it would the
+    requester's mail. It reopens a resolved request within its queue's reopen
+    window; past it, it becomes a new request linked to the old one, routed
+    (from the old one's queue) and acknowledged as a form post would be."""
+    parsed = submission_from_json(item.raw)
+    about = item.meta[STATUS_REPLY]
+    reference, parent = _text_or_none(about.get("reference")), _text_or_none(about.get("parent"))
+    message_id = _text_or_none(about.get("message_id"))
+    to = mailbox_or_none(parsed.requester_email)
+    sender = to.addr_spec.lower() if to is not None else None
+    message = NewMessage(
+        subject=parsed.subject, text=parsed.body, new_text=parsed.body,
+        from_address=sender, from_name=parsed.requester_name, message_id=message_id,
+        in_reply_to=parent, references=[parent] if parent else [],
+        flags={"via": "status_page"},
+        attachments=[NewAttachment(f.filename or None, f.content_type, b"",
+                                   stored_sha256=f.sha256, stored_size=f.size)
+                     for f in parsed.files])
+    hints = ThreadHints(message_id=message_id, parent_ids=(parent,) if parent else (),
+                        tags=(reference,) if reference else (), sender=sender)
+    queue = _text_or_none(about.get("queue"))
+    routing = form_input(parsed, item, queue)
+    routed = _routed(decide(rules, routing), automatic=False, custom=dict(parsed.custom_fields),
+                     ack_veto=_recipient_veto(config, to))
+    reply_changes: dict[str, Any] = {}
+    reply_decision = None
+    if _reply_rules(rules):
+        reply = decide(rules, replace(routing, is_reply=True))
+        reply_changes = {REPLY_COLUMNS[f]: getattr(reply, f) for f in reply.applies
+                         if f in REPLY_COLUMNS}
+        reply_decision = reply.to_dict(every_rule=False) if reply_changes else None
+    received = Event(kind=EventKind.RECEIVED, data={
+        "channel": item.channel, "via": "status_page", "reference": reference,
+        "remote": item.meta.get("remote"), "files": len(parsed.files),
+        "received_at": item.received_at.isoformat()})
+    return _new_request(item, config, sla, routed, message=message, received=received,
+                        to_name=parsed.requester_name, to=to, hints=hints,
+                        reply_changes=reply_changes, reply_decision=reply_decision)

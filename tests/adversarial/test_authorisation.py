@@ -167,6 +167,8 @@ ACTIONS = [
            _expect(ok=409)),
     Action("release from quarantine", "POST", "/v1/quarantine/{ref}/release", None, False,
            _expect(ok=200), setup="quarantine"),
+    Action("rotate the status link", "POST", "/v1/requests/{ref}/status-link/rotate", None,
+           False, _expect(ok=200)),
 ]
 
 

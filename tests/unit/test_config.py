@@ -161,7 +161,7 @@ def test_config__holds_what_each_reader_made() -> None:
     data = json.loads(config.model_dump_json(exclude={"source"}))
     assert set(data) == {"intake", "database", "smtp", "http", "pipeline", "threading",
                          "outbound", "broker", "log", "process", "metrics", "health",
-                         "queue", "retention", "mailbox", "sender_auth"}
+                         "queue", "retention", "mailbox", "sender_auth", "desk"}
     assert build_config(data, "t", {}).queue == config.queue
 
 

@@ -45,7 +45,8 @@ def test_templates__an_unknown_name_is_a_config_error(tmp_path: Path) -> None:
     file = config_file(tmp_path, templates(tmp_path, acknowledgement="Hello {{ nam }}\n"))
     assert problems(file) == [
         f"{file}: key outbound.templates: acknowledgement.txt: unknown name(s) nam; a "
-        "template is given name, queue, reference, signature, status_url, subject, tag"]
+        "template is given name, queue, received_at, reference, signature, status_url, "
+        "subject, tag"]
 
 
 def test_templates__an_unknown_name_in_a_branch_not_taken_is_found(tmp_path: Path) -> None:
