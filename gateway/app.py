@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -337,6 +338,12 @@ async def stop(gateway: Gateway, *, grace: float = 10.0) -> None:
 async def serve(config: Config, *, worker: int | None = None) -> None:
     """Run until SIGTERM or SIGINT. `worker`: see `Gateway.worker`."""
     gateway = await start(config, worker=worker)
+    # What start-up made (modules, rules, the language model, the suffix list,
+    # catalogues: about 180,000 objects) lives as long as the process: the
+    # collector need not walk it again. A full collection over it took 77 ms,
+    # holding every connection; after freeze(), under 0.1 ms.
+    gc.collect()
+    gc.freeze()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
