@@ -14,6 +14,7 @@ from lxml import html as lxml_html  # type: ignore[import-untyped]
 
 from parsers.html_text import parse_html, tree_to_text
 from parsers.reply_headers import attribution_span
+from parsers.reply_phrases import FORWARD_SEPARATORS
 from parsers.reply_quotes import strip_quotes
 
 # Elements that start the quoted history; they and everything after them go.
@@ -32,7 +33,10 @@ _BORDER_TOP = re.compile(r"border-top\s*:\s*solid|border-top-style\s*:\s*solid",
 _HEADER_START = re.compile(
     r"^\s*(?:From|Von|De|Van|Fra|Från|Od|Da|От|Date|Sent|Gesendet|Envoyé)\s*:", re.IGNORECASE
 )
-_FORWARDED = re.compile(r"Forwarded message|Weitergeleitete Nachricht|Message transféré", re.I)
+# Gmail's forwarded-message marker in every language the clients' table covers.
+_FORWARDED = re.compile(
+    "|".join(re.escape(phrase.text) for phrase in FORWARD_SEPARATORS), re.IGNORECASE
+)
 
 
 def strip_html_quotes(html: str) -> str:

@@ -21,9 +21,11 @@ from parsers.limits import MAX_QUOTE_SCAN_CHARS, MAX_QUOTE_SCAN_LINES
 from parsers.reply_headers import (
     QUOTE_MARK,
     attribution_span,
+    has_marks,
     is_forwarded_header,
     shared_header_start,
     splitter_span,
+    without_marks,
 )
 from parsers.signatures import is_signature
 
@@ -37,10 +39,13 @@ def strip_quotes(text: str) -> str:
         return ""
     head = text[:MAX_QUOTE_SCAN_CHARS].replace("\r\n", "\n")
     lines = _split_shared_lines(head.split("\n", MAX_QUOTE_SCAN_LINES)[:MAX_QUOTE_SCAN_LINES])
-    markers = mark_lines(lines)
-    kept, cut = _cut(lines, markers)
-    if not cut:
+    # Right-to-left text carries directional marks: matched without them, kept in the output.
+    plain = [without_marks(line) for line in lines] if has_marks(head) else lines
+    markers = mark_lines(plain)
+    spans = _cut(plain, markers)
+    if spans is None:
         return text
+    kept = [line for start, end in spans for line in lines[start:end]]
     # A quotation was found within the scanned text: what follows it is history too.
     while kept and (not kept[-1].strip() or _SEPARATOR_LINE.match(kept[-1])):
         kept.pop()
@@ -137,7 +142,8 @@ def _mark_attribution(lines: list[str], markers: str, quote_start: int) -> str:
     return markers[:first] + "s" * span + markers[above + 1 :]
 
 
-def _cut(lines: list[str], markers: str) -> tuple[list[str], bool]:
+def _cut(lines: list[str], markers: str) -> list[tuple[int, int]] | None:
+    """The (start, end) line ranges to keep; None when nothing is cut."""
     trailing = _trailing_quote(lines, markers)
     if trailing is not None:
         markers = _mark_attribution(lines, markers, trailing[0])
@@ -145,25 +151,25 @@ def _cut(lines: list[str], markers: str) -> tuple[list[str], bool]:
         # Without a reply header, ">" lines with text below them are likely not a quotation.
         markers = markers.replace("m", "t")
     if markers.lstrip("te").startswith("f"):
-        return lines, False  # a forward: the forwarded text is the content
+        return None  # a forward: the forwarded text is the content
     for inline in re.finditer("(?<=m)e*(t[te]*)m", markers):
         before = lines[inline.start() - 1]
         if not (_PARENTHESIS_LINK.search(before) or _PARENTHESIS_LINK.match(lines[inline.start()])):
             # Inline reply: the answers sit between the quotes; only a trailing quote goes,
             # with its attribution, and a signature below it stays for the signature rules.
             if trailing is None:
-                return lines, False
+                return None
             body = len(markers[: trailing[0]].rstrip("es"))
-            return lines[:body] + lines[trailing[1] :], True
+            return [(0, body), (trailing[1], len(lines))]
     start = _splitter_before_text(markers)
     if start is not None:
-        return lines[:start], True
+        return [(0, start)]
     quotation = re.search(r"((?:s|(?:me*){2,}).*me*)[te]*$", markers) or re.search(
         r"((?:se*)+|(?:me*){2,})e*", markers
     )
     if quotation is not None:
-        return lines[: quotation.start(1)] + lines[quotation.end(1) :], True
+        return [(0, quotation.start(1)), (quotation.end(1), len(lines))]
     if trailing is not None:
         # A short quote at the end, under text of the sender's own: it is history too.
-        return lines[: trailing[0]] + lines[trailing[1] :], True
-    return lines, False
+        return [(0, trailing[0]), (trailing[1], len(lines))]
+    return None
