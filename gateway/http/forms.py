@@ -225,23 +225,8 @@ def _checked(spec: FormSpec, post: Post) -> FormSubmission:
 async def _store(request: web.Request, spec: FormSpec, post: Post,
                  checked: FormSubmission) -> Accepted:
     """Commit the files, then the submission; returns once both are durable."""
-    small: list[tuple[str, bytes]] = []
     try:
-        for spooled in post.files:
-            if spooled.size <= SPOOL_IN_MEMORY:
-                # Still in memory: goes with the item, in its (shared) commit.
-                spooled.spool.seek(0)
-                small.append((spooled.sha256, spooled.spool.read()))
-            else:
-                await store_upload(request.app[ENGINE], spooled.spool,
-                                   sha256=spooled.sha256, size=spooled.size)
-        meta = {"content_type": request.content_type, "remote": request.remote,
-                "origin": request.headers.get("Origin"),
-                "user_agent": request.headers.get("User-Agent"), "form_id": spec.id,
-                # The pipeline writes the acknowledgement in it (gateway/i18n).
-                "accept_language": _accept_language(request)}
-        return await request.app[WRITER].submit(
-            NewItem("form", submission_json(checked), meta, tuple(small)))
+        return await store_post(request, post, checked, form_id=spec.id)
     except StorageUnavailable as exc:
         # Answered here rather than by the middleware: a browser gets the form
         # again with "send it again", not a bare 503.
@@ -249,6 +234,29 @@ async def _store(request: web.Request, spec: FormSpec, post: Post,
         raise Refused(503, "unavailable", "we could not take your request just now; "
                       "please send it again in a minute",
                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+
+
+async def store_post(request: web.Request, post: Post, submission: FormSubmission, *,
+                     form_id: str, extra: dict[str, Any] | None = None) -> Accepted:
+    """A checked post as a `form` inbox item: large files committed first, small
+    ones with the item, in its (shared) commit; returns once all are durable.
+    `extra`: more of the item's meta (a status page reply names its request).
+    StorageUnavailable is the caller's to answer."""
+    small: list[tuple[str, bytes]] = []
+    for spooled in post.files:
+        if spooled.size <= SPOOL_IN_MEMORY:
+            spooled.spool.seek(0)
+            small.append((spooled.sha256, spooled.spool.read()))
+        else:
+            await store_upload(request.app[ENGINE], spooled.spool,
+                               sha256=spooled.sha256, size=spooled.size)
+    meta = {"content_type": request.content_type, "remote": request.remote,
+            "origin": request.headers.get("Origin"),
+            "user_agent": request.headers.get("User-Agent"), "form_id": form_id,
+            # The pipeline writes the acknowledgement in it (gateway/i18n).
+            "accept_language": _accept_language(request), **(extra or {})}
+    return await request.app[WRITER].submit(
+        NewItem("form", submission_json(submission), meta, tuple(small)))
 
 
 def _accept_language(request: web.Request) -> str | None:

@@ -37,9 +37,10 @@ from gateway import i18n, logs, metrics
 from gateway.delivery.outbound import new_message_id
 from gateway.http import status_lookup, status_text
 from gateway.http.downloads import content_disposition, media_type
-from gateway.http.form_post import SPOOL_IN_MEMORY, Post, Refused, read_post, size_text
+from gateway.http.form_post import Post, Refused, read_post, size_text
+from gateway.http.forms import store_post
 from gateway.http.problems import RETRY_AFTER_SECONDS, Problem
-from gateway.http.shared import CONFIG, ENGINE, RULES, WRITER, json_response, small_int
+from gateway.http.shared import CONFIG, ENGINE, RULES, json_response, small_int
 from gateway.http.status_guard import StatusDesk, foreign_origin
 from gateway.http.status_text import Words
 from gateway.pipeline.building import STATUS_FORM_ID, STATUS_REPLY
@@ -52,16 +53,14 @@ from parsers.forms import (
     FormSpec,
     FormSubmission,
     check_values,
-    submission_json,
 )
 from storage import actions, customer_actions
 from storage.customer_actions import Done
 from storage.engine import utcnow
 from storage.errors import StorageUnavailable
-from storage.inbox import NewItem
 from storage.retention import DROPPED_SHA256
 from storage.status_view import StatusView, as_json, read_view
-from storage.uploads import read_blob, store_upload
+from storage.uploads import read_blob
 
 log = logging.getLogger("intake.status")
 
@@ -343,29 +342,15 @@ async def _store(request: web.Request, view: StatusView, post: Post,
                  checked: FormSubmission) -> str:
     """Commit the files, then the reply as a form post naming the request; the
     inbox item's reference, once both are durable."""
-    engine = request.app[ENGINE]
-    small: list[tuple[str, bytes]] = []
+    submission = FormSubmission(
+        form_id=STATUS_FORM_ID, requester_email=view.requester_email,
+        requester_name=view.requester_name, subject=view.subject, body=checked.body,
+        files=checked.files)
     try:
-        for spooled in post.files:
-            if spooled.size <= SPOOL_IN_MEMORY:
-                spooled.spool.seek(0)
-                small.append((spooled.sha256, spooled.spool.read()))
-            else:
-                await store_upload(engine, spooled.spool, sha256=spooled.sha256,
-                                   size=spooled.size)
-        submission = FormSubmission(
-            form_id=STATUS_FORM_ID, requester_email=view.requester_email,
-            requester_name=view.requester_name, subject=view.subject, body=checked.body,
-            files=checked.files)
-        meta = {"content_type": request.content_type, "remote": request.remote,
-                "origin": request.headers.get("Origin"),
-                "user_agent": request.headers.get("User-Agent"), "form_id": STATUS_FORM_ID,
-                "accept_language": request.headers.get("Accept-Language"),
-                STATUS_REPLY: {"reference": view.reference, "queue": view.queue,
-                               "parent": view.last_message_id,
-                               "message_id": new_message_id(request.app[CONFIG])}}
-        accepted = await request.app[WRITER].submit(
-            NewItem("form", submission_json(submission), meta, tuple(small)))
+        accepted = await store_post(request, post, submission, form_id=STATUS_FORM_ID, extra={
+            STATUS_REPLY: {"reference": view.reference, "queue": view.queue,
+                           "parent": view.last_message_id,
+                           "message_id": new_message_id(request.app[CONFIG])}})
     except StorageUnavailable as exc:
         log.warning("status page %s: storage unavailable: %s", view.reference, exc)
         raise Refused(503, "unavailable", "storage unavailable",  # the page says it
