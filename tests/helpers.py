@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway, start, stop
 from gateway.config import Config, build_config
+from storage import queries
 from storage.install_key import references
+from storage.models import inbox_items
 
 # pytest-aiohttp's client of the HTTP app alone (the `app_client` fixture).
 AppClient = TestClient[web.Request, web.Application]
@@ -96,3 +98,25 @@ async def running(db_url: str, **sections: dict[str, Any]) -> AsyncIterator[Gate
         yield gateway
     finally:
         await stop(gateway, grace=1.0)
+
+
+async def all_processed(engine: AsyncEngine, count: int, timeout: float = 10.0) -> None:
+    """Wait until exactly `count` inbox items exist and every one is done."""
+    async def done() -> bool:
+        async with engine.connect() as conn:
+            states = list((await conn.execute(select(inbox_items.c.state))).scalars())
+        return len(states) == count and set(states) == {"done"}
+
+    await wait_for(done, timeout=timeout)
+
+
+async def request_of(engine: AsyncEngine, reference: str) -> dict[str, Any]:
+    """The request as the agents' API reads it (it must exist)."""
+    found = await queries.get_request(engine, reference)
+    assert found is not None and "messages" in found, reference
+    return found
+
+
+def event_data(request: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The data of each timeline entry of `kind`, oldest first."""
+    return [e["data"] for e in request["timeline"] if e["kind"] == kind]

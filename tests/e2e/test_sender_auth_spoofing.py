@@ -15,17 +15,14 @@ from __future__ import annotations
 import asyncio
 import smtplib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway
-from storage import queries
-from storage.models import inbox_items, outbox
+from storage.models import outbox
 from tests.dns_server import DkimKey, DnsServer, dkim_key
-from tests.helpers import count_rows, running, wait_for
+from tests.helpers import all_processed, count_rows, event_data, request_of, running
 
 ALICE = "alice@example.org"
 SELECTOR = "mail"
@@ -75,22 +72,10 @@ async def send(gateway: Gateway, data: bytes, *, source: str = "127.0.0.1",
 
 
 async def processed(engine: AsyncEngine, count: int) -> None:
-    async def done() -> bool:
-        async with engine.connect() as conn:
-            states = list((await conn.execute(select(inbox_items.c.state))).scalars())
-        return len(states) == count and set(states) == {"done"}
-
-    await wait_for(done, timeout=20)
+    await all_processed(engine, count, timeout=20)
 
 
-async def request_of(engine: AsyncEngine, reference: str) -> dict[str, Any]:
-    found = await queries.get_request(engine, reference)
-    assert found is not None, reference
-    return found
-
-
-def events(request: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e["data"] for e in request["timeline"] if e["kind"] == kind]
+events = event_data
 
 
 async def test_spoofing__forged_from_stays_out_genuine_reply_lands(

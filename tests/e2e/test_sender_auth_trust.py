@@ -20,7 +20,6 @@ from typing import Any
 import aiohttp
 import pytest
 from jsonschema import Draft202012Validator
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.lifecycle import FORGED_FROM
@@ -28,10 +27,9 @@ from gateway import metrics
 from gateway.app import Gateway
 from gateway.cli import _reroute
 from gateway.config import build_config
-from storage import queries
-from storage.models import inbox_items, outbox
+from storage.models import outbox
 from storage.tokens import create_token
-from tests.helpers import auth, count_rows, running, wait_for
+from tests.helpers import all_processed, auth, count_rows, event_data, request_of, running
 
 MX = "mx.help.example"
 ALICE = "alice@example.com"
@@ -107,22 +105,10 @@ async def smtp(gateway: Gateway, data: bytes) -> str:
 
 
 async def processed(engine: AsyncEngine, count: int) -> None:
-    async def done() -> bool:
-        async with engine.connect() as conn:
-            states = list((await conn.execute(select(inbox_items.c.state))).scalars())
-        return len(states) == count and set(states) == {"done"}
-
-    await wait_for(done)
+    await all_processed(engine, count)
 
 
-async def request_of(engine: AsyncEngine, reference: str) -> dict[str, Any]:
-    found = await queries.get_request(engine, reference)
-    assert found is not None and "messages" in found, reference
-    return found
-
-
-def events(request: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e["data"] for e in request["timeline"] if e["kind"] == kind]
+events = event_data
 
 
 def inbound(request: dict[str, Any]) -> list[dict[str, Any]]:
