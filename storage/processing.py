@@ -58,16 +58,17 @@ class ClaimedItem:
         return self.references.reference_for(self.id)
 
 
-def _new_claim() -> str:
+def new_claim() -> str:
     return secrets.token_hex(16)  # 32 characters: the column's width
 
 
 async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
-                      max_bytes: int | None = None,
-                      now: datetime | None = None) -> list[ClaimedItem]:
+                      max_bytes: int | None = None, now: datetime | None = None,
+                      claim: str | None = None) -> list[ClaimedItem]:
     """Claim up to `limit` ready items, in order, and at most `max_bytes` of raw
     input between them (the first is taken whatever its size, and alone if it
-    is larger than that)."""
+    is larger than that). `claim`: the token to claim them with (the caller's,
+    so that a claim whose answer was lost can be handed back: `release_claim`)."""
     now = now or utcnow()
     ready = or_(
         and_(inbox_items.c.state == ItemState.PENDING, inbox_items.c.next_attempt_at <= now),
@@ -96,7 +97,8 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
         update(inbox_items)
         .where(inbox_items.c.id.in_(chosen))
         .values(state=ItemState.PROCESSING, attempts=inbox_items.c.attempts + 1,
-                lease_until=now + timedelta(seconds=lease_seconds), claim_token=_new_claim())
+                lease_until=now + timedelta(seconds=lease_seconds),
+                claim_token=claim or new_claim())
         .returning(inbox_items.c.id, inbox_items.c.channel, inbox_items.c.raw,
                    inbox_items.c.meta, inbox_items.c.attempts, inbox_items.c.received_at,
                    inbox_items.c.claim_token)
@@ -110,6 +112,24 @@ async def claim_items(engine: AsyncEngine, *, limit: int, lease_seconds: float,
          for r in rows),
         key=lambda c: c.id,
     )
+
+
+async def release_lost_claims(engine: AsyncEngine, claims: Sequence[str], *,
+                              retry_at: datetime) -> int:
+    """Hand back what claims took whose own answer was lost (a commit can go
+    through unseen): not counted as an attempt, as `defer_items`. Without this
+    their items would wait out their lease. How many there were."""
+    if not claims:
+        return 0
+    async with transaction(engine) as conn:
+        result = await conn.execute(update(inbox_items).where(
+            inbox_items.c.state == ItemState.PROCESSING,  # the index's prefix: few rows
+            inbox_items.c.claim_token.in_(claims),
+        ).values(state=ItemState.PENDING, next_attempt_at=retry_at, lease_until=None,
+                 claim_token=None,
+                 attempts=case((inbox_items.c.attempts > 0, inbox_items.c.attempts - 1),
+                               else_=0)))
+    return result.rowcount
 
 
 def _held(items: Sequence[ClaimedItem]) -> Any:

@@ -63,6 +63,8 @@ from storage.processing import (
     claim_items,
     defer_items,
     fail_item,
+    new_claim,
+    release_lost_claims,
     renew_claims,
 )
 from storage.records import NewRequest, Placed
@@ -84,6 +86,7 @@ BUILDERS: dict[str, Callable[..., NewRequest]] = {
 EMAIL_CHANNELS = frozenset({"smtp", "lmtp", "imap"})
 # Leases are renewed this many times per lease: one lost renewal still leaves time.
 RENEWALS_PER_LEASE = 3
+LOST_CLAIMS_KEPT = 256
 # One message's verification may take this many DNS timeouts (SPF's ten
 # look-ups, each signature's key, DMARC, ARC) before it is given up as temperror.
 VERIFY_TIMEOUTS = 30
@@ -148,6 +151,11 @@ class Pipeline:
         # Items a storage fault met whose deferral failed too: deferred first
         # once the database answers again, not left to their leases.
         self._owed: dict[int, ClaimedItem] = {}
+        # Claims whose answer was lost (a commit can go through unseen): what
+        # they took is handed back the same way, not left to its lease. The
+        # newest LOST_CLAIMS_KEPT (a long outage fails a claim at every poll,
+        # each taking nothing); older ones are left to their leases.
+        self._lost_claims: dict[str, None] = {}
         settings = config.pipeline
         # Large mail passes through this process (intake and pipeline alike):
         # its buffers go back to the system when freed (gateway/pipeline/allocator.py).
@@ -171,9 +179,16 @@ class Pipeline:
 
     async def _claim(self) -> list[ClaimedItem]:
         settings = self._config.pipeline
-        return await claim_items(self._engine, limit=settings.batch_size,
-                                 lease_seconds=settings.lease_seconds,
-                                 max_bytes=settings.batch_bytes)
+        claim = new_claim()
+        try:
+            return await claim_items(self._engine, limit=settings.batch_size,
+                                     lease_seconds=settings.lease_seconds,
+                                     max_bytes=settings.batch_bytes, claim=claim)
+        except Exception:
+            self._lost_claims[claim] = None  # it may have taken items all the same
+            while len(self._lost_claims) > LOST_CLAIMS_KEPT:
+                del self._lost_claims[next(iter(self._lost_claims))]
+            raise
 
     async def run_worker(self) -> None:
         """Claim and process batches until stopped; on stop, drain what is pending."""
@@ -456,7 +471,15 @@ class Pipeline:
     async def _settle_owed(self) -> None:
         """Make the deferrals the database refused earlier (raises while it still
         does). Only items still under this worker's claims change: an item another
-        worker took over since, or one whose store did commit after all, stays."""
+        worker took over since, or one whose store did commit after all, stays.
+        Claims that failed are handed back too (most took nothing)."""
+        if self._lost_claims:
+            # Due at once: the database answers again (this statement did).
+            if released := await release_lost_claims(self._engine, list(self._lost_claims),
+                                                     retry_at=utcnow()):
+                log.info("%d inbox item(s) of a claim whose answer was lost handed back",
+                         released)
+            self._lost_claims = {}
         if self._owed:
             await defer_items(self._engine, list(self._owed.values()),
                               "deferred after a storage fault", retry_at=self._deferred_until())

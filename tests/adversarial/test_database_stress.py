@@ -50,6 +50,7 @@ from domain.lifecycle import EventKind, ItemState
 from gateway.app import Gateway, start, stop
 from gateway.config import Config
 from gateway.pipeline.worker import Pipeline
+from storage import processing as processing_module
 from storage import store as store_module
 from storage.engine import connection, create_engine, transaction, utcnow
 from storage.errors import (
@@ -374,7 +375,15 @@ async def settled(engine: AsyncEngine, timeout: float = 30.0) -> None:
     """Every committed item processed (none pending, processing or dead)."""
     async def done() -> bool:
         return await count_rows(engine, inbox_items, inbox_items.c.state != ItemState.DONE) == 0
-    await wait_for(done, timeout=timeout, interval=0.2)
+    try:
+        await wait_for(done, timeout=timeout, interval=0.2)
+    except AssertionError:
+        async with engine.connect() as conn:  # what was left, for the failure's text
+            left = (await conn.execute(select(
+                inbox_items.c.id, inbox_items.c.state, inbox_items.c.attempts,
+                inbox_items.c.next_attempt_at, inbox_items.c.lease_until, inbox_items.c.last_error)
+                .where(inbox_items.c.state != ItemState.DONE).limit(10))).all()
+        raise AssertionError(f"not settled within {timeout}s: {left}") from None
 
 
 async def stored_keys(engine: AsyncEngine) -> list[str]:
@@ -401,7 +410,10 @@ def stress_config(url: str, **database: Any) -> Config:
                                       "migrate_on_start": False, **database},
                        http={"rate_limit_per_token": 1e6, "rate_limit_per_address": 1e6,
                              "rate_limit_burst": 1e6},
+                       # A lease shorter than `settled`'s wait: an item whose claim
+                       # was lost on a starved machine comes back within it.
                        pipeline={"workers": 2, "poll_seconds": 0.1, "linger_seconds": 0.01,
+                                 "lease_seconds": 10.0,
                                  "backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.2,
                                  "max_attempts": 2})
 
@@ -469,6 +481,43 @@ async def test_pipeline__storage_fault_while_processing_defers_never_dead(
 
 
 # --- a commit whose outcome is unknown, and two workers on one item ------------------------
+
+async def test_pipeline__claim_whose_answer_was_lost_is_handed_back_not_left_to_its_lease(
+        engine: AsyncEngine, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim's commit went through but its answer was lost (a timeout on a
+    loaded machine): the worker sees a failed claim. Its items must come back
+    at the worker's next round, not after the 60 s lease, their attempt not
+    counted."""
+    real = processing_module.transaction
+    cut = True
+
+    @contextlib.asynccontextmanager
+    async def commit_then_cut(engine: AsyncEngine) -> AsyncIterator[Any]:
+        nonlocal cut
+        async with real(engine) as conn:
+            yield conn
+        if cut:
+            cut = False
+            raise StorageUnavailable("TimeoutError: no answer to COMMIT")
+
+    ids = await accept_many(engine, [NewItem("smtp", mail(subject=f"lost {n}",
+                                                          message_id=f"<l{n}@x>"))
+                                     for n in range(3)])
+    monkeypatch.setattr(processing_module, "transaction", commit_then_cut)
+    pipeline = Pipeline(engine=engine, config=config)
+    with pytest.raises(StorageUnavailable):
+        await pipeline.drain()
+    assert not cut
+    async with engine.connect() as conn:
+        held = (await conn.execute(select(inbox_items.c.state, inbox_items.c.attempts)
+                                   .where(inbox_items.c.id.in_(ids)))).all()
+    assert set(held) == {(ItemState.PROCESSING, 1)}, held  # claimed unseen, leased
+    assert await pipeline.drain() == 3
+    async with engine.connect() as conn:
+        done = (await conn.execute(select(inbox_items.c.state, inbox_items.c.attempts)
+                                   .where(inbox_items.c.id.in_(ids)))).all()
+    assert set(done) == {(ItemState.DONE, 1)}, done
+
 
 async def test_pipeline__retry_after_unknown_commit_finds_its_request(
         engine: AsyncEngine, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
