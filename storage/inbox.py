@@ -78,13 +78,15 @@ class Accepted:
     replayed: bool = False
 
 
-def item_row(item: NewItem, now: datetime) -> dict[str, Any]:
+def item_row(item: NewItem, now: datetime, *, meta_storable: bool = False) -> dict[str, Any]:
+    """The row of a new item. `meta_storable`: the caller has checked that
+    `exact_meta` would keep the metadata as it is (a batch sharing most of it)."""
     return {
         "channel": item.channel,
         "received_at": now,
         "raw": item.raw,
         # Headers and envelopes carry what senders like: storable, nothing lost.
-        "meta": exact_meta(item.meta),
+        "meta": item.meta if meta_storable else exact_meta(item.meta),
         "state": "pending",
         "attempts": 0,
         "next_attempt_at": now,

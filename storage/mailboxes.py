@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from storage.engine import as_utc, connection, insert_new, json_text, transaction, utcnow
 from storage.inbox import NewItem, item_row
 from storage.models import STORED, inbox_items, mailbox_folders, mailbox_messages, mailboxes
+from storage.storable import needs_change
 
 OWED, DONE, TOO_LARGE = "owed", "done", "too_large"
 # Rows per IN (...) list: under SQLite's and asyncpg's parameter limits.
@@ -170,8 +171,12 @@ async def start_folder(engine: AsyncEngine, name: str, holder: str, lease: float
 
 
 def _meta(base: Mapping[str, Any], folder_name: str, uidvalidity: int,
-          message: Fetched) -> dict[str, Any]:
-    meta = dict(base) | {"folder": folder_name, "uid": message.uid, "uidvalidity": uidvalidity}
+          message: Fetched | None) -> dict[str, Any]:
+    """An item's metadata (None: what every item of the folder shares)."""
+    meta = dict(base) | {"folder": folder_name, "uidvalidity": uidvalidity}
+    if message is None:
+        return meta
+    meta["uid"] = message.uid
     if message.internal_date:
         meta["internal_date"] = message.internal_date
     if message.too_large:
@@ -304,8 +309,12 @@ async def store_fetched(engine: AsyncEngine, *, name: str, holder: str, lease: f
             # folder, under any UIDVALIDITY) is refused by the unique index on
             # stored digests, and its item taken back: the index, not a look-up
             # the planner may turn into a scan, decides (and across processes).
+            # What the batch's items share is checked once: what each adds is
+            # numbers and an RFC 3339 date, always storable.
+            shared = not needs_change(_meta(meta, folder_name, uidvalidity, None))
             rows = [item_row(NewItem(channel="imap", raw=m.raw,
-                                     meta=_meta(meta, folder_name, uidvalidity, m)), now)
+                                     meta=_meta(meta, folder_name, uidvalidity, m)), now,
+                             meta_storable=shared)
                     for m in candidates]
             records = [_record(name, folder_name, uidvalidity, m, 0, now) for m in candidates]
             if conn.dialect.name == "postgresql":

@@ -401,11 +401,13 @@ class Session:
         # `first:*` always names the last message, even below `first` (RFC 3501 6.4.8).
         return sorted(uid for uid in found if uid >= first)
 
-    async def sizes(self, uids: Sequence[int]) -> list[Sized]:
+    async def sizes(self, uids: Sequence[int], *, dates: bool = True) -> list[Sized]:
+        """Each message's size, and with `dates` its INTERNALDATE (only an
+        archive import keeps it: the server's work and ours otherwise)."""
         if not uids:
             return []
-        response = await self._ok(self._fetch(uids, "(UID RFC822.SIZE INTERNALDATE)"),
-                                  "UID FETCH sizes")
+        items = "(UID RFC822.SIZE INTERNALDATE)" if dates else "(UID RFC822.SIZE)"
+        response = await self._ok(self._fetch(uids, items), "UID FETCH sizes")
         found = []
         for line in response.lines:
             if isinstance(line, bytes | bytearray) and _FETCH.match(line):

@@ -335,7 +335,7 @@ class MailboxFetcher:
             await store.settle(engine, self.name, folder, uidvalidity, owed)
         uids = await session.uids_from(state.next_uid, section.since)
         taken = uids[:room]
-        sizes = await session.sizes(taken)
+        sizes = await session.sizes(taken, dates=section.mode == "archive")
         if missing := sorted(set(taken) - {s.uid for s in sizes}):
             # Expunged since the search: gone, and skipped. Still there: the
             # server will not say; stop before it (never skip over a message).

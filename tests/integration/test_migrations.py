@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
@@ -44,3 +46,35 @@ async def test_migrations__tokens_that_existed_keep_handing_off(engine: AsyncEng
         row = (await conn.execute(select(api_tokens.c.may_hand_off, api_tokens.c.agent_id)
                                   .where(api_tokens.c.name == "old"))).one()
     assert (row.may_hand_off, row.agent_id) == (True, None)
+
+
+async def test_migrations__raw_bytes_use_lz4_on_postgresql_and_read_back(
+        engine: AsyncEngine) -> None:
+    """0019: raw mail and attachment chunks compress with lz4 where the server
+    has it (Debian's PostgreSQL does); what is written reads back exactly, and
+    the downgrade returns the columns to the server's default."""
+    if engine.dialect.name != "postgresql":
+        return  # SQLite stores bytes as they are: the migration does nothing there
+    query = text("SELECT CAST(attcompression AS text) FROM pg_attribute WHERE attname = :c "
+                 "AND attrelid = CAST(:t AS regclass)")
+
+    async def methods() -> set[str]:
+        async with engine.connect() as conn:
+            return {await conn.scalar(query, {"t": "inbox_items", "c": "raw"}),
+                    await conn.scalar(query, {"t": "blob_chunks", "c": "data"})}
+
+    assert await methods() == {"l"}
+    raw = b"Subject: compressible\r\n\r\n" + b"the same line again\r\n" * 500
+    async with engine.begin() as conn:
+        item_id = await conn.scalar(text(
+            "INSERT INTO inbox_items (channel, received_at, raw, meta, state, attempts, "
+            "next_attempt_at) VALUES ('smtp', now(), :raw, '{}', 'done', 1, now()) "
+            "RETURNING id"), {"raw": raw})
+    async with engine.connect() as conn:
+        stored = await conn.scalar(text(
+            "SELECT pg_column_compression(raw) || ':' || encode(sha256(raw), 'hex') "
+            "FROM inbox_items WHERE id = :id"), {"id": item_id})
+    assert stored == f"lz4:{hashlib.sha256(raw).hexdigest()}"
+    await downgrade(engine, "0018")
+    assert await methods() == {""}  # the server's default_toast_compression
+    await upgrade(engine)
