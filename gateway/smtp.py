@@ -79,6 +79,7 @@ from gateway.connections import (
 )
 from gateway.data_budget import DataBudget
 from gateway.proxies import TrustedProxies
+from gateway.smtp_prototype import init_session
 from gateway.tls import ServerTls, described
 from storage.errors import Unstorable
 from storage.inbox import Accepted, NewItem
@@ -223,7 +224,7 @@ class _IntakeSession:
         if proxied:
             # aiosmtpd's own timer for the header, a backstop like the one below.
             kwargs["proxy_protocol_timeout"] = max(3.0, timeouts.longest * 2)
-        super().__init__(handler, **kwargs)  # type: ignore[call-arg]
+        init_session(self, handler, kwargs)  # type: ignore[arg-type]  # SMTP.__init__
         self._connections = connections
         self._proxied = proxied  # from a trusted proxy: a PROXY header comes first
         self._first = True  # no byte received yet
