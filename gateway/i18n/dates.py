@@ -64,8 +64,17 @@ def format_datetime(moment: datetime, language: str | None,
                     timezone: str | None = None) -> str:
     """`moment` as `language` writes a date and time, in `timezone` (the desk's),
     with the zone shown: `5 January 2026, 09:00 UTC`, `5. Januar 2026, 10:00 MEZ`."""
+    # To the minute (CLDR's short time has no seconds): every acknowledgement
+    # of a minute shares one formatting, which Babel otherwise redoes per mail.
+    local = _local(moment, timezone).replace(second=0, microsecond=0)
+    return _minute(local, language, timezone)
+
+
+@lru_cache(maxsize=256)
+def _minute(local: datetime, language: str | None, timezone: str | None) -> str:
+    # `timezone` is part of the key: aware datetimes of one instant are equal
+    # (and hash alike) whatever their zone, and the text shows the zone.
     locale = locale_of(language)
-    local = _local(moment, timezone)
     day = babel_dates.format_date(local, "long", locale=locale)
     time = babel_dates.format_time(local, "short", tzinfo=local.tzinfo, locale=locale)
     named = babel_dates.format_time(local, "z", tzinfo=local.tzinfo, locale=locale)

@@ -308,3 +308,13 @@ def test_problems__an_unknown_text_is_shown_as_written() -> None:
     assert i18n.customer_text("something new went wrong", "de") == "something new went wrong"
     assert i18n.customer_title(404, "fr") == i18n.translations("fr").gettext("Not found")
     assert i18n.customer_title(599, "en") == "Something went wrong"
+
+
+def test_format_datetime__one_instant_in_two_zones_is_told_apart() -> None:
+    """Formattings are kept per minute: the same instant asked for in another
+    zone (equal as aware datetimes) is still written in that zone."""
+    moment = datetime(2026, 1, 5, 8, 30, 17, tzinfo=UTC)
+    assert i18n.format_datetime(moment, "de", "Europe/Berlin") == "5. Januar 2026, 09:30 MEZ"
+    assert i18n.format_datetime(moment, "de", "UTC") == "5. Januar 2026, 08:30 UTC"
+    assert i18n.format_datetime(moment.replace(second=59), "de", "Europe/Berlin") == \
+        "5. Januar 2026, 09:30 MEZ"
