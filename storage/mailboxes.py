@@ -399,9 +399,12 @@ async def forget_owed(engine: AsyncEngine, name: str, folder_name: str,
 
 
 async def report(engine: AsyncEngine, name: str, *, connected: bool,
-                 error: str | None = None, behind: int | None = None) -> None:
+                 error: str | None = None, behind: int | None = None,
+                 settled: Sequence[tuple[str, int, Sequence[int]]] = ()) -> None:
     """How the mailbox goes, for the health check, metrics and `intake mailboxes`:
-    an error starts (or continues) `failing_since`; a success clears both."""
+    an error starts (or continues) `failing_since`; a success clears both.
+    `settled`: (folder, UIDVALIDITY, UIDs) acted on at the end of the pass, so
+    recorded in the same transaction (as `settle`)."""
     now = utcnow()
     values: dict[str, Any] = {"connected": connected, "updated_at": now}
     if error is None:
@@ -414,6 +417,8 @@ async def report(engine: AsyncEngine, name: str, *, connected: bool,
     if behind is not None:
         values["behind"] = max(0, behind)
     async with transaction(engine) as conn:
+        for folder_name, uidvalidity, uids in settled:
+            await _settle(conn, name, folder_name, uidvalidity, uids)
         await _ensure(conn, name)
         await conn.execute(update(mailboxes).where(mailboxes.c.name == name).values(values))
 

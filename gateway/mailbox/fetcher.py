@@ -118,6 +118,9 @@ class MailboxFetcher:
                  on_commit: Callable[[], None] | None = None,
                  env: Mapping[str, str] | None = None, holder: str | None = None) -> None:
         self._engine = engine
+        # Folders (and UIDVALIDITY) whose owed actions this connection has looked
+        # for: after that, a pass acts on all it stores, or fails and connects again.
+        self._owed_checked: set[tuple[str, int]] = set()
         self._section = section
         self._limit = config.intake.max_message_bytes
         self._on_commit = on_commit
@@ -254,19 +257,21 @@ class MailboxFetcher:
         section = self._section
         session = await self._login()
         started = time.monotonic()
+        self._owed_checked = set()  # a new connection looks for owed actions again
         try:
             if section.after == "move" and section.move_to:
                 await session.create(section.move_to)
             worked = False
             while True:
                 try:
-                    behind = await self._pass(session)
+                    behind, acted = await self._pass(session)
                 except RETRIED as exc:
                     await self._lasted(worked, started, exc)
                     raise
                 worked = True
                 self.passes += 1
-                await store.report(self._engine, self.name, connected=True, behind=behind)
+                await store.report(self._engine, self.name, connected=True, behind=behind,
+                                   settled=acted)
                 self._beat()
                 if behind:
                     continue  # a capped first fetch: the next batch at once
@@ -305,17 +310,22 @@ class MailboxFetcher:
         else:
             await asyncio.sleep(section.poll_seconds)
 
-    async def _pass(self, session: Session) -> int:
+    async def _pass(self, session: Session) -> tuple[int, list[tuple[str, int, list[int]]]]:
         """Fetch what is new in every folder, up to `max_per_run` messages; how
-        many were left for the next pass."""
+        many were left for the next pass, and the UIDs acted on since their
+        batches' commits, by folder (recorded with the pass's report)."""
         room = self._section.max_per_run
         behind = 0
+        acted: list[tuple[str, int, list[int]]] = []
         for folder in self._section.folders:
-            left, room = await self._folder(session, folder, room)
+            left, room, done = await self._folder(session, folder, room)
             behind += left
-        return behind
+            if done[2]:
+                acted.append(done)
+        return behind, acted
 
-    async def _folder(self, session: Session, folder: str, room: int) -> tuple[int, int]:
+    async def _folder(self, session: Session, folder: str, room: int
+                      ) -> tuple[int, int, tuple[str, int, list[int]]]:
         section = self._section
         engine = self._engine
         selected = await session.select(folder)
@@ -329,10 +339,13 @@ class MailboxFetcher:
                             uidvalidity, state.uidvalidity, forgotten)
             state = await store.start_folder(engine, self.name, self.holder,
                                              section.lease_seconds, folder, uidvalidity)
-        owed = await store.owed(engine, self.name, folder, uidvalidity)
-        if owed:
-            await self._act(session, owed)
-            await store.settle(engine, self.name, folder, uidvalidity, owed)
+        if (folder, uidvalidity) not in self._owed_checked:
+            # Stored before, not acted on yet (a crash or failure between the two).
+            owed = await store.owed(engine, self.name, folder, uidvalidity)
+            if owed:
+                await self._act(session, owed)
+                await store.settle(engine, self.name, folder, uidvalidity, owed)
+            self._owed_checked.add((folder, uidvalidity))
         uids = await session.uids_from(state.next_uid, section.since)
         taken = uids[:room]
         sizes = await session.sizes(taken, dates=section.mode == "archive")
@@ -382,9 +395,7 @@ class MailboxFetcher:
             for pending in storing:  # a step failed: let the commits end first
                 with contextlib.suppress(Exception):
                     await asyncio.shield(pending.task)
-        if acted:
-            await store.settle(engine, self.name, folder, uidvalidity, acted)
-        return len(uids) - len(taken), room - len(taken)
+        return len(uids) - len(taken), room - len(taken), (folder, uidvalidity, acted)
 
     async def _still_there(self, session: Session, folder: str, missing: list[int]
                            ) -> int | None:
