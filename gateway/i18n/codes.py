@@ -8,6 +8,8 @@ rather than guessed at.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 # The languages shipped, English first (the source language of every message id).
 SHIPPED = ("en", "de", "fr", "es", "it", "nl", "pl", "pt")
 DEFAULT = "en"
@@ -19,6 +21,7 @@ def _alpha(text: str, low: int, high: int) -> bool:
     return low <= len(text) <= high and text.isascii() and text.isalpha()
 
 
+@lru_cache(maxsize=512)  # called several times for every message rendered
 def normalise(code: str | None) -> str | None:
     """`code` (`pt_br`, `PT-BR`, `de-Latn-CH`) as `pt-BR`, `de`; None when it is no
     language code. A script or variant subtag is dropped with what follows it:
