@@ -118,9 +118,12 @@ class MailboxFetcher:
                  on_commit: Callable[[], None] | None = None,
                  env: Mapping[str, str] | None = None, holder: str | None = None) -> None:
         self._engine = engine
-        # Folders (and UIDVALIDITY) whose owed actions this connection has looked
-        # for: after that, a pass acts on all it stores, or fails and connects again.
-        self._owed_checked: set[tuple[str, int]] = set()
+        # When this connection last looked for a folder's owed actions (by folder
+        # and UIDVALIDITY). Between looks a pass acts on all it stores, or fails
+        # and connects again; a look at least once a lease still finds what
+        # another process left if it held the mailbox meanwhile (it can only
+        # after our lease ran out).
+        self._owed_checked: dict[tuple[str, int], float] = {}
         self._section = section
         self._limit = config.intake.max_message_bytes
         self._on_commit = on_commit
@@ -257,7 +260,7 @@ class MailboxFetcher:
         section = self._section
         session = await self._login()
         started = time.monotonic()
-        self._owed_checked = set()  # a new connection looks for owed actions again
+        self._owed_checked = {}  # a new connection looks for owed actions again
         try:
             if section.after == "move" and section.move_to:
                 await session.create(section.move_to)
@@ -339,13 +342,14 @@ class MailboxFetcher:
                             uidvalidity, state.uidvalidity, forgotten)
             state = await store.start_folder(engine, self.name, self.holder,
                                              section.lease_seconds, folder, uidvalidity)
-        if (folder, uidvalidity) not in self._owed_checked:
+        looked = self._owed_checked.get((folder, uidvalidity))
+        if looked is None or time.monotonic() - looked >= section.lease_seconds:
             # Stored before, not acted on yet (a crash or failure between the two).
             owed = await store.owed(engine, self.name, folder, uidvalidity)
             if owed:
                 await self._act(session, owed)
                 await store.settle(engine, self.name, folder, uidvalidity, owed)
-            self._owed_checked.add((folder, uidvalidity))
+            self._owed_checked[(folder, uidvalidity)] = time.monotonic()
         uids = await session.uids_from(state.next_uid, section.since)
         taken = uids[:room]
         sizes = await session.sizes(taken, dates=section.mode == "archive")

@@ -20,7 +20,15 @@ from gateway.app import Gateway, start, stop
 from gateway.health_report import build_report
 from gateway.pipeline import worker as worker_module
 from storage import mailboxes as store
-from storage.models import inbox_items, mailbox_messages, messages, outbox, requests
+from storage.engine import utcnow
+from storage.models import (
+    inbox_items,
+    mailbox_folders,
+    mailbox_messages,
+    messages,
+    outbox,
+    requests,
+)
 from storage.processing import dead_items
 from tests.dovecot import Dovecot
 from tests.e2e.test_cli import intake
@@ -141,6 +149,35 @@ async def test_after_fetch__keep_marks_seen_and_delete_expunges(
     else:
         await wait_for(lambda: _async(not imap.uids(USER, "INBOX")), timeout=10)
     assert await _count(engine, mailbox_messages, mailbox_messages.c.state == "owed") == 0
+
+
+async def test_owed_action_left_by_another_holder__done_within_a_lease_on_a_live_connection(
+        imap: Dovecot, db_url: str, engine: AsyncEngine, running_for: Any) -> None:
+    """A connection looks for owed after-fetch actions once per lease, not at
+    every pass: one left by another process that held the mailbox meanwhile
+    (here written as it would leave it: stored, its record owed, the folder's
+    position past it) is still done without a new connection."""
+    imap.append_many(USER, "INBOX", [mail(0), mail(1)])
+    await running_for(db_url, mailbox(imap, after="keep", move_to=None, idle=False,
+                                      poll_seconds=0.5, lease_seconds=3))
+    await wait_for(lambda: _async(all("\\Seen" in f for f in imap.flags(
+        USER, "INBOX").values()) and len(imap.uids(USER, "INBOX")) == 2), timeout=30)
+    async with engine.begin() as conn:
+        uidvalidity = (await conn.execute(select(mailbox_folders.c.uidvalidity))).scalar_one()
+        # The next UID is 3: the other holder stored it and moved the position on.
+        await conn.execute(mailbox_folders.update().values(next_uid=4))
+        await conn.execute(mailbox_messages.insert().values(
+            mailbox="support", folder="INBOX", uidvalidity=uidvalidity, uid=3, item_id=None,
+            message_id=None, raw_sha256="0" * 64, size=1, state="owed", stored_at=utcnow()))
+    imap.append(USER, "INBOX", mail(2))
+    assert max(imap.uids(USER, "INBOX")) == 3
+    await wait_for(lambda: _async("\\Seen" in imap.flags(USER, "INBOX")[3]), timeout=15)
+
+    async def nothing_owed() -> bool:
+        return await _count(engine, mailbox_messages, mailbox_messages.c.state == "owed") == 0
+
+    await wait_for(nothing_owed, timeout=5)
+    assert await _count(engine, inbox_items) == 2  # not fetched by this process
 
 
 async def test_idle__new_mail_stored_within_two_seconds(
