@@ -36,7 +36,10 @@ _STREAM_KEYS: frozenset[str] | None = None
 def _stream_keys(loop: asyncio.AbstractEventLoop) -> frozenset[str]:
     global _STREAM_KEYS
     if _STREAM_KEYS is None:
-        probe = asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop), loop=loop)
+        # With a callback, as a server's protocol is made: it then also keeps
+        # a strong reference to its reader.
+        probe = asyncio.StreamReaderProtocol(asyncio.StreamReader(loop=loop),
+                                             client_connected_cb=lambda *_: None, loop=loop)
         _STREAM_KEYS = frozenset(vars(probe))
     return _STREAM_KEYS
 

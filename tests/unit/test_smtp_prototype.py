@@ -8,7 +8,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, _AuthMechAttr
 
-from gateway.smtp_prototype import init_session
+from gateway.smtp_prototype import _STATES, init_session
 
 
 class _Handler:
@@ -76,6 +76,11 @@ async def test_kept_state__a_later_session_holds_what_aiosmtpd_gives_it() -> Non
     # Nothing of the connection is shared with the session the state was taken from.
     assert later._stream_reader_wr() is not first._stream_reader_wr()  # type: ignore[attr-defined]
     assert later._closed is not first._closed  # type: ignore[attr-defined]
+    assert later._strong_reader is not first._strong_reader  # type: ignore[attr-defined]
+    # The kept state holds nothing of the first session's connection.
+
+    assert not any(isinstance(value, asyncio.StreamReader | asyncio.Future)
+                   for state in _STATES.values() for value in state.values())
     assert later._smtp_methods["XTRA"].__self__ is later
     assert later._smtp_methods["NOOP"].__self__ is later
     assert later._auth_methods["LOGIN"].method.__self__ is later
