@@ -120,3 +120,43 @@ async def request_of(engine: AsyncEngine, reference: str) -> dict[str, Any]:
 def event_data(request: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     """The data of each timeline entry of `kind`, oldest first."""
     return [e["data"] for e in request["timeline"] if e["kind"] == kind]
+
+
+def delivery_report(original_id: str, *, recipient: str = "ann@example.com",
+                    report_id: str = "bounce-1@mx.example.net",
+                    note: str = "Your message could not be delivered.",
+                    diagnostic: str | None = None, returned: str = "") -> bytes:
+    """A DSN (RFC 3464) from a remote MTA, as it comes back to the support
+    address: a hard failure for `recipient` of our mail `original_id`, with its
+    header section (`returned`: lines before its Message-ID) attached."""
+    diagnostic_line = f"Diagnostic-Code: {diagnostic}\n" if diagnostic else ""
+    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
+To: support@localhost
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{report_id}>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+{note}
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; {recipient}
+Action: failed
+Status: 5.1.1
+{diagnostic_line}
+--B
+Content-Type: text/rfc822-headers
+
+From: Support <support@localhost>
+{returned}Message-ID: <{original_id}>
+
+--B--
+""".replace("\n", "\r\n").encode()

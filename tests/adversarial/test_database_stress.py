@@ -482,32 +482,41 @@ async def test_pipeline__storage_fault_while_processing_defers_never_dead(
 
 # --- a commit whose outcome is unknown, and two workers on one item ------------------------
 
+def lose_first_commit_answer(monkeypatch: pytest.MonkeyPatch, module: Any,
+                             error: str) -> list[bool]:
+    """Make `module.transaction`'s next commit go through and its answer be lost
+    (StorageUnavailable `error` after COMMIT). The list returned holds True
+    once that has happened."""
+    real = module.transaction
+    lost: list[bool] = []
+
+    @contextlib.asynccontextmanager
+    async def commit_then_cut(engine: AsyncEngine) -> AsyncIterator[Any]:
+        async with real(engine) as conn:
+            yield conn
+        if not lost:
+            lost.append(True)
+            raise StorageUnavailable(error)
+
+    monkeypatch.setattr(module, "transaction", commit_then_cut)
+    return lost
+
+
 async def test_pipeline__claim_whose_answer_was_lost_is_handed_back_not_left_to_its_lease(
         engine: AsyncEngine, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     """A claim's commit went through but its answer was lost (a timeout on a
     loaded machine): the worker sees a failed claim. Its items must come back
     at the worker's next round, not after the 60 s lease, their attempt not
     counted."""
-    real = processing_module.transaction
-    cut = True
-
-    @contextlib.asynccontextmanager
-    async def commit_then_cut(engine: AsyncEngine) -> AsyncIterator[Any]:
-        nonlocal cut
-        async with real(engine) as conn:
-            yield conn
-        if cut:
-            cut = False
-            raise StorageUnavailable("TimeoutError: no answer to COMMIT")
-
     ids = await accept_many(engine, [NewItem("smtp", mail(subject=f"lost {n}",
                                                           message_id=f"<l{n}@x>"))
                                      for n in range(3)])
-    monkeypatch.setattr(processing_module, "transaction", commit_then_cut)
+    lost = lose_first_commit_answer(monkeypatch, processing_module,
+                                    "TimeoutError: no answer to COMMIT")
     pipeline = Pipeline(engine=engine, config=config)
     with pytest.raises(StorageUnavailable):
         await pipeline.drain()
-    assert not cut
+    assert lost
     async with engine.connect() as conn:
         held = (await conn.execute(select(inbox_items.c.state, inbox_items.c.attempts)
                                    .where(inbox_items.c.id.in_(ids)))).all()
@@ -524,28 +533,17 @@ async def test_pipeline__retry_after_unknown_commit_finds_its_request(
     """The commit reached the database, its answer did not: the worker defers the
     items, but that must not undo what was committed (a duplicate delivery,
     which adds no message, would be placed twice); the next attempt adds nothing."""
-    real = store_module.transaction
-    cut = True
-
-    @contextlib.asynccontextmanager
-    async def commit_then_cut(engine: AsyncEngine) -> AsyncIterator[Any]:
-        nonlocal cut
-        async with real(engine) as conn:
-            yield conn
-        if cut:
-            cut = False
-            raise StorageUnavailable("ConnectionResetError: lost after COMMIT was sent")
-
     first = mail(subject="cut", sender="ann@example.com", message_id="<c0@x>")
     await accept_many(engine, [NewItem("smtp", first)])
     await Pipeline(engine=engine, config=config).drain()
-    monkeypatch.setattr(store_module, "transaction", commit_then_cut)
+    lost = lose_first_commit_answer(monkeypatch, store_module,
+                                    "ConnectionResetError: lost after COMMIT was sent")
     await accept_many(engine, [NewItem("smtp", first),  # the same mail delivered again
                                NewItem("smtp", mail(subject="cut 1", message_id="<c1@x>"))])
     pipeline = Pipeline(engine=engine, config=config)
     items = await claim_items(engine, limit=10, lease_seconds=60)
     await pipeline.process_batch(items)
-    assert not cut
+    assert lost
     async with engine.connect() as conn:
         states = set((await conn.execute(select(inbox_items.c.state))).scalars())
     assert states == {ItemState.DONE}, "the deferral undid a commit that went through"

@@ -23,7 +23,7 @@ from gateway.app import Gateway, start, stop
 from storage import queries
 from storage.outbox import dead_rows, retry_dead
 from storage.processing import dead_items
-from tests.helpers import make_config, wait_for
+from tests.helpers import delivery_report, make_config, wait_for
 
 FAST = {"backoff_initial_seconds": 0.05, "backoff_max_seconds": 0.2, "max_attempts": 30}
 
@@ -203,39 +203,10 @@ async def test_outbound__delivery_outcomes_are_on_the_timeline(
 
 
 def dsn(original_id: str, ref: str) -> bytes:
-    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
-To: support@localhost
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <bounce-{ref}@mx.example.net>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-Your message could not be delivered.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; alice@example.com
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 User unknown
-
---B
-Content-Type: text/rfc822-headers
-
-From: Support <support@localhost>
-To: alice@example.com
-Subject: [#{ref}] Help
-Message-ID: <{original_id}>
-
---B--
-""".replace("\n", "\r\n").encode()
+    return delivery_report(original_id, recipient="alice@example.com",
+                           report_id=f"bounce-{ref}@mx.example.net",
+                           diagnostic="smtp; 550 5.1.1 User unknown",
+                           returned=f"To: alice@example.com\nSubject: [#{ref}] Help\n")
 
 
 async def test_outbound__hard_bounce_flags_the_request_and_a_rule_moves_it(

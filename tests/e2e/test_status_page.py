@@ -27,7 +27,7 @@ from storage import queries
 from storage.engine import utcnow
 from storage.inbox import NewItem
 from storage.models import inbox_items, messages, requests
-from tests.helpers import AppClient, auth, count_rows
+from tests.helpers import AppClient, auth, count_rows, delivery_report
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
            "Accept-Language": "en-GB,en;q=0.8"}
@@ -200,36 +200,7 @@ async def test_status_page__no_note_automatic_mail_or_other_address_is_shown(
 
 
 def _bounce(original_id: str) -> bytes:
-    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
-To: support@localhost
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <bounce-1@mx.example.net>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-Your message could not be delivered.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; ann@example.com
-Action: failed
-Status: 5.1.1
-
---B
-Content-Type: text/rfc822-headers
-
-From: Support <support@localhost>
-Message-ID: <{original_id}>
-
---B--
-""".replace("\n", "\r\n").encode()
+    return delivery_report(original_id)
 
 
 async def test_status_page__cross_site_posts_are_refused_and_change_nothing(

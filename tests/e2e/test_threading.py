@@ -16,7 +16,7 @@ from storage import queries
 from storage.models import inbox_items, messages, requests
 from storage.records import NewMessage
 from storage.store import record_outbound
-from tests.helpers import make_config, wait_for
+from tests.helpers import delivery_report, make_config, wait_for
 
 
 @pytest.fixture
@@ -154,39 +154,10 @@ async def test_threading__out_of_office_reply_recorded_not_acknowledged(
 
 
 def dsn(original_id: str, ref: str) -> bytes:
-    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
-To: support@localhost
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <bounce-1@mx.example.net>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-Your message could not be delivered to alice@example.com.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; alice@example.com
-Action: failed
-Status: 5.1.1
-Diagnostic-Code: smtp; 550 5.1.1 User unknown
-
---B
-Content-Type: text/rfc822-headers
-
-From: Support <support@localhost>
-To: alice@example.com
-Subject: [#{ref}] Printer on fire
-Message-ID: <{original_id}>
-
---B--
-""".replace("\n", "\r\n").encode()
+    return delivery_report(original_id, recipient="alice@example.com",
+                           note="Your message could not be delivered to alice@example.com.",
+                           diagnostic="smtp; 550 5.1.1 User unknown",
+                           returned=f"To: alice@example.com\nSubject: [#{ref}] Printer on fire\n")
 
 
 async def test_threading__bounce_of_our_mail_attaches_to_its_request(

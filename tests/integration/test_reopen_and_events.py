@@ -23,7 +23,7 @@ from storage.engine import utcnow
 from storage.inbox import NewItem, accept_many
 from storage.models import events, messages, outbox, requests, sla_marks
 from storage.processing import claim_items
-from tests.helpers import AppClient, auth, count_rows, make_config
+from tests.helpers import AppClient, auth, count_rows, delivery_report, make_config
 
 AGENT = "token:1"
 
@@ -246,36 +246,7 @@ async def test_merge__into_finished_request_reopens_within_window_links_after(
 
 
 def dsn(original_id: str) -> bytes:
-    return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
-To: support@localhost
-Subject: Undelivered Mail Returned to Sender
-Message-ID: <bounce-9@mx.example.net>
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-Your message could not be delivered.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.example.net
-
-Final-Recipient: rfc822; ann@example.com
-Action: failed
-Status: 5.1.1
-
---B
-Content-Type: text/rfc822-headers
-
-From: Support <support@localhost>
-Message-ID: <{original_id}>
-
---B--
-""".replace("\n", "\r\n").encode()
+    return delivery_report(original_id, report_id="bounce-9@mx.example.net")
 
 
 async def test_events__note_status_by_reply_and_bounce_are_told(
