@@ -8,7 +8,7 @@ pipeline like any other input (gateway/http/status_page.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -112,34 +112,33 @@ async def _change(conn: AsyncConnection, row: Any, to: Status, now: datetime) ->
 
 async def resolve(engine: AsyncEngine, token: str) -> CustomerAction:
     """Mark the request resolved, from a status the customer may resolve."""
-    for _ in range(ATTEMPTS):
-        now = utcnow()
-        async with transaction(engine) as conn:
-            row = await _read(conn, token)
-            if row is None:
-                return CustomerAction(Done.MISSING)
-            if not may_resolve(Status(row.status)):
-                return CustomerAction(Done.NOT_NOW, row.queue)
-            if await _change(conn, row, Status.RESOLVED, now):
-                return CustomerAction(Done.OK, row.queue)
-    return CustomerAction(Done.NOT_NOW)
+    return await _act(engine, token, Status.RESOLVED, lambda row, now: (
+        Done.OK if may_resolve(Status(row.status)) else Done.NOT_NOW))
 
 
 async def reopen(engine: AsyncEngine, token: str,
                  reopen_days: Mapping[str, int] | None = None) -> CustomerAction:
     """Reopen a resolved or closed request within its queue's reopen window
     (`reopen_days` by queue; DEFAULT_REOPEN_DAYS for a queue not named)."""
+    return await _act(engine, token, Status.REOPENED, lambda row, now: may_reopen(
+        Status(row.status), done_at=as_utc(row.done_at), now=now,
+        reopen_days=(reopen_days or {}).get(row.queue, DEFAULT_REOPEN_DAYS)))
+
+
+async def _act(engine: AsyncEngine, token: str, to: Status,
+               allowed: Callable[[Any, datetime], Done]) -> CustomerAction:
+    """Move the request of `token` to `to` if `allowed` says so of its row now;
+    tried again (up to ATTEMPTS) when another change came between the read and
+    the write."""
     for _ in range(ATTEMPTS):
         now = utcnow()
         async with transaction(engine) as conn:
             row = await _read(conn, token)
             if row is None:
                 return CustomerAction(Done.MISSING)
-            days = (reopen_days or {}).get(row.queue, DEFAULT_REOPEN_DAYS)
-            allowed = may_reopen(Status(row.status), done_at=as_utc(row.done_at), now=now,
-                                 reopen_days=days)
-            if allowed != Done.OK:
-                return CustomerAction(allowed, row.queue)
-            if await _change(conn, row, Status.REOPENED, now):
+            verdict = allowed(row, now)
+            if verdict != Done.OK:
+                return CustomerAction(verdict, row.queue)
+            if await _change(conn, row, to, now):
                 return CustomerAction(Done.OK, row.queue)
     return CustomerAction(Done.NOT_NOW)
