@@ -21,13 +21,18 @@ from gateway.http.access import Acting, Changed, authorise, etag, not_found
 from gateway.http.audit import audited
 from gateway.http.auth import actor
 from gateway.http.bodies import AdminChanges, AgentChanges, Escalation, Merge, Note, Reply
-from gateway.http.downloads import content_disposition, media_type
 from gateway.http.problems import Problem, invalid
-from gateway.http.shared import CONFIG, ENGINE, RULES, json_response, small_int
+from gateway.http.shared import (
+    CONFIG,
+    ENGINE,
+    RULES,
+    json_response,
+    send_stored_file,
+    small_int,
+)
 from gateway.http.validation import json_object, parse, read
 from storage import actions
 from storage.retention import DROPPED_SHA256
-from storage.uploads import read_blob
 
 MAX_NOTE = 100_000
 
@@ -171,23 +176,7 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     if item["sha256"] == DROPPED_SHA256:
         # Its name, type and size are still listed; the content is gone.
         raise Problem(404, "this attachment's content was removed by the retention policy")
-    # Always a download, never rendered: a customer's HTML must not run here. The
-    # headers are built from a cleaned copy of the stored name and type
-    # (downloads.py), so every stored file downloads whatever its sender called it.
-    response = web.StreamResponse(headers={
-        "Content-Type": media_type(item["content_type"]),
-        "Content-Length": str(item["size"]),
-        "Content-Disposition": content_disposition(item["filename"],
-                                                   fallback=f"attachment-{number}"),
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox",
-    })
-    # Uploads are stored in pieces: sent the same way, never whole in memory.
-    await response.prepare(request)
-    async for piece in read_blob(request.app[ENGINE], item["sha256"]):
-        await response.write(piece)
-    await response.write_eof()
-    return response
+    return await send_stored_file(request, item, fallback=f"attachment-{number}")
 
 
 def add_routes(app: web.Application) -> None:

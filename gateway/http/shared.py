@@ -11,9 +11,11 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Config
+from gateway.http.downloads import content_disposition, media_type
 from gateway.rules_in_force import RulesHolder
 from gateway.signals import WorkSignals
 from storage.inbox import InboxWriter
+from storage.uploads import read_blob
 
 CONFIG = web.AppKey("config", Config)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -61,3 +63,25 @@ def request_url(request: web.Request, reference: str) -> str:
 def small_int(raw: str) -> int | None:
     """A path or query number: ASCII digits that fit a database integer, else None."""
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
+async def send_stored_file(request: web.Request, item: dict[str, Any], *, fallback: str,
+                           headers: dict[str, str] | None = None) -> web.StreamResponse:
+    """A stored attachment (`item`: its sha256, size, filename and content_type)
+    as a download, never rendered: a customer's HTML must not run here. The
+    headers are built from a cleaned copy of the stored name and type
+    (downloads.py), so every stored file downloads whatever its sender called
+    it; `fallback` names a file without a usable name. Sent in the pieces it is
+    stored in, never whole in memory."""
+    response = web.StreamResponse(headers={
+        "Content-Type": media_type(item["content_type"]),
+        "Content-Length": str(item["size"]),
+        "Content-Disposition": content_disposition(item["filename"], fallback=fallback),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+        **(headers or {})})
+    await response.prepare(request)
+    async for piece in read_blob(request.app[ENGINE], item["sha256"]):
+        await response.write(piece)
+    await response.write_eof()
+    return response

@@ -36,11 +36,17 @@ from domain.lifecycle import DEFAULT_REOPEN_DAYS, DONE
 from gateway import i18n, logs, metrics
 from gateway.delivery.outbound import new_message_id
 from gateway.http import status_lookup, status_text
-from gateway.http.downloads import content_disposition, media_type
 from gateway.http.form_post import Post, Refused, read_post, size_text
 from gateway.http.forms import store_post
 from gateway.http.problems import RETRY_AFTER_SECONDS, Problem
-from gateway.http.shared import CONFIG, ENGINE, RULES, json_response, small_int
+from gateway.http.shared import (
+    CONFIG,
+    ENGINE,
+    RULES,
+    json_response,
+    send_stored_file,
+    small_int,
+)
 from gateway.http.status_guard import StatusDesk, foreign_origin
 from gateway.http.status_text import Words
 from gateway.pipeline.building import STATUS_FORM_ID, STATUS_REPLY
@@ -60,7 +66,6 @@ from storage.engine import utcnow
 from storage.errors import StorageUnavailable
 from storage.retention import DROPPED_SHA256
 from storage.status_view import StatusView, as_json, read_view
-from storage.uploads import read_blob
 
 log = logging.getLogger("intake.status")
 
@@ -265,19 +270,9 @@ async def download(request: web.Request) -> web.StreamResponse:
         request.app[ENGINE], view.reference, shown.id)
     if shown is None or item is None or item["sha256"] == DROPPED_SHA256:
         raise Problem(404, "no such file on this page")
-    # Always a download, never rendered (as gateway/http/agents.py sends files).
-    response = web.StreamResponse(headers={
-        "Content-Type": media_type(item["content_type"]),
-        "Content-Length": str(item["size"]),
-        "Content-Disposition": content_disposition(item["filename"],
-                                                   fallback=f"attachment-{shown.id}"),
-        "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-        "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-    await response.prepare(request)
-    async for piece in read_blob(request.app[ENGINE], item["sha256"]):
-        await response.write(piece)
-    await response.write_eof()
-    return response
+    return await send_stored_file(request, item, fallback=f"attachment-{shown.id}",
+                                  headers={"Cache-Control": "no-store",
+                                           "Referrer-Policy": "no-referrer"})
 
 
 # --- posts ---------------------------------------------------------------------------
