@@ -5,7 +5,9 @@ holds, do the after-fetch actions still owed from before a crash, then fetch
 every UID from the folder's `next_uid` on (UIDs, never \\Seen: mail kept on
 the server and read by a person is not missed), in batches committed with
 their position (storage/mailboxes.py), and only after each commit move, flag
-or delete those messages on the server. Between passes it waits in IDLE on
+or delete those messages on the server (in runs of UIDs, not a command per
+batch). A pass capped at `max_per_run` hands its batches still committing to
+the next pass, which fetches on meanwhile. Between passes it waits in IDLE on
 the first folder when the server has it (new mail is fetched at once), or
 polls. Failures are reported to the database at once (the health check and
 `intake mailboxes` read them) and retried with backoff (tenacity).
@@ -56,6 +58,10 @@ BATCH_BYTES = 8 * 1024 * 1024
 # Batches being committed at once (each on its own connection; on SQLite they
 # take turns): the next is downloaded meanwhile.
 STORES_IN_FLIGHT = 3
+# Stored messages acted on (moved, flagged, deleted) in one command once this
+# many wait, else at the end of the pass: each command is a round trip the
+# downloads would wait behind.
+ACT_AT_ONCE = 500
 # Of a message over the size limit, this much of its header section is kept.
 HEADER_LIMIT = 64 * 1024
 # IDLE is ended and started again at least this often (RFC 2177: before 29 minutes).
@@ -107,6 +113,26 @@ class _Storing:
     digests: set[str]
 
 
+@dataclass(slots=True)
+class _Carried:
+    """A capped pass's batches still committing, handed to the next pass of
+    their folder: it goes on from `next_uid` meanwhile, on the same selection."""
+
+    folder: str
+    uidvalidity: int
+    storing: deque[_Storing]
+    committed: list[int]  # stored, not acted on yet
+    next_uid: int
+
+
+async def _settled(storing: deque[_Storing] | None, *tasks: asyncio.Task[Any] | None) -> None:
+    """Wait for commits in flight whatever their outcome (their callers see it)."""
+    for task in [*(pending.task for pending in storing or ()), *tasks]:
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+
 class _Reconnect(Exception):
     """A working session ended: connect again at once (the backoff starts over)."""
 
@@ -124,6 +150,8 @@ class MailboxFetcher:
         # another process left if it held the mailbox meanwhile (it can only
         # after our lease ran out).
         self._owed_checked: dict[tuple[str, int], float] = {}
+        # A capped pass's batches still committing, for the next pass.
+        self._carried: _Carried | None = None
         self._section = section
         self._limit = config.intake.max_message_bytes
         self._on_commit = on_commit
@@ -261,6 +289,7 @@ class MailboxFetcher:
         session = await self._login()
         started = time.monotonic()
         self._owed_checked = {}  # a new connection looks for owed actions again
+        reporting: asyncio.Task[None] | None = None
         try:
             if section.after == "move" and section.move_to:
                 await session.create(section.move_to)
@@ -268,13 +297,23 @@ class MailboxFetcher:
             while True:
                 try:
                     behind, acted = await self._pass(session)
+                    if reporting is not None:
+                        await reporting  # the report before lands first
+                        reporting = None
                 except RETRIED as exc:
+                    await _settled(None, reporting)  # a failure is reported after it
                     await self._lasted(worked, started, exc)
                     raise
                 worked = True
                 self.passes += 1
-                await store.report(self._engine, self.name, connected=True, behind=behind,
-                                   settled=acted)
+                report = store.report(self._engine, self.name, connected=True, behind=behind,
+                                      settled=acted)
+                if self._carried is not None:
+                    # The batches still committing hold the mailbox's row until
+                    # their commits: the next pass goes on meanwhile.
+                    reporting = asyncio.create_task(report)
+                else:
+                    await report
                 self._beat()
                 if behind:
                     continue  # a capped first fetch: the next batch at once
@@ -284,6 +323,9 @@ class MailboxFetcher:
                     await self._lasted(worked, started, exc)
                     raise
         finally:
+            # Not acted on: left owed, the next connection does it.
+            carried, self._carried = self._carried, None
+            await _settled(carried.storing if carried else None, reporting)
             await session.close()
 
     async def _lasted(self, worked: bool, started: float, exc: BaseException) -> None:
@@ -321,55 +363,73 @@ class MailboxFetcher:
         behind = 0
         acted: list[tuple[str, int, list[int]]] = []
         for folder in self._section.folders:
+            carried = self._carried
+            if carried is not None and (carried.folder != folder
+                                        or self._owed_due(folder, carried.uidvalidity)):
+                acted.append(await self._finish(session))
             left, room, done = await self._folder(session, folder, room)
             behind += left
             if done[2]:
                 acted.append(done)
-        return behind, acted
+        if not behind and self._carried is not None:
+            acted.append(await self._finish(session))  # nothing left: done before waiting
+        return behind, [done for done in acted if done[2]]
+
+    def _owed_due(self, folder: str, uidvalidity: int) -> bool:
+        looked = self._owed_checked.get((folder, uidvalidity))
+        return looked is None or time.monotonic() - looked >= self._section.lease_seconds
+
+    async def _finish(self, session: Session) -> tuple[str, int, list[int]]:
+        """The carried batches committed and acted on (their folder is still
+        the one selected: this comes before any other is)."""
+        carried, self._carried = self._carried, None
+        assert carried is not None
+        committed = carried.committed
+        try:
+            while carried.storing:
+                committed += await asyncio.shield(carried.storing[0].task)
+                carried.storing.popleft()
+        finally:
+            await _settled(carried.storing)
+        return carried.folder, carried.uidvalidity, await self._act(session, committed)
 
     async def _folder(self, session: Session, folder: str, room: int
                       ) -> tuple[int, int, tuple[str, int, list[int]]]:
         section = self._section
-        engine = self._engine
-        selected = await session.select(folder)
-        uidvalidity = selected.uidvalidity
-        state = await store.folder(engine, self.name, folder)
-        if state is None or state.uidvalidity != uidvalidity:
-            if state is not None:
-                forgotten = await store.forget_owed(engine, self.name, folder, uidvalidity)
-                log.warning("mailbox %s: folder %r has a new UIDVALIDITY (%d, was %d): "
-                            "reading it again (%d actions owed dropped)", self.name, folder,
-                            uidvalidity, state.uidvalidity, forgotten)
-            state = await store.start_folder(engine, self.name, self.holder,
-                                             section.lease_seconds, folder, uidvalidity)
-        looked = self._owed_checked.get((folder, uidvalidity))
-        if looked is None or time.monotonic() - looked >= section.lease_seconds:
-            # Stored before, not acted on yet (a crash or failure between the two).
-            owed = await store.owed(engine, self.name, folder, uidvalidity)
-            if owed:
-                await self._act(session, owed)
-                await store.settle(engine, self.name, folder, uidvalidity, owed)
-            self._owed_checked[(folder, uidvalidity)] = time.monotonic()
-        uids = await session.uids_from(state.next_uid, section.since)
-        taken = uids[:room]
-        sizes = await session.sizes(taken, dates=section.mode == "archive")
-        if missing := sorted(set(taken) - {s.uid for s in sizes}):
-            # Expunged since the search: gone, and skipped. Still there: the
-            # server will not say; stop before it (never skip over a message).
-            if kept := await self._still_there(session, folder, missing):
-                sizes = [s for s in sizes if s.uid < kept]
-                if not sizes:
-                    raise ImapError(f"the server lists UID {kept} of {folder!r} but gives "
-                                    "no size for it")
+        # Batches of this folder from the pass before, still committing.
+        carried, self._carried = self._carried, None
         # Batches are downloaded while the ones before are committed (up to
-        # STORES_IN_FLIGHT: the database's time hides behind the server's);
-        # each is acted on once its commit is done, and that is recorded with
-        # a later commit (done again after a crash between the two: moving,
+        # STORES_IN_FLIGHT: the database's time hides behind the server's).
+        # Committed batches are acted on together, ACT_AT_ONCE UIDs or the
+        # pass's last at a time (one command for a run of UIDs, not one between
+        # every two downloads), and that is recorded with a later commit or
+        # the pass's report (done again after a crash between the two: moving,
         # flagging or deleting twice changes nothing; only a server without
         # MOVE, moved by COPY and delete, may then keep a second copy).
-        storing: deque[_Storing] = deque()
+        storing: deque[_Storing] = carried.storing if carried else deque()
+        committed: list[int] = carried.committed if carried else []  # stored, not acted on
         acted: list[int] = []
         try:
+            selected = await session.select(folder)
+            uidvalidity = selected.uidvalidity
+            if carried is not None:
+                if carried.uidvalidity != uidvalidity:  # cannot change under one selection
+                    raise ImapError(f"folder {folder!r} changed its UIDVALIDITY while selected")
+                first = carried.next_uid
+            else:
+                first = await self._position(session, folder, uidvalidity)
+            uids = await session.uids_from(first, section.since)
+            taken = uids[:room]
+            sizes = await session.sizes(taken, dates=section.mode == "archive")
+            if missing := sorted(set(taken) - {s.uid for s in sizes}):
+                # Expunged since the search: gone, and skipped. Still there: the
+                # server will not say; stop before it (never skip over a message).
+                if kept := await self._still_there(session, folder, missing):
+                    sizes = [s for s in sizes if s.uid < kept]
+                    if not sizes:
+                        raise ImapError(f"the server lists UID {kept} of {folder!r} but "
+                                        "gives no size for it")
+            whole = True
             for batch in batches(sizes, self._limit):
                 fetched, whole = await self._download(session, folder, batch)
                 digests = {m.sha256 for m in fetched}
@@ -379,9 +439,11 @@ class MailboxFetcher:
                         storing and any(digests & s.digests for s in storing)):
                     # Taken off only once done: cancelled meanwhile, it is still
                     # waited for below.
-                    owed = await asyncio.shield(storing[0].task)
+                    committed += await asyncio.shield(storing[0].task)
                     storing.popleft()
-                    acted += await self._act(session, owed)
+                if len(committed) >= ACT_AT_ONCE:
+                    acted += await self._act(session, committed)
+                    committed = []
                 if fetched:
                     before = (storing[-1].task, storing[-1].last) if storing else None
                     task = asyncio.create_task(
@@ -391,15 +453,43 @@ class MailboxFetcher:
                 self._beat()
                 if not whole:
                     break
-            while storing:
-                owed = await asyncio.shield(storing[0].task)
-                storing.popleft()
-                acted += await self._act(session, owed)
+            if whole and storing and len(uids) > len(taken):
+                # Capped, more to come: the next pass goes on from here while
+                # these commit, rather than after them.
+                self._carried = _Carried(folder, uidvalidity, storing, committed,
+                                         storing[-1].last + 1)
+                storing = deque()
+            else:
+                while storing:
+                    committed += await asyncio.shield(storing[0].task)
+                    storing.popleft()
+                acted += await self._act(session, committed)
         finally:
-            for pending in storing:  # a step failed: let the commits end first
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pending.task)
+            await _settled(storing)  # a step failed: let the commits end first
         return len(uids) - len(taken), room - len(taken), (folder, uidvalidity, acted)
+
+    async def _position(self, session: Session, folder: str, uidvalidity: int) -> int:
+        """Where the folder's fetch goes on from (the database's position,
+        started again under a new UIDVALIDITY), owed actions done first."""
+        section = self._section
+        engine = self._engine
+        state = await store.folder(engine, self.name, folder)
+        if state is None or state.uidvalidity != uidvalidity:
+            if state is not None:
+                forgotten = await store.forget_owed(engine, self.name, folder, uidvalidity)
+                log.warning("mailbox %s: folder %r has a new UIDVALIDITY (%d, was %d): "
+                            "reading it again (%d actions owed dropped)", self.name, folder,
+                            uidvalidity, state.uidvalidity, forgotten)
+            state = await store.start_folder(engine, self.name, self.holder,
+                                             section.lease_seconds, folder, uidvalidity)
+        if self._owed_due(folder, uidvalidity):
+            # Stored before, not acted on yet (a crash or failure between the two).
+            owed = await store.owed(engine, self.name, folder, uidvalidity)
+            if owed:
+                await self._act(session, owed)
+                await store.settle(engine, self.name, folder, uidvalidity, owed)
+            self._owed_checked[(folder, uidvalidity)] = time.monotonic()
+        return state.next_uid
 
     async def _still_there(self, session: Session, folder: str, missing: list[int]
                            ) -> int | None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import Gateway, start, stop
 from gateway.health_report import build_report
+from gateway.mailbox import fetcher as fetcher_module
 from gateway.pipeline import worker as worker_module
 from storage import mailboxes as store
 from storage.engine import utcnow
@@ -436,3 +437,44 @@ async def test_same_bytes_twice_in_one_fetch__one_request(
     state = await _state(engine)
     assert state is not None and state.failing_since is None
     await wait_for(lambda: _async(not imap.uids(USER, "INBOX")), timeout=10)
+
+
+async def test_capped_passes__next_one_goes_on_while_the_last_commits_each_message_once(
+        imap: Dovecot, db_url: str, engine: AsyncEngine, running_for: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first fetch capped at `max_per_run`: each pass hands its batches still
+    committing to the next one, which fetches on from where they end. Every
+    message is one request and moved once stored; the same bytes in two
+    passes are one request; the position and `behind` end right."""
+    carried: list[int] = []
+    real = fetcher_module._Carried
+
+    def counted(*args: Any) -> Any:
+        made = real(*args)
+        carried.append(made.next_uid)
+        return made
+
+    monkeypatch.setattr(fetcher_module, "BATCH_MESSAGES", 40)
+    monkeypatch.setattr(fetcher_module, "_Carried", counted)
+    sent = [mail(n) for n in range(600)]
+    sent[450] = sent[30]  # passes apart
+    imap.append_many(USER, "INBOX", sent)
+    await running_for(db_url, mailbox(imap, max_per_run=130))
+    await wait_for(lambda: _async_count_eq(engine, mailbox_messages, 600), timeout=60)
+    await wait_for(lambda: _requests_made(engine, 599), timeout=60)
+    await wait_for(lambda: _async(not imap.uids(USER, "INBOX")), timeout=10)
+    await asyncio.sleep(0.3)
+    assert carried, "no pass went on while the one before was committing"
+    assert await _count(engine, requests) == 599
+    assert await _count(engine, mailbox_messages, mailbox_messages.c.item_id.is_(None)) == 1
+    assert sorted(imap.fetch_raw(USER, "Processed").values()) == sorted(sent)
+    async with engine.connect() as conn:
+        next_uid = (await conn.execute(select(mailbox_folders.c.next_uid))).scalar_one()
+    assert next_uid == 601
+
+    async def settled() -> bool:
+        state = await _state(engine)
+        owed = await _count(engine, mailbox_messages, mailbox_messages.c.state == "owed")
+        return state is not None and state.behind == 0 and state.connected and owed == 0
+
+    await wait_for(settled, timeout=10)
