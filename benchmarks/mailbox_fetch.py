@@ -10,7 +10,7 @@ mailbox's INBOX. Then, taking turns, best of R rounds (default 3):
 
 - bare: aioimaplib logs in, selects INBOX, searches the UIDs and downloads
   every message with `UID FETCH n:m (BODY.PEEK[])`, keeping nothing; timed
-  with 50, 100, 200 and 500 messages per FETCH (the fetcher's batch), and the
+  with 50, 100, 200 and the fetcher's batch (BATCH_MESSAGES) per FETCH, and the
   fastest is the baseline (aioimaplib's own check for a whole FETCH reply
   grows with the square of its lines; the gateway replaces it with a count);
 - gateway: the gateway's MailboxFetcher (gateway/mailbox/fetcher.py) in this

@@ -52,8 +52,9 @@ from storage.mailboxes import Fetched, LeaseLost, OutOfOrder
 
 log = logging.getLogger("intake.mailbox")
 
-# A batch: this many messages or bytes at most per FETCH and per commit.
-BATCH_MESSAGES = 100
+# A batch: this many messages or bytes at most per FETCH and per commit (each
+# batch costs a FETCH and a transaction of several statements, whatever its size).
+BATCH_MESSAGES = 250
 BATCH_BYTES = 8 * 1024 * 1024
 # Batches being committed at once (each on its own connection; on SQLite they
 # take turns): the next is downloaded meanwhile.

@@ -419,10 +419,12 @@ async def test_mailboxes_test_cli__checks_login_and_folders_without_fetching(
 
 
 async def test_same_bytes_twice_in_one_fetch__one_request(
-        imap: Dovecot, db_url: str, engine: AsyncEngine, running_for: Any) -> None:
+        imap: Dovecot, db_url: str, engine: AsyncEngine, running_for: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # The same message 200 UIDs apart, in two batches committing at once on
     # PostgreSQL: one request, one record without an item, and no wait for
     # a lock to its statement timeout (10 s).
+    monkeypatch.setattr(fetcher_module, "BATCH_MESSAGES", 100)
     sent = [mail(n) for n in range(250)]
     sent[200] = sent[0]
     imap.append_many(USER, "INBOX", sent)
