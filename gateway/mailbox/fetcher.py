@@ -20,6 +20,7 @@ the holder dies and its lease runs out.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
@@ -117,13 +118,14 @@ class _Storing:
 @dataclass(slots=True)
 class _Carried:
     """A capped pass's batches still committing, handed to the next pass of
-    their folder: it goes on from `next_uid` meanwhile, on the same selection."""
+    their folder: it fetches the `rest` of the UIDs its search found (those
+    after the last one handed to a commit) meanwhile, on the same selection."""
 
     folder: str
     uidvalidity: int
     storing: deque[_Storing]
     committed: list[int]  # stored, not acted on yet
-    next_uid: int
+    rest: list[int]
 
 
 async def _settled(storing: deque[_Storing] | None, *tasks: asyncio.Task[Any] | None) -> None:
@@ -416,10 +418,12 @@ class MailboxFetcher:
             if carried is not None:
                 if carried.uidvalidity != uidvalidity:  # cannot change under one selection
                     raise ImapError(f"folder {folder!r} changed its UIDVALIDITY while selected")
-                first = carried.next_uid
+                # The rest of the last search: mail newer than it is found
+                # by the search after it.
+                uids = carried.rest
             else:
                 first = await self._position(session, folder, uidvalidity)
-            uids = await session.uids_from(first, section.since)
+                uids = await session.uids_from(first, section.since)
             taken = uids[:room]
             sizes = await session.sizes(taken, dates=section.mode == "archive")
             if missing := sorted(set(taken) - {s.uid for s in sizes}):
@@ -457,8 +461,9 @@ class MailboxFetcher:
             if whole and storing and len(uids) > len(taken):
                 # Capped, more to come: the next pass goes on from here while
                 # these commit, rather than after them.
+                next_uid = storing[-1].last + 1
                 self._carried = _Carried(folder, uidvalidity, storing, committed,
-                                         storing[-1].last + 1)
+                                         uids[bisect.bisect_left(uids, next_uid):])
                 storing = deque()
             else:
                 while storing:

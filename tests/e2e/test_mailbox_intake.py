@@ -453,7 +453,7 @@ async def test_capped_passes__next_one_goes_on_while_the_last_commits_each_messa
 
     def counted(*args: Any) -> Any:
         made = real(*args)
-        carried.append(made.next_uid)
+        carried.append(made.rest[0])
         return made
 
     monkeypatch.setattr(fetcher_module, "BATCH_MESSAGES", 40)
