@@ -232,45 +232,54 @@ _FENCE = (update(mailboxes)
                   fetched=mailboxes.c.fetched + bindparam("b_added")))
 
 
-# PostgreSQL: a batch's rows as one array per column, unnested by the server,
-# so the client builds no parameter per value (most of a batch's CPU here).
-_PG_ITEMS = text(
-    "INSERT INTO inbox_items (channel, received_at, raw, meta, state, attempts,"
-    " next_attempt_at) SELECT t.channel, t.received_at, t.raw, t.meta, t.state, t.attempts,"
-    " t.next_attempt_at FROM unnest(CAST(:channel AS varchar[]),"
-    " CAST(:received_at AS timestamptz[]), CAST(:raw AS bytea[]), CAST(:meta AS jsonb[]),"
-    " CAST(:state AS varchar[]), CAST(:attempts AS integer[]),"
-    " CAST(:next_attempt_at AS timestamptz[])) WITH ORDINALITY"
-    " AS t(channel, received_at, raw, meta, state, attempts, next_attempt_at, n)"
-    " ORDER BY t.n RETURNING id, (meta ->> 'uid')::bigint")
-_PG_RECORDS = text(
-    "INSERT INTO mailbox_messages (mailbox, folder, uidvalidity, uid, item_id, message_id,"
-    " raw_sha256, size, state, stored_at) SELECT t.* FROM unnest(CAST(:mailbox AS varchar[]),"
-    " CAST(:folder AS varchar[]), CAST(:uidvalidity AS bigint[]), CAST(:uid AS bigint[]),"
-    " CAST(:item_id AS bigint[]), CAST(:message_id AS varchar[]),"
-    " CAST(:raw_sha256 AS varchar[]), CAST(:size AS bigint[]), CAST(:state AS varchar[]),"
-    " CAST(:stored_at AS timestamptz[])) AS t ON CONFLICT (mailbox, raw_sha256)"
-    " WHERE item_id IS NOT NULL DO NOTHING RETURNING uid")
-
-
-def _columns(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
-    return {name: [row[name] for row in rows] for name in names}
+# PostgreSQL: a batch's items and their records in one statement, each column
+# that differs between rows as one array (what they share goes once),
+# unnested by the server, so the client builds no parameter per value (most
+# of a batch's CPU here). A record whose digest was stored before is refused
+# by the unique index (its item is then taken back by the caller).
+_PG_STORE = text(
+    "WITH t AS (SELECT * FROM unnest(CAST(:raw AS bytea[]), CAST(:meta AS jsonb[]),"
+    " CAST(:uid AS bigint[]), CAST(:message_id AS varchar[]), CAST(:raw_sha256 AS varchar[]),"
+    " CAST(:size AS bigint[]), CAST(:state AS varchar[])) WITH ORDINALITY"
+    " AS t(raw, meta, uid, message_id, raw_sha256, size, state, n)),"
+    " items AS (INSERT INTO inbox_items (channel, received_at, raw, meta, state, attempts,"
+    " next_attempt_at) SELECT CAST(:channel AS varchar), CAST(:received_at AS timestamptz),"
+    " t.raw, t.meta, CAST(:item_state AS varchar), CAST(:attempts AS integer),"
+    " CAST(:next_attempt_at AS timestamptz) FROM t ORDER BY t.n"
+    " RETURNING id, (meta ->> 'uid')::bigint AS uid),"
+    " records AS (INSERT INTO mailbox_messages (mailbox, folder, uidvalidity, uid, item_id,"
+    " message_id, raw_sha256, size, state, stored_at) SELECT CAST(:mailbox AS varchar),"
+    " CAST(:folder AS varchar), CAST(:uidvalidity AS bigint), t.uid, items.id, t.message_id,"
+    " t.raw_sha256, t.size, t.state, CAST(:stored_at AS timestamptz)"
+    " FROM t JOIN items ON items.uid = t.uid ORDER BY t.n"
+    " ON CONFLICT (mailbox, raw_sha256) WHERE item_id IS NOT NULL DO NOTHING RETURNING uid)"
+    " SELECT items.uid, items.id, records.uid IS NOT NULL AS taken"
+    " FROM items LEFT JOIN records ON records.uid = items.uid")
 
 
 async def _insert_arrays(conn: AsyncConnection, candidates: Sequence[Fetched],
-                         rows: list[dict[str, Any]], records: list[dict[str, Any]],
-                         now: datetime) -> tuple[dict[int, int], set[int]]:
+                         rows: list[dict[str, Any]], records: list[dict[str, Any]]
+                         ) -> tuple[dict[int, int], set[int]]:
     """Items and their records on PostgreSQL: the new items by UID, and the
     UIDs whose record was taken (not a digest stored before)."""
-    items = _columns(rows, ("channel", "received_at", "raw", "state", "attempts",
-                            "next_attempt_at"))
-    items["meta"] = [json_text(row["meta"]) for row in rows]
-    made = {int(uid): int(item_id) for item_id, uid in await conn.execute(_PG_ITEMS, items)}
-    for record in records:
-        record["item_id"] = made[record["uid"]]
-    taken = set((await conn.execute(_PG_RECORDS, _columns(records, (
-        "mailbox", "folder", "uidvalidity", "uid", "item_id", "message_id", "raw_sha256",
-        "size", "state", "stored_at")))).scalars())
+    item, record = rows[0], records[0]  # what every row of the batch shares
+    result = await conn.execute(_PG_STORE, {
+        "channel": item["channel"], "received_at": item["received_at"],
+        "item_state": item["state"], "attempts": item["attempts"],
+        "next_attempt_at": item["next_attempt_at"], "mailbox": record["mailbox"],
+        "folder": record["folder"], "uidvalidity": record["uidvalidity"],
+        "stored_at": record["stored_at"], "raw": [row["raw"] for row in rows],
+        "meta": [json_text(row["meta"]) for row in rows],
+        "uid": [m.uid for m in candidates],
+        "message_id": [record["message_id"] for record in records],
+        "raw_sha256": [m.sha256 for m in candidates], "size": [m.size for m in candidates],
+        "state": [record["state"] for record in records]})
+    made: dict[int, int] = {}
+    taken: set[int] = set()
+    for uid, item_id, was_taken in result:
+        made[int(uid)] = int(item_id)
+        if was_taken:
+            taken.add(int(uid))
     return made, taken
 
 
@@ -318,7 +327,7 @@ async def store_fetched(engine: AsyncEngine, *, name: str, holder: str, lease: f
                     for m in candidates]
             records = [_record(name, folder_name, uidvalidity, m, 0, now) for m in candidates]
             if conn.dialect.name == "postgresql":
-                made, taken = await _insert_arrays(conn, candidates, rows, records, now)
+                made, taken = await _insert_arrays(conn, candidates, rows, records)
             else:
                 result = await conn.execute(inbox_items.insert().returning(
                     inbox_items.c.id, sort_by_parameter_order=True), rows)
