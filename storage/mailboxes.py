@@ -231,8 +231,22 @@ _FENCE = (update(mailboxes)
           .values(lease_until=bindparam("b_until"), last_fetch_at=bindparam("b_now"),
                   fetched=mailboxes.c.fetched + bindparam("b_added")))
 
+# PostgreSQL: both of the above in one statement (`b_after` NULL: the first
+# batch in flight, moving the position only forward); how many rows each changed.
+_PG_CLOSE = text(
+    "WITH advanced AS (UPDATE mailbox_folders SET next_uid = CAST(:b_next AS bigint)"
+    " WHERE mailbox = :b_name AND folder = :b_folder AND uidvalidity = :b_uidvalidity"
+    " AND (next_uid = CAST(:b_after AS bigint) OR (CAST(:b_after AS bigint) IS NULL"
+    " AND next_uid <= CAST(:b_last AS bigint))) RETURNING 1),"
+    " fenced AS (UPDATE mailboxes SET lease_until = CAST(:b_until AS timestamptz),"
+    " last_fetch_at = CAST(:b_now AS timestamptz),"
+    " fetched = fetched + CAST(:b_added AS integer) WHERE name = :b_name"
+    " AND holder = :b_holder AND lease_until >= CAST(:b_now AS timestamptz) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM advanced), (SELECT count(*) FROM fenced)")
 
-# PostgreSQL: a batch's items and their records in one statement, each column
+
+# PostgreSQL: a batch's items and their records in one statement (a UID
+# recorded before left out), each column
 # that differs between rows as one array (what they share goes once),
 # unnested by the server, so the client builds no parameter per value (most
 # of a batch's CPU here). A record whose digest was stored before is refused
@@ -241,7 +255,10 @@ _PG_STORE = text(
     "WITH t AS (SELECT * FROM unnest(CAST(:raw AS bytea[]), CAST(:meta AS jsonb[]),"
     " CAST(:uid AS bigint[]), CAST(:message_id AS varchar[]), CAST(:raw_sha256 AS varchar[]),"
     " CAST(:size AS bigint[]), CAST(:state AS varchar[])) WITH ORDINALITY"
-    " AS t(raw, meta, uid, message_id, raw_sha256, size, state, n)),"
+    " AS t(raw, meta, uid, message_id, raw_sha256, size, state, n)"
+    " WHERE t.uid NOT IN (SELECT m.uid FROM mailbox_messages m WHERE m.mailbox = :mailbox"
+    " AND m.folder = :folder AND m.uidvalidity = :uidvalidity"
+    " AND m.uid BETWEEN CAST(:lo AS bigint) AND CAST(:hi AS bigint))),"
     " items AS (INSERT INTO inbox_items (channel, received_at, raw, meta, state, attempts,"
     " next_attempt_at) SELECT CAST(:channel AS varchar), CAST(:received_at AS timestamptz),"
     " t.raw, t.meta, CAST(:item_state AS varchar), CAST(:attempts AS integer),"
@@ -263,6 +280,7 @@ async def _insert_arrays(conn: AsyncConnection, candidates: Sequence[Fetched],
     """Items and their records on PostgreSQL: the new items by UID, and the
     UIDs whose record was taken (not a digest stored before)."""
     item, record = rows[0], records[0]  # what every row of the batch shares
+    uids = [m.uid for m in candidates]
     result = await conn.execute(_PG_STORE, {
         "channel": item["channel"], "received_at": item["received_at"],
         "item_state": item["state"], "attempts": item["attempts"],
@@ -270,7 +288,7 @@ async def _insert_arrays(conn: AsyncConnection, candidates: Sequence[Fetched],
         "folder": record["folder"], "uidvalidity": record["uidvalidity"],
         "stored_at": record["stored_at"], "raw": [row["raw"] for row in rows],
         "meta": [json_text(row["meta"]) for row in rows],
-        "uid": [m.uid for m in candidates],
+        "uid": uids, "lo": min(uids), "hi": max(uids),
         "message_id": [record["message_id"] for record in records],
         "raw_sha256": [m.sha256 for m in candidates], "size": [m.size for m in candidates],
         "state": [record["state"] for record in records]})
@@ -303,11 +321,17 @@ async def store_fetched(engine: AsyncEngine, *, name: str, holder: str, lease: f
         if settled:
             await conn.execute(_SETTLE, folder | {"b_lo": min(settled), "b_hi": max(settled)})
         uids = [m.uid for m in messages]
-        seen: set[int] = set()
-        if uids:
-            seen.update((await conn.execute(
+        pg = conn.dialect.name == "postgresql"
+        # A UID recorded before (rare: the folder's position is past every
+        # recorded one) is left out. On PostgreSQL the batch's statement
+        # leaves it out itself, unless the batch holds the same bytes twice
+        # (which copy stands for both then depends on which were recorded).
+        folded = pg and len({m.sha256 for m in messages}) == len(messages)
+        fresh = list(messages)
+        if uids and not folded:
+            seen = set((await conn.execute(
                 _SEEN, folder | {"b_lo": min(uids), "b_hi": max(uids)})).scalars())
-        fresh = [m for m in messages if m.uid not in seen]
+            fresh = [m for m in messages if m.uid not in seen]
         # The same bytes twice in one batch: the first stands for both.
         first: dict[str, Fetched] = {}
         for message in fresh:
@@ -326,8 +350,10 @@ async def store_fetched(engine: AsyncEngine, *, name: str, holder: str, lease: f
                              meta_storable=shared)
                     for m in candidates]
             records = [_record(name, folder_name, uidvalidity, m, 0, now) for m in candidates]
-            if conn.dialect.name == "postgresql":
+            if pg:
                 made, taken = await _insert_arrays(conn, candidates, rows, records)
+                if folded:
+                    fresh = [m for m in fresh if m.uid in made]
             else:
                 result = await conn.execute(inbox_items.insert().returning(
                     inbox_items.c.id, sort_by_parameter_order=True), rows)
@@ -345,22 +371,30 @@ async def store_fetched(engine: AsyncEngine, *, name: str, holder: str, lease: f
             await conn.execute(mailbox_messages.insert(), [
                 _record(name, folder_name, uidvalidity, m, None, now)
                 for m in fresh if m.uid not in items])
-        if uids and after is None:
-            await conn.execute(_ADVANCE, folder | {"b_last": max(uids), "b_next": max(uids) + 1})
-        elif uids:
-            if previous is not None:
-                try:
-                    await previous
-                except Exception as exc:  # noqa: BLE001 - its own caller sees it
-                    raise OutOfOrder(f"{name}: the batch before UID {min(uids)} failed") from exc
-            moved = await conn.execute(_ADVANCE_AFTER, folder | {"b_after": after + 1,
-                                                                  "b_next": max(uids) + 1})
-            if moved.rowcount != 1:
-                raise OutOfOrder(f"{name}: the batch before UID {min(uids)} was not committed")
-        fenced = await conn.execute(_FENCE, {
-            "b_name": name, "b_holder": holder, "b_now": now, "b_added": len(items),
-            "b_until": now + timedelta(seconds=lease)})
-        if fenced.rowcount != 1:
+        if uids and after is not None and previous is not None:
+            try:
+                await previous
+            except Exception as exc:  # noqa: BLE001 - its own caller sees it
+                raise OutOfOrder(f"{name}: the batch before UID {min(uids)} failed") from exc
+        fence = {"b_name": name, "b_holder": holder, "b_now": now, "b_added": len(items),
+                 "b_until": now + timedelta(seconds=lease)}
+        if uids and pg:  # the position and the fence in one statement
+            moved, fenced = (await conn.execute(_PG_CLOSE, folder | fence | {
+                "b_after": None if after is None else after + 1, "b_last": max(uids),
+                "b_next": max(uids) + 1})).one()
+        else:
+            moved = fenced = 1
+            if uids and after is None:
+                await conn.execute(_ADVANCE, folder | {"b_last": max(uids),
+                                                       "b_next": max(uids) + 1})
+            elif uids:
+                moved = (await conn.execute(_ADVANCE_AFTER, folder | {
+                    "b_after": after + 1, "b_next": max(uids) + 1})).rowcount
+            if moved == 1:
+                fenced = (await conn.execute(_FENCE, fence)).rowcount
+        if after is not None and moved != 1:
+            raise OutOfOrder(f"{name}: the batch before UID {min(uids)} was not committed")
+        if fenced != 1:
             raise LeaseLost(name)
     return Stored(items=items, duplicates=duplicates,
                   too_large=[m.uid for m in fresh if m.too_large])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import mailboxes as store
-from storage.models import inbox_items
+from storage.models import inbox_items, mailbox_folders, mailbox_messages, mailboxes
 from storage.storable import EXACT
 
 HOLDER = "host:1:feed"
@@ -54,3 +55,92 @@ async def test_store_fetched__unstorable_shared_text_keeps_its_bytes_in_every_it
     assert [m["uid"] for m in metas] == [1, 2]
     assert [m[EXACT] for m in metas] == [
         {"/rcpt_tos/0": base64.b64encode(b"a\x00b@example.com").decode()}] * 2
+
+
+def _message(uid: int, body: str | None = None) -> store.Fetched:
+    raw = f"Subject: {uid}\r\n\r\n{body or f'body {uid}'}\r\n".encode()
+    return store.Fetched(uid=uid, raw=raw, size=len(raw), message_id=f"<{uid}@x>")
+
+
+async def _store(engine: AsyncEngine, messages: list[store.Fetched]) -> store.Stored:
+    return await store.store_fetched(engine, name="support", holder=HOLDER, lease=30,
+                                     folder_name="INBOX", uidvalidity=7, messages=messages,
+                                     meta={"mailbox": "support", "rcpt_tos": ["s@x"]})
+
+
+async def _records(engine: AsyncEngine) -> list[tuple[int, bool]]:
+    async with engine.connect() as conn:
+        return [(r.uid, r.item_id is not None) for r in await conn.execute(
+            select(mailbox_messages.c.uid, mailbox_messages.c.item_id)
+            .order_by(mailbox_messages.c.uid))]
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["distinct bytes", "same bytes twice"])
+async def test_store_fetched__uids_recorded_before_are_left_out_once_each(
+        engine: AsyncEngine, twice: bool) -> None:
+    """A batch holding UIDs recorded before (here the position was moved back
+    by hand) stores only the others, once each, and moves the position on.
+    With the same bytes twice in the batch (on PostgreSQL the other way of
+    looking), the copy at a new UID stands for both."""
+    assert await store.hold(engine, "support", HOLDER, 30)
+    await store.start_folder(engine, "support", HOLDER, 30, "INBOX", 7)
+    first = await _store(engine, [_message(1), _message(2)])
+    assert sorted(first.items) == [1, 2]
+    async with engine.begin() as conn:
+        await conn.execute(mailbox_folders.update().values(next_uid=2))
+    third = _message(3)
+    again = [store.Fetched(uid=2, raw=third.raw, size=third.size) if twice else _message(2),
+             third]
+    stored = await _store(engine, again)
+    assert sorted(stored.items) == [3] and stored.duplicates == []
+    assert await _records(engine) == [(1, True), (2, True), (3, True)]
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(mailbox_folders.c.next_uid))).scalar_one() == 4
+        assert (await conn.execute(select(func.count()).select_from(inbox_items))
+                ).scalar_one() == 3
+
+
+async def _nothing_stored(engine: AsyncEngine, next_uid: int) -> None:
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(inbox_items))
+                ).scalar_one() == 0
+        assert (await conn.execute(select(func.count()).select_from(mailbox_messages))
+                ).scalar_one() == 0
+        assert (await conn.execute(select(mailbox_folders.c.next_uid))).scalar_one() == next_uid
+
+
+async def test_store_fetched__a_lost_lease_commits_nothing(engine: AsyncEngine) -> None:
+    assert await store.hold(engine, "support", HOLDER, 30)
+    await store.start_folder(engine, "support", HOLDER, 30, "INBOX", 7)
+    async with engine.begin() as conn:  # another process took over
+        await conn.execute(mailboxes.update().values(holder="host:2:beef"))
+    with pytest.raises(store.LeaseLost):
+        await _store(engine, [_message(1), _message(2)])
+    await _nothing_stored(engine, 1)
+
+
+async def test_store_fetched__a_batch_after_one_not_committed_commits_nothing(
+        engine: AsyncEngine) -> None:
+    """A batch chained after another (`after`) commits only from where that one
+    left the position: not if it was not committed, nor if it failed."""
+    assert await store.hold(engine, "support", HOLDER, 30)
+    await store.start_folder(engine, "support", HOLDER, 30, "INBOX", 7)
+
+    async def failed() -> None:
+        raise store.LeaseLost("support")
+
+    for previous in (None, failed()):
+        with pytest.raises(store.OutOfOrder):
+            await store.store_fetched(
+                engine, name="support", holder=HOLDER, lease=30, folder_name="INBOX",
+                uidvalidity=7, messages=[_message(3), _message(4)], meta={"mailbox": "support"},
+                after=2, previous=previous)
+        await _nothing_stored(engine, 1)
+    await _store(engine, [_message(1), _message(2)])
+    stored = await store.store_fetched(
+        engine, name="support", holder=HOLDER, lease=30, folder_name="INBOX", uidvalidity=7,
+        messages=[_message(3), _message(4)], meta={"mailbox": "support"}, after=2)
+    assert sorted(stored.items) == [3, 4]
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(mailbox_folders.c.next_uid))).scalar_one() == 5
+        assert (await conn.execute(select(mailboxes.c.fetched))).scalar_one() == 4
