@@ -85,8 +85,11 @@ def holder_name() -> str:
 
 def message_id(raw: bytes) -> str | None:
     """The Message-ID of the header section, if it has one (for de-duplication only)."""
-    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    match = _MESSAGE_ID.search(head)
+    # Searched in place up to the header section's end (no copy of the body).
+    end = raw.find(b"\r\n\r\n")
+    end = len(raw) if end < 0 else end
+    bare_end = raw.find(b"\n\n", 0, end)
+    match = _MESSAGE_ID.search(raw, 0, end if bare_end < 0 else bare_end)
     return match.group(1).decode("ascii", "replace") if match else None
 
 

@@ -52,6 +52,12 @@ def test_message_id__from_the_header_section_only() -> None:
     raw = b"Subject: x\r\nMessage-Id:  <a@b>\r\n\r\nMessage-ID: <body@x>\r\n"
     assert message_id(raw) == "<a@b>"
     assert message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n") is None
+    # Bare LF line ends: the header section ends at the first blank line of either kind.
+    assert message_id(b"Subject: x\nMessage-ID: <a@b>\n\nbody\r\n\r\n") == "<a@b>"
+    assert message_id(b"Subject: x\n\nMessage-ID: <body@x>\r\n\r\n") is None
+    assert message_id(b"Subject: x\r\n\r\nbody\n\nMessage-ID: <body@x>\n") is None
+    assert message_id(b"Message-ID: <only@head>") == "<only@head>"
+    assert message_id(b"Message-ID: <cut@\r\n\r\nx>") is None
 
 
 def _mailbox(**values: object) -> dict[str, object]:
