@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, insert
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -113,6 +113,32 @@ def insert_new(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
         dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         statement = _INSERT_NEW[key] = dialect_insert(table).on_conflict_do_nothing()
     return statement
+
+
+_INSERT_IDS: dict[tuple[str, Table], Any] = {}
+
+
+async def insert_ids(conn: AsyncConnection, table: Table,
+                     rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert `rows` (SQLAlchemy batches them into few statements) and return
+    their new ids in the order of `rows`.
+
+    On SQLite, SQLAlchemy keeps RETURNING in the order of the rows only by
+    inserting them one statement each (SQLite ties no generated rowid to its
+    VALUES row): a 250-row batch was 250 statements. It need not: in a
+    transaction SQLite has one writer, rows are inserted in the order of
+    their VALUES, and an INTEGER PRIMARY KEY gives each new row a larger id
+    than the rows before it. So the ids returned, sorted, are the rows' own."""
+    key = (conn.dialect.name, table)
+    statement = _INSERT_IDS.get(key)
+    sqlite = conn.dialect.name == "sqlite"
+    if statement is None:
+        statement = _INSERT_IDS[key] = insert(table).returning(
+            table.c.id, sort_by_parameter_order=not sqlite)
+    ids = [row[0] for row in await conn.execute(statement, list(rows))]
+    if len(ids) != len(rows):
+        raise RuntimeError(f"{len(rows)} rows inserted into {table.name}, {len(ids)} ids back")
+    return sorted(ids) if sqlite else ids
 
 
 class _WriteGate:

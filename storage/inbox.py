@@ -43,7 +43,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import connection, transaction, utcnow, write_gate
+from storage.engine import connection, insert_ids, transaction, utcnow, write_gate
 from storage.errors import (
     DRIVER_FAULTS,
     IdempotencyConflict,
@@ -169,9 +169,6 @@ async def _discard(conn: AsyncConnection) -> None:
         await conn.close()
     except Exception:  # noqa: BLE001, S110 - it is being thrown away
         pass
-
-
-_INSERT = insert(inbox_items).returning(inbox_items.c.id, sort_by_parameter_order=True)
 
 
 class InboxWriter:
@@ -390,8 +387,7 @@ class InboxWriter:
             async with asyncio.timeout_at(deadline):
                 added = await insert_blobs(conn, {sha: content for w in batch
                                                   for sha, content in w.item.blobs})
-                result = await conn.execute(_INSERT, rows)
-                ids = [row[0] for row in result]
+                ids = await insert_ids(conn, inbox_items, rows)
         except Exception as exc:
             if isinstance(exc, DRIVER_FAULTS) or not is_data_fault(exc):
                 raise _NotCommitted() from exc  # a timeout (a held lock) too
@@ -522,5 +518,4 @@ async def accept_many(engine: AsyncEngine, items: Sequence[NewItem]) -> list[int
     """Commit several items in one transaction (tools and tests)."""
     now = utcnow()
     async with transaction(engine) as conn:
-        result = await conn.execute(_INSERT, [item_row(i, now) for i in items])
-        return [row[0] for row in result]
+        return await insert_ids(conn, inbox_items, [item_row(i, now) for i in items])

@@ -30,7 +30,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from storage.engine import as_utc, connection, insert_new, json_text, transaction, utcnow
+from storage.engine import (
+    as_utc,
+    connection,
+    insert_ids,
+    insert_new,
+    json_text,
+    transaction,
+    utcnow,
+)
 from storage.inbox import NewItem, item_row
 from storage.models import STORED, inbox_items, mailbox_folders, mailbox_messages, mailboxes
 from storage.storable import needs_change
@@ -355,9 +363,8 @@ async def store_fetched(engine: AsyncEngine, *, name: str, holder: str, lease: f
                 if folded:
                     fresh = [m for m in fresh if m.uid in made]
             else:
-                result = await conn.execute(inbox_items.insert().returning(
-                    inbox_items.c.id, sort_by_parameter_order=True), rows)
-                made = {m.uid: item_id for m, (item_id,) in zip(candidates, result, strict=True)}
+                ids = await insert_ids(conn, inbox_items, rows)
+                made = {m.uid: item_id for m, item_id in zip(candidates, ids, strict=True)}
                 for record in records:
                     record["item_id"] = made[record["uid"]]
                 taken = set((await conn.execute(

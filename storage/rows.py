@@ -17,6 +17,7 @@ from sqlalchemy import FromClause, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.lifecycle import clock_held
+from storage.engine import insert_ids
 from storage.fitting import limit
 from storage.models import attachments, messages, requests
 from storage.processing import ClaimedItem
@@ -97,24 +98,17 @@ def outbound_row(request_id: int, m: NewMessage, now: datetime) -> dict[str, Any
 
 async def insert_returning(conn: AsyncConnection, table: Any,
                            rows: list[dict[str, Any]]) -> list[int]:
-    """Insert in one statement; the new ids in the order of `rows`, which must
-    all carry the same columns (the statement is compiled from the first)."""
+    """Insert in few statements (storage/engine.py `insert_ids`); the new ids
+    in the order of `rows`, which must all carry the same columns (the
+    statement is compiled from the first)."""
     keys = set(rows[0]) if rows else set()
     for row in rows[1:]:
         if set(row) != keys:
             raise ValueError("rows of one insert differ in their columns: "
                              f"{', '.join(sorted(keys ^ set(row)))}")
-    statement = _RETURNING_ID.get(table)
-    if statement is None:
-        statement = _RETURNING_ID[table] = insert(table).returning(
-            table.c.id, sort_by_parameter_order=True)
-    return [row[0] for row in await conn.execute(statement, rows)]
+    return await insert_ids(conn, table, rows)
 
 
-# One statement per table, built once: executed with a list of rows it is an
-# executemany that SQLAlchemy batches into few round trips (insertmanyvalues),
-# and a statement kept memoizes its cache key instead of building it per batch.
-_RETURNING_ID: dict[Any, Any] = {}
 _INSERT_ATTACHMENTS = insert(attachments)
 
 
