@@ -299,11 +299,14 @@ async def test_agents__waiting_agent_woken_by_new_email(
     waiter = asyncio.create_task(wait_for_work())
     await asyncio.sleep(0.5)  # the agent is waiting on an empty queue
     assert not waiter.done()
-    sent_at = loop.time()
     ref = await asyncio.to_thread(send_mail, gateway, subject="Wake up", body="x")
+    accepted_at = loop.time()
     items, woken_at = await waiter
     assert [i["reference"] for i in items] == [ref]
-    assert woken_at - sent_at < 1.0
+    # Woken by the new request's signal: a waiting claim looks again by itself
+    # only every 5 s (gateway/http/queues.py), 4.5 s after the mail's 250 here.
+    # The bound leaves the pipeline time on a loaded machine.
+    assert woken_at - accepted_at < 2.5
 
 
 async def test_agents__rate_limit_answers_429(
