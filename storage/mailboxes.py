@@ -192,13 +192,20 @@ def _meta(base: Mapping[str, Any], folder_name: str, uidvalidity: int,
     return meta
 
 
+def _recorded_id(message: Fetched) -> str | None:
+    return (message.message_id or "")[:998] or None
+
+
+def _state(message: Fetched) -> str:
+    return TOO_LARGE if message.too_large else OWED
+
+
 def _record(name: str, folder_name: str, uidvalidity: int, message: Fetched,
             item_id: int | None, now: datetime) -> dict[str, Any]:
     return {"mailbox": name, "folder": folder_name, "uidvalidity": uidvalidity,
-            "uid": message.uid, "item_id": item_id,
-            "message_id": (message.message_id or "")[:998] or None,
-            "raw_sha256": message.sha256, "size": message.size,
-            "state": TOO_LARGE if message.too_large else OWED, "stored_at": now}
+            "uid": message.uid, "item_id": item_id, "message_id": _recorded_id(message),
+            "raw_sha256": message.sha256, "size": message.size, "state": _state(message),
+            "stored_at": now}
 
 
 def _record_once(conn: AsyncConnection) -> Any:
@@ -254,11 +261,11 @@ _PG_CLOSE = text(
 
 
 # PostgreSQL: a batch's items and their records in one statement (a UID
-# recorded before left out), each column
-# that differs between rows as one array (what they share goes once),
-# unnested by the server, so the client builds no parameter per value (most
-# of a batch's CPU here). A record whose digest was stored before is refused
-# by the unique index (its item is then taken back by the caller).
+# recorded before left out), each column that differs between rows as one
+# array (what they share goes once), unnested by the server, so the client
+# builds no parameter per value (most of a batch's CPU here). A record whose
+# digest was stored before is refused by the unique index (its item is then
+# taken back by the caller).
 _PG_STORE = text(
     "WITH t AS (SELECT * FROM unnest(CAST(:raw AS bytea[]), CAST(:meta AS jsonb[]),"
     " CAST(:uid AS bigint[]), CAST(:message_id AS varchar[]), CAST(:raw_sha256 AS varchar[]),"
@@ -283,11 +290,12 @@ _PG_STORE = text(
 
 
 async def _insert_arrays(conn: AsyncConnection, candidates: Sequence[Fetched],
-                         rows: list[dict[str, Any]], records: list[dict[str, Any]]
+                         rows: list[dict[str, Any]], record: dict[str, Any]
                          ) -> tuple[dict[int, int], set[int]]:
-    """Items and their records on PostgreSQL: the new items by UID, and the
-    UIDs whose record was taken (not a digest stored before)."""
-    item, record = rows[0], records[0]  # what every row of the batch shares
+    """Items and their records on PostgreSQL (`record`: what the batch's
+    records share): the new items by UID, and the UIDs whose record was taken
+    (not a digest stored before)."""
+    item = rows[0]  # what every row of the batch shares
     uids = [m.uid for m in candidates]
     result = await conn.execute(_PG_STORE, {
         "channel": item["channel"], "received_at": item["received_at"],
@@ -297,9 +305,9 @@ async def _insert_arrays(conn: AsyncConnection, candidates: Sequence[Fetched],
         "stored_at": record["stored_at"], "raw": [row["raw"] for row in rows],
         "meta": [json_text(row["meta"]) for row in rows],
         "uid": uids, "lo": min(uids), "hi": max(uids),
-        "message_id": [record["message_id"] for record in records],
+        "message_id": [_recorded_id(m) for m in candidates],
         "raw_sha256": [m.sha256 for m in candidates], "size": [m.size for m in candidates],
-        "state": [record["state"] for record in records]})
+        "state": [_state(m) for m in candidates]})
     made: dict[int, int] = {}
     taken: set[int] = set()
     for uid, item_id, was_taken in result:
@@ -357,16 +365,16 @@ async def store_fetched(engine: AsyncEngine, *, name: str, holder: str, lease: f
                                      meta=_meta(meta, folder_name, uidvalidity, m)), now,
                              meta_storable=shared)
                     for m in candidates]
-            records = [_record(name, folder_name, uidvalidity, m, 0, now) for m in candidates]
             if pg:
-                made, taken = await _insert_arrays(conn, candidates, rows, records)
+                made, taken = await _insert_arrays(conn, candidates, rows, _record(
+                    name, folder_name, uidvalidity, candidates[0], None, now))
                 if folded:
                     fresh = [m for m in fresh if m.uid in made]
             else:
                 ids = await insert_ids(conn, inbox_items, rows)
                 made = {m.uid: item_id for m, item_id in zip(candidates, ids, strict=True)}
-                for record in records:
-                    record["item_id"] = made[record["uid"]]
+                records = [_record(name, folder_name, uidvalidity, m, made[m.uid], now)
+                           for m in candidates]
                 taken = set((await conn.execute(
                     _record_once(conn).returning(mailbox_messages.c.uid), records)).scalars())
             items = {uid: item_id for uid, item_id in made.items() if uid in taken}

@@ -131,6 +131,17 @@ class _Carried:
     rest: list[int]
 
 
+async def _drain(storing: deque[_Storing]) -> list[int]:
+    """Wait for every commit in flight, in order; the UIDs now owed an action.
+    Each is taken off only once done: cancelled meanwhile, it is still there
+    for `_settled`."""
+    owed: list[int] = []
+    while storing:
+        owed += await asyncio.shield(storing[0].task)
+        storing.popleft()
+    return owed
+
+
 async def _settled(storing: deque[_Storing] | None, *tasks: asyncio.Task[Any] | None) -> None:
     """Wait for commits in flight whatever their outcome (their callers see it)."""
     for task in [*(pending.task for pending in storing or ()), *tasks]:
@@ -390,11 +401,8 @@ class MailboxFetcher:
         the one selected: this comes before any other is)."""
         carried, self._carried = self._carried, None
         assert carried is not None
-        committed = carried.committed
         try:
-            while carried.storing:
-                committed += await asyncio.shield(carried.storing[0].task)
-                carried.storing.popleft()
+            committed = carried.committed + await _drain(carried.storing)
         finally:
             await _settled(carried.storing)
         return carried.folder, carried.uidvalidity, await self._act(session, committed)
@@ -469,10 +477,7 @@ class MailboxFetcher:
                                          uids[bisect.bisect_left(uids, next_uid):])
                 storing = deque()
             else:
-                while storing:
-                    committed += await asyncio.shield(storing[0].task)
-                    storing.popleft()
-                acted += await self._act(session, committed)
+                acted += await self._act(session, committed + await _drain(storing))
         finally:
             await _settled(storing)  # a step failed: let the commits end first
         return len(uids) - len(taken), room - len(taken), (folder, uidvalidity, acted)

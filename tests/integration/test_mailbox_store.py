@@ -57,8 +57,8 @@ async def test_store_fetched__unstorable_shared_text_keeps_its_bytes_in_every_it
         {"/rcpt_tos/0": base64.b64encode(b"a\x00b@example.com").decode()}] * 2
 
 
-def _message(uid: int, body: str | None = None) -> store.Fetched:
-    raw = f"Subject: {uid}\r\n\r\n{body or f'body {uid}'}\r\n".encode()
+def _message(uid: int) -> store.Fetched:
+    raw = f"Subject: {uid}\r\n\r\nbody {uid}\r\n".encode()
     return store.Fetched(uid=uid, raw=raw, size=len(raw), message_id=f"<{uid}@x>")
 
 
