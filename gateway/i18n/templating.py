@@ -9,6 +9,7 @@ environment, so one environment serves every language from any thread.
 from __future__ import annotations
 
 import gettext as _gettext
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -53,11 +54,22 @@ def _new_style(t: _gettext.NullTranslations) -> dict[str, Callable[..., str]]:
             "npgettext": npgettext}
 
 
+# The callables made for each catalogue, kept while it is in force (a reload
+# replaces the catalogues, and these go with them): an acknowledgement is
+# rendered for every new request.
+_MADE: weakref.WeakKeyDictionary[_gettext.NullTranslations, dict[str, Callable[..., str]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def functions(language: str | None) -> dict[str, Any]:
     """What a render needs to write in `language`: the gettext callables, and
-    `language` itself (for `<html lang>`)."""
+    `language` itself (for `<html lang>`). A new dict each call."""
     code = normalise(language) or DEFAULT
-    return {**_new_style(translations(code)), "language": code}
+    catalogue = translations(code)
+    made = _MADE.get(catalogue)
+    if made is None:
+        made = _MADE[catalogue] = _new_style(catalogue)
+    return {**made, "language": code}
 
 
 def prepare(env: Environment) -> Environment:
