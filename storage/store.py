@@ -14,7 +14,7 @@ and an item another claim holds now is left to it, never stored or marked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,12 +92,19 @@ async def complete_item(engine: AsyncEngine, item: ClaimedItem, new: NewRequest,
     return (await complete_items(engine, [(item, new)], place))[0]
 
 
+# Every public event: what `complete_items` records unless told which are taken.
+ALL_PUBLIC_EVENTS: frozenset[str] = frozenset(PublicEvent)
+
+
 async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_only, *,
                          ack_limits: AcknowledgementLimits | None = None,
-                         reopen_days: Mapping[str, int] | None = None) -> list[Stored]:
+                         reopen_days: Mapping[str, int] | None = None,
+                         announce: Container[str] = ALL_PUBLIC_EVENTS) -> list[Stored]:
     """Store a batch; an item stored before (a retry, a race) adds nothing, and
     an item held by another claim now is left alone. `reopen_days`: each
-    queue's reopen window (storage/placing.py `place_all`)."""
+    queue's reopen window (storage/placing.py `place_all`). `announce`: the
+    public events some subscriber takes; only those get an outbox row (an event
+    row nobody takes would be written, claimed and dropped, for every item)."""
     now = utcnow()
     async with transaction(engine) as conn:
         holding = await hold_items(conn, [item for item, _ in work])
@@ -113,8 +120,8 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
         answered = await with_bounces(conn, batch, await answers(conn, batch, now))
         # Every outbox row of the batch in one statement: the subscribers' events
         # (new requests first, then messages), then the acknowledgements.
-        await enqueue_rows(conn, _announce_created(fresh, now)
-                           + await _announce_messages(conn, batch, answered, now)
+        await enqueue_rows(conn, _announce_created(fresh, now, announce)
+                           + await _announce_messages(conn, batch, answered, now, announce)
                            + acknowledged.outbox_rows)
         await _write_events(conn, _timelines(batch, answered) + _follow_ups(fresh)
                             + acknowledged.events, now, _fitted_events(batch))
@@ -173,57 +180,69 @@ async def _insert_messages(conn: AsyncConnection, batch: list[Landed],
                                     for attachment in one.new.message.attachments])
 
 
-def _announce_created(fresh: list[Landed], now: datetime) -> list[dict[str, Any]]:
+def _announce_created(fresh: list[Landed], now: datetime,
+                      announce: Container[str]) -> list[dict[str, Any]]:
     """The outbox rows telling subscribers (webhooks, the broker) of each new
     request and its route (archived mail is history: no one is told)."""
+    created, routed = PublicEvent.CREATED in announce, PublicEvent.ROUTED in announce
     rows: list[dict[str, Any]] = []
-    for one in fresh:
+    for one in fresh if created or routed else ():
         item, new = one.item, one.new
         if new.archived:
             continue
         requester = Requester(new.requester_email, new.requester_name)
-        rows.append(event_row(PublicEvent.CREATED, one.request_id, item.reference, {
-            "queue": new.queue, "status": new.status, "priority": new.priority,
-            "type": new.type, "channel": item.channel, "subject": scrub(new.message.subject),
-            "linked_from": one.placement.linked_reference}, requester, now))
-        rows.append(event_row(PublicEvent.ROUTED, one.request_id, item.reference, {
-            "queue": new.queue, "priority": new.priority, "type": new.type,
-            "component": new.component, "tags": new.tags}, requester, now))
+        if created:
+            rows.append(event_row(PublicEvent.CREATED, one.request_id, item.reference, {
+                "queue": new.queue, "status": new.status, "priority": new.priority,
+                "type": new.type, "channel": item.channel,
+                "subject": scrub(new.message.subject),
+                "linked_from": one.placement.linked_reference}, requester, now))
+        if routed:
+            rows.append(event_row(PublicEvent.ROUTED, one.request_id, item.reference, {
+                "queue": new.queue, "priority": new.priority, "type": new.type,
+                "component": new.component, "tags": new.tags}, requester, now))
     return rows
 
 
+def _message_event(one: Landed) -> tuple[PublicEvent, dict[str, Any]]:
+    """What a message that joined a request is announced as: a delivery report
+    on our mail, or a message received."""
+    message, hints = one.new.message, one.new.hints
+    bounce = message.flags.get("bounce")
+    if bounce and hints is not None and hints.bounce_of:
+        return PublicEvent.BOUNCED, {"message_id": message.message_id,
+                                     "bounced_message_id": hints.bounce_of, "report": bounce}
+    return PublicEvent.MESSAGE_RECEIVED, {
+        "message_id": message.message_id, "channel": one.item.channel,
+        "from": {"email": message.from_address, "name": message.from_name},
+        "subject": message.subject,
+        "automatic": bool(hints.automatic) if hints is not None else False}
+
+
 async def _announce_messages(conn: AsyncConnection, batch: list[Landed],
-                             answered: list[Answer | None],
-                             now: datetime) -> list[dict[str, Any]]:
+                             answered: list[Answer | None], now: datetime,
+                             announce: Container[str]) -> list[dict[str, Any]]:
     """The outbox rows telling subscribers of each message that joined an existing
     request (a customer's message, or a delivery report on our mail) and of what
     it changed (archived mail: nothing)."""
-    joined = [(one, answer) for one, answer in zip(batch, answered, strict=True)
-              if one.placement.kind == Placed.THREAD and not one.new.archived]
-    if not joined:
+    told = [(one, [(event, data) for event, data
+                   in (_message_event(one), *(answer.public if answer is not None else ()))
+                   if event in announce])
+            for one, answer in zip(batch, answered, strict=True)
+            if one.placement.kind == Placed.THREAD and not one.new.archived]
+    told = [(one, found) for one, found in told if found]
+    if not told:
         return []
     owners = await conn.execute(
         select(requests.c.id, requests.c.reference, requests.c.requester_email,
                requests.c.requester_name)
-        .where(requests.c.id.in_({one.request_id for one, _ in joined})))
+        .where(requests.c.id.in_({one.request_id for one, _ in told})))
     about = {r.id: (r.reference, Requester(r.requester_email, r.requester_name)) for r in owners}
     rows: list[dict[str, Any]] = []
-    for one, answer in joined:
+    for one, found in told:
         reference, requester = about[one.request_id]
-        message, hints = one.new.message, one.new.hints
-        bounce = message.flags.get("bounce")
-        if bounce and hints is not None and hints.bounce_of:
-            found = [(PublicEvent.BOUNCED, {"message_id": message.message_id,
-                                            "bounced_message_id": hints.bounce_of,
-                                            "report": bounce})]
-        else:
-            found = [(PublicEvent.MESSAGE_RECEIVED, {
-                "message_id": message.message_id, "channel": one.item.channel,
-                "from": {"email": message.from_address, "name": message.from_name},
-                "subject": message.subject,
-                "automatic": bool(hints.automatic) if hints is not None else False})]
         rows.extend(event_row(event, one.request_id, reference, scrub(data), requester, now)
-                    for event, data in (*found, *(answer.public if answer is not None else ())))
+                    for event, data in found)
     return rows
 
 

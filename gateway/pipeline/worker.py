@@ -41,6 +41,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from domain.errors import GatewayError
 from gateway import logs, metrics
 from gateway.config import Config
+from gateway.delivery.subscribers import announced
 from gateway.pipeline.allocator import return_large_buffers
 from gateway.pipeline.building import (
     api_request,
@@ -384,7 +385,8 @@ class Pipeline:
                 self._engine, work, place,
                 ack_limits=self._config.outbound.acknowledgement_limits,
                 # The queues in force (they reload): each one's reopen window.
-                reopen_days={q.name: q.reopen_days for q in self.rules.config.queue})
+                reopen_days={q.name: q.reopen_days for q in self.rules.config.queue},
+                announce=announced(self.rules.config))
         except Exception as exc:  # noqa: BLE001 - every failure is isolated or deferred
             if isinstance(exc, GatewayError) and exc.temporary:
                 # The database, not the items, is at fault: hand them back for later.

@@ -100,11 +100,17 @@ async def resolve(engine: AsyncEngine, reference: str, *, days_ago: float = 0) -
                                .values(resolved_at=utcnow() - timedelta(days=days_ago)))
 
 
+# A subscriber to every event: the pipeline records only events someone takes.
+EVERYTHING = [{"name": "all", "url": "https://all.example.com/hook", "events": ["*"],
+               "secret": "s" * 32}]
+
+
 def with_windows(db_url: str, general: int | None = None, **sections: Any) -> Config:
     queue: dict[str, Any] = {"name": "general"}
     if general is not None:
         queue["reopen_days"] = general
-    return make_config(db_url, queue=[queue, {"name": "billing"}], **sections)
+    return make_config(db_url, queue=[queue, {"name": "billing"}],
+                       **{"webhook": EVERYTHING, **sections})
 
 
 # --- reopening ------------------------------------------------------------------
@@ -155,6 +161,26 @@ async def test_reopen__reply_after_window_starts_a_linked_request(
     assert created[0]["data"]["linked_from"] == old
     # The new request is acknowledged as any new one is.
     assert await count_rows(engine, messages, messages.c.direction == "out") == 2
+
+
+async def test_events__only_events_a_subscriber_takes_are_recorded_for_fan_out(
+        engine: AsyncEngine, db_url: str) -> None:
+    nobody = make_config(db_url)
+    [quiet] = await store(engine, nobody, mail("q1@example.com"))
+    [quiet_reply] = await store(engine, nobody, mail("q2@example.com", parent="q1@example.com"))
+    assert quiet_reply == quiet
+    assert await told(engine, quiet) == []
+    # The request's own timeline is whole either way.
+    assert EventKind.MESSAGE_RECEIVED in await timeline(engine, quiet)
+    created_only = make_config(db_url, webhook=[{**EVERYTHING[0], "events": ["created"]}])
+    [ref] = await store(engine, created_only, mail("c1@example.com"))
+    await store(engine, created_only, mail("c2@example.com", parent="c1@example.com"))
+    assert [p["event"] for p in await told(engine, ref)] == ["created"]
+    # A queue that notifies its agents of new requests takes `created` too.
+    notifying = make_config(db_url, queue=[{"name": "general", "notify_on": ["new_request"]},
+                                           {"name": "billing"}])
+    [noticed] = await store(engine, notifying, mail("n1@example.com"))
+    assert [p["event"] for p in await told(engine, noticed)] == ["created"]
 
 
 async def test_reopen__window_zero_never_reopens(engine: AsyncEngine, db_url: str) -> None:
