@@ -6,6 +6,7 @@ without a valid token, 403 for a role that may not do this).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Collection
@@ -25,6 +26,9 @@ class TokenCache:
 
     Bounded: past `MAX_CACHED` the least recently used lookup goes, so a flood of
     made-up tokens costs its own lookups without emptying the cache for others.
+    Requests that miss the same token at once share one lookup: when a busy
+    client's entry runs out, its next fifty requests in flight are one query,
+    not fifty.
     """
 
     MAX_CACHED = 10_000
@@ -33,23 +37,42 @@ class TokenCache:
         self._engine = engine
         self._ttl = ttl
         self._entries: OrderedDict[str, tuple[float, TokenInfo | None]] = OrderedDict()
+        self._looking: dict[str, asyncio.Task[TokenInfo | None]] = {}
+        # Bumped by `forget`: a lookup begun before it is not cached after it.
+        self._generation = 0
 
     def forget(self) -> None:
         """Drop cached lookups (after a revoke in this process)."""
         self._entries.clear()
+        self._looking.clear()
+        self._generation += 1
 
     async def get(self, secret: str) -> TokenInfo | None:
         key = hash_secret(secret)
-        now = time.monotonic()
         hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             self._entries.move_to_end(key)
             return hit[1]
-        info = await lookup_token(self._engine, secret)
-        self._entries[key] = (now + self._ttl, info)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.MAX_CACHED:
-            self._entries.popitem(last=False)
+        looking = self._looking.get(key)
+        if looking is None:
+            looking = self._looking[key] = asyncio.create_task(
+                self._lookup(key, secret, self._generation))
+            # Its failure reaches every caller still waiting; none may be left.
+            looking.add_done_callback(lambda task: task.cancelled() or task.exception())
+        # Shielded: one caller that gives up does not cancel the others' lookup.
+        return await asyncio.shield(looking)
+
+    async def _lookup(self, key: str, secret: str, generation: int) -> TokenInfo | None:
+        try:
+            info = await lookup_token(self._engine, secret)
+        finally:
+            if generation == self._generation:
+                self._looking.pop(key, None)
+        if generation == self._generation:
+            self._entries[key] = (time.monotonic() + self._ttl, info)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.MAX_CACHED:
+                self._entries.popitem(last=False)
         return info
 
 
