@@ -30,12 +30,13 @@ _HAS_MARK = re.compile(f"[{DIRECTIONAL_MARKS}]")
 
 
 def has_marks(text: str) -> bool:
-    return _HAS_MARK.search(text) is not None
+    # The marks are not ASCII, and most text is: isascii() is a fast scan, the regex is not.
+    return not text.isascii() and _HAS_MARK.search(text) is not None
 
 
 def without_marks(text: str) -> str:
     """``text`` without directional marks (for matching; a no-op on text that has none)."""
-    return text.translate(_NO_MARKS) if _HAS_MARK.search(text) else text
+    return text.translate(_NO_MARKS) if has_marks(text) else text
 
 
 def _table_leads() -> list[str]:
@@ -81,12 +82,12 @@ _VERB_ENDINGS = tuple(_VERB_WORDS)
 # "---- Jane Roe wrote ----" (Android).
 _DASHED_WROTE = re.compile(rf"^\s*-{{2,}}.{{1,200}}\s(?:{_VERBS})\s*-{{2,}}\s*$", re.IGNORECASE)
 _LEAD_START = re.compile(rf"^[\s>*-]*(?:{_LEADS})\s", re.IGNORECASE)
-_LEAD_FIRST_WORDS = frozenset(lead.split()[0].lower() for lead in _LEAD_WORDS)
+LEAD_FIRST_WORDS = frozenset(lead.split()[0].lower() for lead in _LEAD_WORDS)
 
 
 def _starts_with_lead(line: str) -> bool:
     words = line.lstrip(" \t>*-").split(None, 1)
-    return bool(words) and words[0].lower() in _LEAD_FIRST_WORDS and bool(_LEAD_START.match(line))
+    return bool(words) and words[0].lower() in LEAD_FIRST_WORDS and bool(_LEAD_START.match(line))
 
 
 # "Thu, 26 Jun 2014 14:00:51 +0400 от Alexander <a@example.com>:" (any language).
@@ -121,7 +122,7 @@ def _is_original(line: str) -> bool:
 
 
 # Outlook-style header blocks: "From:", "Sent:", ... in the table's languages and a few more.
-_FROM_WORDS = {
+FROM_WORDS = {
     *"From|Van|De|Von|Fra|Från|Od|Da|Lähettäjä|От|Feladó|Kimden|Afsender|Avsändare".split("|"),
     *"差出人|送信者|发件人|寄件者|보낸 사람".split("|"),
     *(name for fields in HEADER_FIELDS for name in fields.sender),
@@ -143,7 +144,7 @@ def _alternation(words: set[str]) -> str:
     return "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
 
 
-_FROM_FIELDS = _alternation(_FROM_WORDS)
+_FROM_FIELDS = _alternation(FROM_WORDS)
 _OTHER_FIELDS = _alternation(_OTHER_WORDS)
 _FIELD_LINE = re.compile(
     rf"^\s*[*_]?\s*(?:{_FROM_FIELDS}|{_OTHER_FIELDS})\s?[*_]?\s?[:：]", re.IGNORECASE

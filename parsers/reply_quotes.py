@@ -19,6 +19,8 @@ import re
 
 from parsers.limits import MAX_QUOTE_SCAN_CHARS, MAX_QUOTE_SCAN_LINES
 from parsers.reply_headers import (
+    FROM_WORDS,
+    LEAD_FIRST_WORDS,
     QUOTE_MARK,
     attribution_span,
     has_marks,
@@ -38,7 +40,54 @@ def strip_quotes(text: str) -> str:
     if not text.strip():
         return ""
     head = text[:MAX_QUOTE_SCAN_CHARS].replace("\r\n", "\n")
-    lines = _split_shared_lines(head.split("\n", MAX_QUOTE_SCAN_LINES)[:MAX_QUOTE_SCAN_LINES])
+    scanned = head.split("\n", MAX_QUOTE_SCAN_LINES)[:MAX_QUOTE_SCAN_LINES]
+    if _plain(head, scanned):
+        return text
+    return _strip_marked(text, head, scanned)
+
+
+# What a line must not have for `_plain` to pass it without marking it: the
+# characters a quote, a separator or a reply header starts or ends with.
+_PLAIN_NEVER_STARTS = frozenset("-_=*~>")
+_PLAIN_NEVER_ENDS = frozenset(":：*")
+# A "From:"-style field line has its colon within this many characters.
+_FIELD_COLON_WITHIN = max(len(word) for word in (*FROM_WORDS, "Date", "Datum")) + 4
+# The first letters of "On <date> ... wrote:" leads, lower-cased.
+_LEAD_INITIALS = frozenset(word[0] for word in LEAD_FIRST_WORDS)
+
+
+def _plain(head: str, lines: list[str]) -> bool:
+    """True when no line of `lines` (of `head`) can be marked anything but text or
+    empty by `mark_lines`, so nothing is cut: checked without marking them.
+
+    Most messages are a few paragraphs of text, and marking costs microseconds
+    a line. Each test stands for a way a line becomes a quote (">"), a
+    separator ("-----Original Message-----"), a forward header or a reply
+    header ("On ... wrote:", "From: ...", "<sender> wrote:", a line ending in a
+    colon): a line that might be one sends the text to `mark_lines`. False
+    says only that; `tests/unit/test_parse_replies_general.py` checks the
+    shortcut against marking."""
+    if ">" in head or "@" in head or has_marks(head):
+        return False
+    for line in lines:
+        text = line.rstrip()
+        if not text:
+            continue
+        if (text[0] in _PLAIN_NEVER_STARTS or text[0].isspace()
+                or text[-1] in _PLAIN_NEVER_ENDS):
+            return False
+        start = text[:_FIELD_COLON_WITHIN]
+        if ":" in start or "：" in start or "<" in text or '"' in text:
+            return False
+        if (text[0].lower()[0] in _LEAD_INITIALS
+                and text.split(None, 1)[0].lower() in LEAD_FIRST_WORDS):
+            return False
+    return True
+
+
+def _strip_marked(text: str, head: str, scanned: list[str]) -> str:
+    """`strip_quotes` by marking each line (see the module's docstring)."""
+    lines = _split_shared_lines(scanned)
     # Right-to-left text carries directional marks: matched without them, kept in the output.
     plain = [without_marks(line) for line in lines] if has_marks(head) else lines
     markers = mark_lines(plain)

@@ -115,9 +115,10 @@ def _plain(text: str, lines: list[str]) -> list[str]:
 
 def _find_start(lines: list[str], window: list[int]) -> int | None:
     # The topmost candidate wins: what follows it must all look like a signature.
+    stripped = [lines[index].strip() for index in window]
     for position, index in enumerate(window):
-        line = lines[index].strip()
-        after = [lines[i].strip() for i in window[position + 1 :]]
+        line = stripped[position]
+        after = stripped[position + 1 :]
         if _DELIMITER.match(lines[index].rstrip("\r\n")):
             return index
         if _is_device_line(line) and all(_is_device_line(a) for a in after):
