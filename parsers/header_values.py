@@ -106,15 +106,25 @@ def plain_addresses(value: str) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def address_pairs(values: list[str]) -> list[tuple[str, str]]:
+    """`getaddresses(values)`, by `plain_addresses` where every value is plain.
+    Raises what getaddresses raises on hostile input."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        plain = plain_addresses(value)
+        if plain is None:
+            return getaddresses(values)
+        pairs += plain
+    return pairs
+
+
 def addresses(raw: bytes | None, defects: list[str], field: str) -> tuple[Address, ...]:
     """An address-list field, at most MAX_ADDRESSES entries."""
     if not raw:
         return ()
     value = raw_text(raw)
     try:
-        pairs = plain_addresses(value)
-        if pairs is None:
-            pairs = getaddresses([value])
+        pairs = address_pairs([value])
     except Exception:  # stdlib parser bugs on hostile input
         defects.append(f"{field}: unparseable address list")
         return ()

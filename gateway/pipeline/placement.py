@@ -24,10 +24,10 @@ one whose address takes part.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from email.utils import getaddresses
 
 from gateway.sender_auth import names
 from parsers.auth_results import Verdicts
+from parsers.header_values import address_pairs
 from parsers.records import ParsedEmail
 from storage.records import (
     KnownMessage,
@@ -63,7 +63,7 @@ def sender_check(parsed: ParsedEmail, verdicts: Verdicts | None = None) -> Sende
         return SenderCheck.UNKNOWN
     try:
         in_from = {address.strip().lower() for _, address in
-                   getaddresses([value for name, value in parsed.headers if name == "from"])
+                   address_pairs([value for name, value in parsed.headers if name == "from"])
                    if address.strip()}
     except Exception:  # stdlib parser bugs on hostile input: From is not confirmed
         return SenderCheck.NOT_FROM

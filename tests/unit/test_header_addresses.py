@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.header_values import addresses, plain_addresses
+from parsers.header_values import address_pairs, addresses, plain_addresses
 from tests.corpus import require_corpus
 
 
@@ -115,3 +115,11 @@ def test_plain_addresses__agrees_with_the_stdlib_on_the_corpus() -> None:
     assert len(plain) >= 20, "the corpus should hold plain address fields"
     for value in plain:
         assert plain_addresses(value) == _stdlib(value), value
+
+
+def test_address_pairs__several_fields_as_getaddresses_reads_them() -> None:
+    plain = ["Ann <ann@example.com>", "bob@example.com, <cy@example.com>"]
+    assert address_pairs(plain) == _stdlib(", ".join(plain)) == [
+        ("Ann", "ann@example.com"), ("", "bob@example.com"), ("", "cy@example.com")]
+    mixed = ["Ann <ann@example.com>", '"Roe, Bob" <bob@example.com>']
+    assert address_pairs(mixed) == getaddresses(mixed)
