@@ -23,7 +23,10 @@ printed. In the same run it measures the bare baselines (bare single-process
 aiosmtpd answering 250 with the same smtp-source command; a naive aiohttp
 handler committing one asyncpg INSERT with the same wrk command) and prints the
 ratios, and the server CPU per item: user+system of the server's whole process
-tree (workers and reaped children included) divided by the items.
+tree (workers and reaped children included) divided by the items. Where the
+run uses PostgreSQL on this machine, PostgreSQL's CPU in the same interval
+(all its processes, exited backends included; the benchmark's own polls too)
+is printed beside it: the two share the machine's cores.
 
 Only the HTTP rate limits are raised above the defaults (they would answer 429
 to wrk); everything else is the embedded default configuration.
@@ -100,6 +103,29 @@ def tree_cpu(root: int) -> float:
         total += times.get(pid, 0.0)
         todo.extend(child for child, parent in parents.items() if parent == pid)
     return total
+
+
+def postgres_cpu() -> float | None:
+    """User+system CPU seconds of this machine's PostgreSQL processes (exited
+    backends through their parent's cutime/cstime); None when none is seen."""
+    total, seen = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, fields = stat.partition("(")[2].rpartition(")")[::2]
+        if name.startswith("postgres"):
+            seen = True
+            total += sum(int(f) for f in fields.split()[11:15]) / CLOCK_TICKS
+    return total if seen else None
+
+
+def _since(before: float | None) -> float | None:
+    after = postgres_cpu()
+    return after - before if before is not None and after is not None else None
 
 
 def body_json() -> bytes:
@@ -266,6 +292,7 @@ class Result:
     stored: int | None = None
     done_seconds: float | None = None
     cpu: float = 0.0
+    db_cpu: float | None = None  # PostgreSQL's, when the run used it
 
     def line(self) -> str:
         accept = f"{self.accepted / self.accept_seconds:7.0f}/s accepted"
@@ -274,8 +301,10 @@ class Result:
             items = self.stored
         else:
             done, items = f"{'—':>7}  stored+routed", self.accepted
+        db = (f" + PostgreSQL {1000 * self.db_cpu / items:4.2f}"
+              if self.db_cpu is not None else "")
         return (f"{self.name:<34} {accept}  {done}  CPU {1000 * self.cpu / items:5.2f} ms/item"
-                f"  ({self.accepted} in {self.accept_seconds:.2f} s"
+                f"{db}  ({self.accepted} in {self.accept_seconds:.2f} s"
                 + (f", {self.stored} requests done at {self.done_seconds:.2f} s)"
                    if self.done_seconds else ")"))
 
@@ -286,14 +315,17 @@ class Result:
         return self.accepted / self.accept_seconds
 
 
-def bare_run(name: str, pid: int, client: Callable[[], int]) -> Result:
+def bare_run(name: str, pid: int, client: Callable[[], int], database: bool = False) -> Result:
+    db = postgres_cpu() if database else None
     cpu, started = tree_cpu(pid), time.perf_counter()
     accepted = client()
-    return Result(name, accepted, time.perf_counter() - started, cpu=tree_cpu(pid) - cpu)
+    return Result(name, accepted, time.perf_counter() - started, cpu=tree_cpu(pid) - cpu,
+                  db_cpu=_since(db))
 
 
 def intake_run(name: str, pid: int, probe: Probe, client: Callable[[], int]) -> Result:
     before = probe.counts()
+    db = postgres_cpu() if probe.dsn is not None else None
     cpu, started = tree_cpu(pid), time.perf_counter()
     client()
     accepted_at = time.perf_counter() - started
@@ -301,7 +333,7 @@ def intake_run(name: str, pid: int, probe: Probe, client: Callable[[], int]) -> 
     done_at = time.perf_counter() - started
     return Result(name, after.items - before.items, accepted_at,
                   stored=after.requests - before.requests, done_seconds=done_at,
-                  cpu=tree_cpu(pid) - cpu)
+                  cpu=tree_cpu(pid) - cpu, db_cpu=_since(db))
 
 
 @contextmanager
@@ -346,8 +378,13 @@ def token_for(env: dict[str, str]) -> str:
 def ratios(label: str, run: Result, base: Result) -> str:
     accepted = run.accepted / run.accept_seconds / base.rate
     cpu = (run.cpu / run.accepted) / (base.cpu / base.accepted)
+    with_db = ""
+    if run.db_cpu is not None:
+        ours = (run.cpu + run.db_cpu) / run.accepted
+        with_db = f" ({ours / ((base.cpu + (base.db_cpu or 0.0)) / base.accepted):.2f}x" \
+                  " with PostgreSQL's)"
     return (f"    ratio to {label}: accepted {accepted:.2f}x, end to end "
-            f"{run.rate / base.rate:.2f}x; CPU per item {cpu:.2f}x")
+            f"{run.rate / base.rate:.2f}x; CPU per item {cpu:.2f}x{with_db}")
 
 
 # `--processes N` passes through to `intake serve` (default: its own choice).
@@ -466,7 +503,8 @@ def main() -> None:
                                      str(port), dsn], port) as proc:
                     wrk(port, 1, conns, workdir, None)  # warm-up
                     naive = bare_run("naive aiohttp + 1 asyncpg INSERT", proc.pid,
-                                     partial(wrk, port, secs, conns, workdir, None))
+                                     partial(wrk, port, secs, conns, workdir, None),
+                                     database=True)
             lines.append("  " + naive.line())
             for backend, sqlite in backends:
                 with intake_server(workdir, sqlite, HTTP_CONFIG) as (proc, probe, env):
