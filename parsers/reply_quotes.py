@@ -65,8 +65,8 @@ def _plain(head: str, lines: list[str]) -> bool:
     separator ("-----Original Message-----"), a forward header or a reply
     header ("On ... wrote:", "From: ...", "<sender> wrote:", a line ending in a
     colon): a line that might be one sends the text to `mark_lines`. False
-    says only that; `tests/unit/test_parse_replies_general.py` checks the
-    shortcut against marking."""
+    says only that; `tests/unit/test_reply_shortcut.py` checks the shortcut
+    against marking."""
     if ">" in head or "@" in head or has_marks(head):
         return False
     for line in lines:

@@ -8,8 +8,8 @@ environment, so one environment serves every language from any thread.
 
 from __future__ import annotations
 
+import functools
 import gettext as _gettext
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -54,22 +54,17 @@ def _new_style(t: _gettext.NullTranslations) -> dict[str, Callable[..., str]]:
             "npgettext": npgettext}
 
 
-# The callables made for each catalogue, kept while it is in force (a reload
-# replaces the catalogues, and these go with them): an acknowledgement is
-# rendered for every new request.
-_MADE: weakref.WeakKeyDictionary[_gettext.NullTranslations, dict[str, Callable[..., str]]] = (
-    weakref.WeakKeyDictionary())
+# The callables of the catalogues used lately, made once each (an
+# acknowledgement is rendered for every new request). Bounded: a reload makes
+# new catalogues, and the callables hold theirs, so a weak map would keep them.
+_made = functools.lru_cache(maxsize=128)(_new_style)
 
 
 def functions(language: str | None) -> dict[str, Any]:
     """What a render needs to write in `language`: the gettext callables, and
     `language` itself (for `<html lang>`). A new dict each call."""
     code = normalise(language) or DEFAULT
-    catalogue = translations(code)
-    made = _MADE.get(catalogue)
-    if made is None:
-        made = _MADE[catalogue] = _new_style(catalogue)
-    return {**made, "language": code}
+    return {**_made(translations(code)), "language": code}
 
 
 def prepare(env: Environment) -> Environment:
