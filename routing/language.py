@@ -7,7 +7,11 @@ A caller may pass any `LanguageDetector` instead (tests, another library).
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
 
 UNDETERMINED = "und"  # ISO 639-2 code for "undetermined"
 # Below this many letters no identifier is better than a guess.
@@ -30,12 +34,9 @@ class Py3LangidDetector:
         self._identifier: Any = None
 
     def _load(self) -> Any:
-        from py3langid.langid import (  # type: ignore[import-untyped]
-            MODEL_FILE,
-            LanguageIdentifier,
-        )
+        from py3langid.langid import MODEL_FILE  # type: ignore[import-untyped]
 
-        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        identifier = _identifier_class().from_model_file(MODEL_FILE, norm_probs=True)
         if self._languages:
             identifier.set_languages(list(self._languages))
         return identifier
@@ -45,6 +46,70 @@ class Py3LangidDetector:
             self._identifier = self._load()
         code, probability = self._identifier.classify(text)
         return str(code), float(probability)
+
+
+_IDENTIFIER: Any = None
+
+
+def _identifier_class() -> Any:
+    """py3langid's identifier, its weights read as float32 once per feature.
+
+    The model keeps its weights as float16 (28 MB); py3langid converts the rows
+    a text's features pick at every call, a third of its time here. This one
+    converts each row the first time a text uses it and keeps it, packed in the
+    order first used: the scores are the same to the bit (the same float32
+    matrix product of the same values), for 568 bytes per row kept, about 8 MB
+    after 2,000 samples of mixed mail from the test corpus (57 MB if every row were used).
+    Only the scoring step is replaced; were a later py3langid to name it
+    otherwise, its own would run, as exactly. A lock keeps the kept rows whole
+    should two threads score at once.
+    """
+    global _IDENTIFIER
+    if _IDENTIFIER is not None:
+        return _IDENTIFIER
+    import numpy as np
+    from py3langid.langid import LanguageIdentifier
+
+    class Identifier(LanguageIdentifier):  # type: ignore[misc]
+        __slots__ = ("_rows", "_slot", "_used", "_source")
+        _lock = threading.Lock()
+
+        def _sparse_score(self, visits: dict[int, int], table: np.ndarray) -> np.ndarray:
+            with self._lock:
+                scores: np.ndarray = self._score(visits, table)
+                return scores
+
+        def _score(self, visits: dict[int, int], table: np.ndarray) -> np.ndarray:
+            if getattr(self, "_source", None) is not table:  # new, or languages set
+                self._source = table
+                self._slot = np.full(len(table), -1, dtype=np.intp)  # row -> kept at
+                self._rows = np.empty((1024, table.shape[1]), dtype=np.float32)
+                self._used = 0
+            index = np.fromiter(visits.keys(), dtype=np.intp, count=len(visits))
+            slots = self._slot[index]
+            if (slots < 0).any():
+                slots = self._keep(table, index)
+            counts = np.fromiter(visits.values(), dtype=np.float32, count=len(visits))
+            scores: np.ndarray = np.log1p(counts) @ self._rows[slots] + self.nb_pc
+            return scores
+
+        def _keep(self, table: np.ndarray, index: np.ndarray) -> np.ndarray:
+            """Convert the rows of `index` not kept yet; the slots of all of them."""
+            new = np.unique(index[self._slot[index] < 0])
+            used = self._used + len(new)
+            if used > len(self._rows):
+                grown = np.empty((max(used, 2 * len(self._rows)), table.shape[1]),
+                                 dtype=np.float32)
+                grown[: self._used] = self._rows[: self._used]
+                self._rows = grown
+            self._rows[self._used:used] = table[new]
+            self._slot[new] = np.arange(self._used, used)
+            self._used = used
+            slots: np.ndarray = self._slot[index]
+            return slots
+
+    _IDENTIFIER = Identifier
+    return Identifier
 
 
 # The labels of py3langid 0.4's model, so checking a config does not load it.
