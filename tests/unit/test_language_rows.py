@@ -1,6 +1,7 @@
-"""The language identifier's float32 rows (routing/language.py) score exactly as
-py3langid's own float16 path: the same scores to the bit, restricted or not,
-from one thread or several, as rows are first kept and later reused."""
+"""The language identifier's shortcuts (routing/language.py) score exactly as
+py3langid's own path: the same scores to the bit, restricted or not, from one
+thread or several, as float32 rows and walked words are first kept and later
+reused."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from py3langid.langid import MODEL_FILE, LanguageIdentifier  # type: ignore[import-untyped]
+from py3langid.langid import (  # type: ignore[import-untyped]
+    MODEL_FILE,
+    LanguageIdentifier,
+    visit_counts,
+)
 
+from routing import language
 from routing.language import Py3LangidDetector
 from tests.corpus import require_corpus
 
@@ -144,3 +150,39 @@ def test_rows__corpus_mail_scores_as_py3langids(pair: tuple[Any, Any]) -> None:
     assert len(texts) > 500
     for text in texts:
         _same(stock, ours, text)
+
+
+def _walked(ours: Any, text: str) -> list[tuple[int, int]]:
+    """py3langid's own feature counts for `text`, in its order."""
+    found = visit_counts(ours.tk_nextmove, ours._rowbase, ours.tk_output, ours._encode(text))
+    return list(found.items()) if found else []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*WORDS, "", " ", "x" * 40, "naïve", "\n", "a b"]),
+                max_size=60))
+def test_words__counted_as_the_walk_counts_them(pair: tuple[Any, Any], words: list[str]) -> None:
+    _, ours = pair
+    text = " ".join(words)
+    for _ in range(2):  # the first time walked, the second remembered
+        assert list(ours._visits(ours._encode(text)).items()) == _walked(ours, text)
+
+
+def test_words__remembered_once_and_long_ones_not_at_all(pair: tuple[Any, Any]) -> None:
+    stock, ours = pair
+    long_word = "Donaudampfschifffahrtsgesellschaftskapitän"  # over WORD_BYTES
+    text = f"the printer {long_word} is broken again"
+    _same(stock, ours, text)
+    kept = dict(ours._words)
+    assert any(word == b"printer " for _, word in kept)
+    assert not any(long_word.encode() in word for _, word in kept)
+    _same(stock, ours, text)
+    assert ours._words == kept
+
+
+def test_words__at_most_words_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(language, "WORDS_KEPT", 50)
+    stock, ours = _identifiers()
+    for text in _mixed_texts(100, seed=21):
+        _same(stock, ours, text)
+        assert len(ours._words) <= 50
