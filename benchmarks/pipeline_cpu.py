@@ -5,10 +5,14 @@
 Preloads N inbox items (4 KB emails; 1.1 KB API requests like end_to_end.py's)
 into a scratch PostgreSQL database (`INTAKE_BENCH_PG`, default
 postgres@127.0.0.1:5432), then drains them with the gateway's Pipeline in this
-process (default configuration: no rules, acknowledgements on) and prints the
-CPU of this process per item: parse, classify, route, fit, and store each as a
-routed request with its message, events, outbox rows and acknowledgement. The
-language model is loaded before the clock starts (once per process).
+process (default configuration, no rules, but the desk-wide cap of 120
+acknowledgements a minute lifted, and each sender of a domain of its own: every
+item gets its acknowledgement) and prints the CPU of this process per item:
+parse, classify, route, fit, and store each as a routed request with its
+message, events, outbox rows and acknowledgement. The
+language model is loaded before the clock starts (once per process), and what
+start-up made is then frozen out of the collector's reach (`gc.freeze()`), as
+`intake serve` does once it is up (gateway/app.py `serve`).
 
 The bare baseline does the least an intake must: claim the same number of rows
 from a bare table in batches of 128, parse each with the stdlib
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import email
 import email.policy
+import gc
 import json
 import sys
 import time
@@ -47,16 +52,28 @@ TEXT = ("Hello, since this morning the invoice export fails with a timeout after
         "thirty seconds. We tried two browsers and a second account. ")
 
 
+def requester(n: int, tag: str) -> str:
+    """A sender of their own domain (the limits allow 5 acknowledgements an hour
+    per address and 200 per domain)."""
+    return f"person{n}@{tag}-{n}.example.com"
+
+
+# The default limits let 120 acknowledgements a minute through, desk-wide (a
+# guard against loops and mail bombs): at this rate all but the first would be
+# skipped. Every request here gets its own, as at a desk's usual pace.
+EVERY_ACK = {"acknowledgements_per_minute": 10**9}
+
+
 def email_raw(n: int, tag: str) -> bytes:
     body = (TEXT * 30)[:4000]
-    return (f"From: Person {n} <person{n}@example.com>\r\nTo: support@localhost\r\n"
+    return (f"From: Person {n} <{requester(n, tag)}>\r\nTo: support@localhost\r\n"
             f"Subject: Invoice export fails {n}\r\nMessage-ID: <{tag}-{n}@example.com>\r\n"
             f"Date: Fri, 04 Dec 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
 
 
-def api_raw(n: int) -> bytes:
-    return json.dumps({"requester": {"email": f"person{n}@example.com", "name": "Person"},
+def api_raw(n: int, tag: str) -> bytes:
+    return json.dumps({"requester": {"email": requester(n, tag), "name": "Person"},
                        "subject": f"Invoice export fails {n}", "body": (TEXT * 7).strip(),
                        "custom_fields": {"source": "bench", "account": "ACME-0001"}}).encode()
 
@@ -64,10 +81,10 @@ def api_raw(n: int) -> bytes:
 def items(kind: str, count: int, tag: str) -> list[NewItem]:
     if kind == "email":
         return [NewItem(channel="smtp", raw=email_raw(n, tag),
-                        meta={"mail_from": f"person{n}@example.com",
+                        meta={"mail_from": requester(n, tag),
                               "rcpt_to": ["support@localhost"], "peer": "127.0.0.1"})
                 for n in range(count)]
-    return [NewItem(channel="api", raw=api_raw(n), meta={}) for n in range(count)]
+    return [NewItem(channel="api", raw=api_raw(n, tag), meta={}) for n in range(count)]
 
 
 async def gateway_round(url: str, kind: str, count: int, tag: str) -> float:
@@ -77,7 +94,7 @@ async def gateway_round(url: str, kind: str, count: int, tag: str) -> float:
         batch = items(kind, count, tag)
         for start in range(0, count, 500):
             await accept_many(engine, batch[start:start + 500])
-        pipeline = Pipeline(engine=engine, config=make_config(url))
+        pipeline = Pipeline(engine=engine, config=make_config(url, outbound=EVERY_ACK))
         started = time.process_time()
         done = await pipeline.drain()
         spent = time.process_time() - started
@@ -133,6 +150,8 @@ async def measure(dsn: str, items_per_round: int, rounds: int) -> None:
     url = dsn.replace("postgresql://", "postgresql+asyncpg://")
     await migrate(url)
     default_detector().detect("warming the language model up before the clock starts")
+    gc.collect()
+    gc.freeze()  # as `intake serve` does after start-up
     for kind, label, target in (("api", "API request (1.1 KB JSON)", 0.5),
                                 ("email", "email (4 KB)", 0.8)):
         ours, bare = [], []
