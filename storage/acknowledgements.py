@@ -35,7 +35,7 @@ from domain.lifecycle import (
     acknowledgement_held,
     counted_recipient,
 )
-from storage.engine import transaction
+from storage.engine import among, transaction
 from storage.models import messages, outbox
 from storage.outbox import message_payload, outbox_row
 from storage.records import NewMessage, NewRequest
@@ -137,11 +137,11 @@ class _Counts:
         hour = outbox.c.created_at > now - ACKNOWLEDGEMENT_WINDOW
         by_mailbox = Counter({key: count for key, count in (await conn.execute(
             select(outbox.c.recipient, func.count())
-            .where(outbox.c.recipient.in_(mailboxes), hour, acks)
+            .where(among(conn, outbox.c.recipient, mailboxes), hour, acks)
             .group_by(outbox.c.recipient))).all()})
         by_domain = Counter({key: count for key, count in (await conn.execute(
             select(outbox.c.recipient_domain, func.count())
-            .where(outbox.c.recipient_domain.in_(domains), hour, acks)
+            .where(among(conn, outbox.c.recipient_domain, domains), hour, acks)
             .group_by(outbox.c.recipient_domain))).all()})
         last_minute = int((await conn.execute(
             select(func.count()).select_from(outbox)

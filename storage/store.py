@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import BigInteger, any_, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
@@ -279,18 +280,24 @@ async def _write_events(conn: AsyncConnection, found: list[tuple[int, Event]],
             for request_id, event in found])
 
 
-_FINISH_ITEMS = (update(inbox_items)
-                 .where(inbox_items.c.id.in_(bindparam("ids", expanding=True)))
-                 .values(state=ItemState.DONE, lease_until=None, claim_token=None,
-                         last_error=None))
-_REFERENCES = (select(requests.c.id, requests.c.reference)
-               .where(requests.c.id.in_(bindparam("ids", expanding=True))))
+# Built once per backend: an IN list on SQLite, one array on PostgreSQL
+# (storage/engine.py `among`).
+_IDS = {"sqlite": inbox_items.c.id.in_(bindparam("ids", expanding=True)),
+        "postgresql": inbox_items.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))}
+_FINISH_ITEMS = {dialect: update(inbox_items).where(ids).values(
+    state=ItemState.DONE, lease_until=None, claim_token=None, last_error=None)
+    for dialect, ids in _IDS.items()}
+_REFERENCES = {
+    "sqlite": select(requests.c.id, requests.c.reference)
+    .where(requests.c.id.in_(bindparam("ids", expanding=True))),
+    "postgresql": select(requests.c.id, requests.c.reference)
+    .where(requests.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))}
 
 
 async def _finish_items(conn: AsyncConnection, item_ids: list[int], new_work: list[str]) -> None:
     """Mark the batch's items done, and wake agents waiting on the queues of new work."""
     if item_ids:
-        await conn.execute(_FINISH_ITEMS, {"ids": item_ids})
+        await conn.execute(_FINISH_ITEMS[conn.dialect.name], {"ids": item_ids})
     await notify(conn, new_work)
 
 
@@ -299,7 +306,7 @@ async def _references(conn: AsyncConnection, work: Work, placements: list[Placem
     """Each item's request reference; an item stored before answers with its own."""
     by_id: dict[int, str] = {}
     if batch:
-        rows = await conn.execute(_REFERENCES,
+        rows = await conn.execute(_REFERENCES[conn.dialect.name],
                                   {"ids": sorted({one.request_id for one in batch})})
         by_id = {request_id: reference for request_id, reference in rows}
     landing = iter(batch)  # in the order of the items that have a placement
