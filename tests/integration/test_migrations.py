@@ -9,8 +9,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.pipeline.worker import Pipeline
+from storage.engine import create_engine
+from storage.inbox import NewItem, accept_many
 from storage.migrate import current_revision, downgrade, head_revision, upgrade
 from storage.models import Base, api_tokens
+from tests.helpers import make_config
 
 
 async def test_migrations__at_head_and_match_models(engine: AsyncEngine) -> None:
@@ -78,3 +82,38 @@ async def test_migrations__raw_bytes_use_lz4_on_postgresql_and_read_back(
     await downgrade(engine, "0018")
     assert await methods() == {""}  # the server's default_toast_compression
     await upgrade(engine)
+
+
+async def test_migrations__message_texts_use_lz4_on_postgresql(pg_url: str) -> None:
+    """0020: a stored message's text, new text and HTML compress with lz4; the
+    mail reads back exactly, and the downgrade returns them to the default.
+    (SQLite stores text as it is: the migration does nothing there.)"""
+    engine = create_engine(pg_url)
+    query = text("SELECT CAST(attcompression AS text) FROM pg_attribute WHERE attname = :c "
+                 "AND attrelid = CAST('messages' AS regclass)")
+
+    async def methods() -> list[str]:
+        async with engine.connect() as conn:
+            return [await conn.scalar(query, {"c": c}) for c in ("text", "new_text", "html")]
+
+    try:
+        assert await methods() == ["l", "l", "l"]
+        body = "\r\n".join(f"Line {n}: the export stopped at record {n * 7919 % 10007}."
+                           for n in range(150))
+        raw = (f"From: Ann <ann@example.com>\r\nTo: support@localhost\r\nSubject: Export\r\n"
+               f"Message-ID: <lz4-test@example.com>\r\n\r\n{body}\r\n").encode()
+        await accept_many(engine, [NewItem(channel="smtp", raw=raw, meta={
+            "mail_from": "ann@example.com", "rcpt_to": ["support@localhost"]})])
+        assert await Pipeline(engine=engine, config=make_config(pg_url)).drain() == 1
+        async with engine.connect() as conn:
+            row = (await conn.execute(text(
+                "SELECT pg_column_compression(text) AS method, text FROM messages "
+                "WHERE direction = 'in'"))).one()
+        assert row.method == "lz4"
+        assert row.text.replace("\r\n", "\n").strip() == body.replace("\r\n", "\n").strip()
+        await downgrade(engine, "0019")
+        assert await methods() == ["", "", ""]  # the server's default_toast_compression
+        await upgrade(engine)
+        assert await methods() == ["l", "l", "l"]
+    finally:
+        await engine.dispose()
