@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Table, any_, bindparam, event, insert
+from sqlalchemy import ColumnElement, String, Table, any_, bindparam, event, insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -100,7 +100,11 @@ def among(conn: AsyncConnection, column: ColumnElement[Any],
     SQLite keeps the IN list (callers bound it: storage/participants.py).
     """
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        # Text as VARCHAR[] without the column's length, as an IN list's
+        # parameters are: a cast to VARCHAR(n) would cut a longer value, which
+        # could then match a stored one that it is not.
+        kind = String() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(None, list(values), type_=ARRAY(kind)))
     return column.in_(list(values))
 
 

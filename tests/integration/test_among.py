@@ -4,7 +4,7 @@ statement text for every length and no limit on the number of values."""
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.engine import among, create_engine, insert_ids, utcnow
@@ -74,3 +74,19 @@ async def test_among__beyond_a_statements_parameters_on_postgresql(pg_url: str) 
         assert found == set(ids)
     finally:
         await engine.dispose()
+
+
+async def test_among__a_longer_value_never_matches_its_cut_prefix(engine: AsyncEngine) -> None:
+    """A value longer than the column is compared whole, as in an IN list: were
+    it cast to the column's VARCHAR(32), it would be cut and match the row."""
+    ids = await _items(engine, 2)
+    token = "t" * inbox_items.c.claim_token.type.length  # type: ignore[attr-defined]
+    async with engine.begin() as conn:
+        await conn.execute(update(inbox_items).where(inbox_items.c.id == ids[0])
+                           .values(claim_token=token))
+    async with engine.connect() as conn:
+        for wanted, expected in (([token + "x"], set()), ([token], {ids[0]}),
+                                 ([token + "x", token], {ids[0]})):
+            found = set((await conn.execute(select(inbox_items.c.id).where(
+                among(conn, inbox_items.c.claim_token, wanted)))).scalars())
+            assert found == expected, wanted
