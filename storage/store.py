@@ -280,18 +280,19 @@ async def _write_events(conn: AsyncConnection, found: list[tuple[int, Event]],
             for request_id, event in found])
 
 
-# Built once per backend: an IN list on SQLite, one array on PostgreSQL
-# (storage/engine.py `among`).
-_IDS = {"sqlite": inbox_items.c.id.in_(bindparam("ids", expanding=True)),
-        "postgresql": inbox_items.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))}
+def _among_ids(column: Any) -> dict[str, Any]:
+    """`column` among the ids bound as "ids", by backend: an IN list on SQLite,
+    one array on PostgreSQL (storage/engine.py `among`)."""
+    return {"sqlite": column.in_(bindparam("ids", expanding=True)),
+            "postgresql": column == any_(bindparam("ids", type_=ARRAY(BigInteger)))}
+
+
+# Built once per backend.
 _FINISH_ITEMS = {dialect: update(inbox_items).where(ids).values(
     state=ItemState.DONE, lease_until=None, claim_token=None, last_error=None)
-    for dialect, ids in _IDS.items()}
-_REFERENCES = {
-    "sqlite": select(requests.c.id, requests.c.reference)
-    .where(requests.c.id.in_(bindparam("ids", expanding=True))),
-    "postgresql": select(requests.c.id, requests.c.reference)
-    .where(requests.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))}
+    for dialect, ids in _among_ids(inbox_items.c.id).items()}
+_REFERENCES = {dialect: select(requests.c.id, requests.c.reference).where(ids)
+               for dialect, ids in _among_ids(requests.c.id).items()}
 
 
 async def _finish_items(conn: AsyncConnection, item_ids: list[int], new_work: list[str]) -> None:
