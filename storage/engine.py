@@ -92,8 +92,9 @@ def among(conn: AsyncConnection, column: ColumnElement[Any],
     """`column IN (values)`; on PostgreSQL `column = ANY(:values)`, one array.
 
     SQLAlchemy expands an IN list into a parameter per value at every
-    execution, rendered and processed in Python: 0.6 ms of the client's CPU for
-    a batch's 125 ids, against 0.05 ms for the same statement with one array.
+    execution, rendered and processed in Python: a SELECT over a batch's 125
+    ids took 0.63 to 0.70 ms of the client's CPU, against 0.20 ms with one
+    array (0.15 ms for `SELECT 1`).
     Each list length is also a statement of its own for the server to parse
     and plan. PostgreSQL reads both forms as the same scalar-array comparison,
     with the same index plans, and an array has no limit on its length.
