@@ -101,12 +101,22 @@ def among(conn: AsyncConnection, column: ColumnElement[Any],
     SQLite keeps the IN list (callers bound it: storage/participants.py).
     """
     if conn.dialect.name == "postgresql":
-        # Text as VARCHAR[] without the column's length, as an IN list's
-        # parameters are: a cast to VARCHAR(n) would cut a longer value, which
-        # could then match a stored one that it is not.
-        kind = String() if isinstance(column.type, String) else column.type
-        return column == any_(bindparam(None, list(values), type_=ARRAY(kind)))
+        return column == any_(bindparam(None, list(values), type_=_array_of(column)))
     return column.in_(list(values))
+
+
+def among_bound(column: ColumnElement[Any], name: str) -> dict[str, ColumnElement[bool]]:
+    """`among` for a statement built once, by backend name: `column` among the
+    values bound later as `name`."""
+    return {"postgresql": column == any_(bindparam(name, type_=_array_of(column))),
+            "sqlite": column.in_(bindparam(name, expanding=True))}
+
+
+def _array_of(column: ColumnElement[Any]) -> ARRAY[Any]:
+    # Text as VARCHAR[] without the column's length, as an IN list's parameters
+    # are: a cast to VARCHAR(n) would cut a longer value, which could then
+    # match a stored one that it is not.
+    return ARRAY(String() if isinstance(column.type, String) else column.type)
 
 
 def utcnow() -> datetime:

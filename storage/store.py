@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, any_, bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
@@ -34,7 +33,7 @@ from domain.lifecycle import (
 )
 from storage.acknowledgements import queue_acknowledgements
 from storage.bounces import with_bounces
-from storage.engine import transaction, utcnow
+from storage.engine import among, among_bound, transaction, utcnow
 from storage.models import events, inbox_items, messages, requests
 from storage.notify import notify
 from storage.outbox import Requester, enqueue_rows, event_row
@@ -237,7 +236,7 @@ async def _announce_messages(conn: AsyncConnection, batch: list[Landed],
     owners = await conn.execute(
         select(requests.c.id, requests.c.reference, requests.c.requester_email,
                requests.c.requester_name)
-        .where(requests.c.id.in_({one.request_id for one, _ in told})))
+        .where(among(conn, requests.c.id, {one.request_id for one, _ in told})))
     about = {r.id: (r.reference, Requester(r.requester_email, r.requester_name)) for r in owners}
     rows: list[dict[str, Any]] = []
     for one, found in told:
@@ -280,19 +279,12 @@ async def _write_events(conn: AsyncConnection, found: list[tuple[int, Event]],
             for request_id, event in found])
 
 
-def _among_ids(column: Any) -> dict[str, Any]:
-    """`column` among the ids bound as "ids", by backend: an IN list on SQLite,
-    one array on PostgreSQL (storage/engine.py `among`)."""
-    return {"sqlite": column.in_(bindparam("ids", expanding=True)),
-            "postgresql": column == any_(bindparam("ids", type_=ARRAY(BigInteger)))}
-
-
-# Built once per backend.
+# Built once per backend (storage/engine.py `among_bound`).
 _FINISH_ITEMS = {dialect: update(inbox_items).where(ids).values(
     state=ItemState.DONE, lease_until=None, claim_token=None, last_error=None)
-    for dialect, ids in _among_ids(inbox_items.c.id).items()}
+    for dialect, ids in among_bound(inbox_items.c.id, "ids").items()}
 _REFERENCES = {dialect: select(requests.c.id, requests.c.reference).where(ids)
-               for dialect, ids in _among_ids(requests.c.id).items()}
+               for dialect, ids in among_bound(requests.c.id, "ids").items()}
 
 
 async def _finish_items(conn: AsyncConnection, item_ids: list[int], new_work: list[str]) -> None:
