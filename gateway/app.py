@@ -38,6 +38,7 @@ from gateway.metrics_export import Exporter
 from gateway.pipeline.retention import SHARE_OF_TICK, Retention
 from gateway.pipeline.scheduler import Scheduler
 from gateway.pipeline.worker import Pipeline
+from gateway.processes import available_cores
 from gateway.rules_in_force import RulesHolder
 from gateway.signals import WorkSignals
 from gateway.smtp import SmtpListener
@@ -254,6 +255,15 @@ def retention(config: Config, engine: AsyncEngine) -> Retention | None:
                      tick_seconds=config.pipeline.scheduler_seconds * SHARE_OF_TICK)
 
 
+def build_process(config: Config, worker: int | None) -> bool:
+    """Whether the pipeline builds in a child process: as configured, else where
+    this is the only process (SQLite's one writer) and a second core is free."""
+    chosen = config.pipeline.build_process
+    if chosen is not None:
+        return chosen
+    return worker is None and available_cores() >= 2
+
+
 def build(config: Config, *, engine: AsyncEngine | None = None,
           workers: bool = True, supervisor: Supervisor | None = None,
           worker: int | None = None) -> Gateway:
@@ -271,7 +281,8 @@ def build(config: Config, *, engine: AsyncEngine | None = None,
     signals = WorkSignals()
     outbox = OutboxWorker(engine=engine, config=config)
     pipeline = Pipeline(engine=engine, config=config, rules=rules,
-                        on_new_work=signals.signal, on_stored=outbox.wake)
+                        on_new_work=signals.signal, on_stored=outbox.wake,
+                        build_process=build_process(config, worker))
     commits = Counter()
 
     def committed() -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.errors import ConfigError
 from gateway.config import Config, InvalidConfigError, config_from_text
+from gateway.config.loader import reloaded
 from gateway.supervisor import Heartbeat
 from routing.api import RuleSet, warm_up
 from routing.sla import SlaConfig
@@ -36,10 +37,6 @@ from storage import audit
 from storage.engine import utcnow
 
 log = logging.getLogger("intake.rules")
-
-# What a reload takes over from the new file; listeners, database and the rest stay.
-RELOADED = ("queue", "rules", "sla", "escalations", "templates", "digest")
-
 
 @dataclass(frozen=True, slots=True)
 class ReloadResult:
@@ -137,8 +134,7 @@ class RulesHolder:
             errors = (f"{self.config.source}: cannot read: {exc.strerror}",)
         else:
             changed = new.digest != self.config.digest
-            self.config = self.config.model_copy(
-                update={name: getattr(new, name) for name in RELOADED})
+            self.config = reloaded(self.config, new)
             self.loaded_at = utcnow()
             self.last_reload = ReloadResult(self.loaded_at, True, changed=changed)
             log.info("rules reloaded from %s (%d rules)", self.config.source,

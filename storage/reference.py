@@ -70,6 +70,10 @@ class References:
         # it (rows, events, answers, logs), and each is a few keyed hash rounds.
         self._recent: dict[int, str] = {}
 
+    def __reduce__(self) -> tuple[type[References], tuple[bytes, int]]:
+        # Pickled (to a build process) as its key alone, without what it remembers.
+        return References, (self._key, self._from)
+
     def _walk(self, value: int, step: Callable[[int, bytes], int]) -> int:
         # Cycle walking: the keyed network is a bijection of all 40-bit values, so
         # stepping until the value is back in [keyed_from, MAX_ID] is one of that

@@ -34,8 +34,10 @@ def make_config(db_url: str, **sections: dict[str, Any] | list[dict[str, Any]]) 
         "database": {"url": db_url, "timeout_seconds": 3.0},
         "smtp": {"listen": "127.0.0.1:0", "lmtp_listen": "127.0.0.1:0"},
         "http": {"listen": "127.0.0.1:0", "max_body_bytes": 100_000, "shutdown_seconds": 3.0},
-        # A short linger: a test waits for one request at a time, not for batches.
+        # Built in this process (a test that wants the build process asks for it);
+        # a short linger: a test waits for one request at a time, not for batches.
         "pipeline": {"workers": 1, "poll_seconds": 0.2, "linger_seconds": 0.01,
+                     "build_process": False,
                      "backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05,
                      "max_attempts": 3},
         "queue": [{"name": "general"}, {"name": "billing"}],

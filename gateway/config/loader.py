@@ -9,6 +9,7 @@ routing rules. Start-up, `intake check-config` and reloading all come here.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import tomllib
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from domain.errors import ConfigError
 from gateway import i18n
-from gateway.config.model import Config
+from gateway.config.model import Config, Recipe
 from gateway.config.sections import Sections
 from gateway.config.templates import TemplateSet, read_templates
 from gateway.config.webhooks import read_webhooks
@@ -128,7 +129,28 @@ def build_config(data: Mapping[str, Any], source: str, env: Mapping[str, str], *
     return Config(**dict(sections), source=source,
                   digest=hashlib.sha256(text.encode()).hexdigest(), rules=rules, sla=sla,
                   escalations=escalations, forms=forms, webhooks=webhooks,
-                  templates=templates)
+                  templates=templates,
+                  recipe=((copy.deepcopy(dict(data)), source, dict(env), text),))
+
+
+# What a reload takes over from the new file; listeners, database and the rest stay.
+RELOADED = ("queue", "rules", "sla", "escalations", "templates", "digest")
+
+
+def reloaded(config: Config, new: Config) -> Config:
+    """`config` with the reloadable parts of `new` (a reload of its file) in force."""
+    return config.model_copy(update={**{name: getattr(new, name) for name in RELOADED},
+                                     "recipe": (*config.recipe[:1], *new.recipe)
+                                     if config.recipe and new.recipe else ()})
+
+
+def remade(recipe: tuple[Recipe, ...]) -> Config:
+    """The config a recipe (`Config.recipe`) describes, made again."""
+    start, *reloads = recipe
+    config = build_config(start[0], start[1], start[2], text=start[3])
+    for data, source, env, text in reloads:
+        config = reloaded(config, build_config(data, source, env, text=text))
+    return config
 
 
 def _templates(sections: Sections | None, rules: RuleSet | None,

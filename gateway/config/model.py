@@ -9,7 +9,8 @@ and left out of dumps. Only the loader (`gateway.config.loader`) builds one.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from pydantic import Field, SkipValidation
 
@@ -20,6 +21,9 @@ from parsers.forms import FormSpec
 from routing.api import RuleSet
 from routing.sla import SlaConfig
 from routing.sla.escalation import Escalation
+
+Recipe = tuple[dict[str, Any], str, dict[str, str], str]
+"""`build_config`'s arguments: the parsed tables, source, environment and text."""
 
 
 class Config(Sections):
@@ -46,6 +50,18 @@ class Config(Sections):
     # Outbound templates, read and checked by the loader; swapped whole on reload.
     templates: Annotated[TemplateSet, SkipValidation] = Field(
         default_factory=built_in, exclude=True, repr=False)
+    # What the loader made this config of (`Recipe`s: the start, then the reload
+    # in force), so that another process can make the same one
+    # (gateway/pipeline/build_child.py). A changed copy has none (`model_copy`).
+    recipe: Annotated[tuple[Recipe, ...], SkipValidation] = Field(
+        default=(), exclude=True, repr=False)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> Config:
+        """A copy; one with changes no recipe made has no recipe (unless given)."""
+        changes = dict(update or {})
+        changes.setdefault("recipe", ())
+        return super().model_copy(update=changes, deep=deep)
 
     @property
     def smtp_address(self) -> tuple[str, int]:

@@ -306,6 +306,10 @@ class PipelineSection(_Section):
     parse_processes: int = Field(default=1, ge=0)
     # A parse that takes longer fails as the item's fault (retried, then dead).
     parse_timeout_seconds: float = Field(default=120.0, gt=0)
+    # Build requests (parse, classify, route, acknowledge) in a child process
+    # while this one stores: None is on where `intake serve` is one process
+    # (SQLite) on two cores or more, off where worker processes fill the cores.
+    build_process: bool | None = None
     max_attempts: int = Field(default=5, gt=0)
     # tenacity's exponential backoff between attempts, with jitter.
     backoff_initial_seconds: float = Field(default=0.5, gt=0)

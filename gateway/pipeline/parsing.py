@@ -42,6 +42,22 @@ PARSES_PER_CHILD = 500
 SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
+async def start_child(module: str) -> asyncio.subprocess.Process:
+    """`python -m module` with pipes for its input and output (our frames)."""
+    path = os.pathsep.join(filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")]))
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": path})
+
+
+async def end_child(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    with contextlib.suppress(Exception):
+        await process.wait()
+
+
 class ParseFailed(Exception):
     """The parse of one message did not finish: it took too long, or killed its
     process. A fault of the item (its attempt counts), not of the database."""
@@ -70,10 +86,7 @@ class _Child:
         return parsed
 
     async def end(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        with contextlib.suppress(Exception):
-            await self.process.wait()
+        await end_child(self.process)
 
 
 class MailParser:
@@ -119,12 +132,7 @@ class MailParser:
             return parsed
 
     async def _start(self) -> _Child:
-        path = os.pathsep.join(filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")]))
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.pipeline.parse_child",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": path})
-        return _Child(process)
+        return _Child(await start_child("gateway.pipeline.parse_child"))
 
     async def close(self) -> None:
         """End the idle children (a later parse starts new ones)."""

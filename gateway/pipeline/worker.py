@@ -43,6 +43,7 @@ from gateway import logs, metrics
 from gateway.config import Config
 from gateway.delivery.subscribers import announced
 from gateway.pipeline.allocator import return_large_buffers
+from gateway.pipeline.builder import Builder
 from gateway.pipeline.building import (
     api_request,
     email_request,
@@ -134,12 +135,13 @@ class Pipeline:
                  rules: RulesHolder | None = None,
                  on_new_work: Callable[[str], None] | None = None,
                  on_stored: Callable[[], None] | None = None,
-                 verifier: Verifier | None = None) -> None:
+                 verifier: Verifier | None = None, build_process: bool = False) -> None:
         """`on_new_work` is told the queue of each request now waiting for an agent
         (a new one, or one a customer's reply reopened);
         `on_stored` is told after each store (acknowledgements may wait in the outbox);
         `verifier`: the one to check senders with (tests; its caller closes it),
-        else one is made when a listener's mail needs it, and closed at stop."""
+        else one is made when a listener's mail needs it, and closed at stop.
+        `build_process`: build batches in a child process (gateway/pipeline/builder.py)."""
         self._engine = engine
         self._config = config
         self.rules = rules or RulesHolder.load(config)
@@ -167,6 +169,8 @@ class Pipeline:
         self._wait = wait_exponential_jitter(multiplier=settings.backoff_initial_seconds,
                                              max=settings.backoff_max_seconds,
                                              jitter=settings.backoff_initial_seconds)
+        self._builder = (Builder(timeout=settings.parse_timeout_seconds) if build_process
+                         else None)
         self._given_verifier = verifier
         self._verifier: Verifier | None = None  # made here, closed here
 
@@ -203,6 +207,8 @@ class Pipeline:
 
     async def _work(self) -> None:
         settings = self._config.pipeline
+        if self._builder is not None:
+            self._builder.prepare(self.rules.config)
         while True:
             self._wake.clear()  # before claiming, so a commit during the claim still wakes us
             try:
@@ -257,6 +263,8 @@ class Pipeline:
                 await verifier.close()
         finally:
             await self._parser.close()
+            if self._builder is not None:
+                await self._builder.close()
 
     async def process_batch(self, items: list[ClaimedItem]) -> None:
         """Store a claimed batch in one transaction (two when some senders'
@@ -299,11 +307,19 @@ class Pipeline:
         """Build each item (its own failure recorded alone), then store them together."""
         settings = self._config.pipeline
         rules, sla = config.rules, config.sla
-        work: Work = []
+        ready: list[ClaimedItem] = []
         for item in items:
             if item.attempts > settings.max_attempts * CLAIMS_PER_ATTEMPT:
                 # Claimed this often without finishing: it probably kills the process.
                 await self._dead(item, f"claimed {item.attempts} times without completing")
+            else:
+                ready.append(item)
+        built = await self._built_elsewhere(ready, config, verified)
+        work: Work = []
+        for item in ready:
+            new = built.get(item.id)
+            if new is not None:
+                work.append((item, new))
                 continue
             try:
                 parsed = (await self._parser.parse(item.raw)
@@ -314,6 +330,19 @@ class Pipeline:
                 await self._failed(item, exc)
             await asyncio.sleep(0)  # the loop serves connections between two items
         await self._store(work)
+
+    async def _built_elsewhere(self, items: Sequence[ClaimedItem], config: Config,
+                               verified: dict[int, Verdicts]) -> dict[int, NewRequest]:
+        """What the build process built, by item id (large mail stays with the
+        parser's own processes); what is missing is built here."""
+        if self._builder is None:
+            return {}
+        offload = self._config.pipeline.parse_offload_bytes
+        chosen = [item for item in items
+                  if item.channel not in EMAIL_CHANNELS or len(item.raw) < offload]
+        built = await self._builder.build(chosen, config, verified)
+        return {item.id: new for item, new in zip(chosen, built, strict=True)
+                if new is not None}
 
     def _start_verifying(self, items: Sequence[ClaimedItem], config: Config
                          ) -> dict[int, asyncio.Task[Verdicts]]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from gateway.config import (
     build_config,
     load_config,
 )
+from gateway.config.loader import remade
 from gateway.rules_in_force import RulesHolder
 
 
@@ -222,3 +224,30 @@ def test_config__reopen_window_per_queue() -> None:
     with pytest.raises(InvalidConfigError) as info:
         build_config({"queue": [{"name": "general", "reopen_days": -1}]}, "t", {})
     assert info.value.problems[0].startswith("t: key queue[0].reopen_days")
+
+
+def test_config__recipe_makes_the_same_config_again_and_after_a_reload(tmp_path: Path) -> None:
+    file = tmp_path / "intake.toml"
+    file.write_text(RULES + '[outbound]\nfrom_address = "desk@help.example"\n')
+    holder = RulesHolder.load(load_config(file, env={"INTAKE_PUBLIC_URL": "https://desk.example"}))
+    first = holder.config
+    again = remade(pickle.loads(pickle.dumps(first.recipe)))
+    assert again.model_dump() == first.model_dump()
+    assert again.http.public_url == "https://desk.example"  # the environment's override
+    assert [r.then.queue for r in again.rules.rules] == ["ops"]
+
+    # A reload takes the rules of the new text; the rest stays as started.
+    file.write_text(RULES.replace('name = "ops"', 'name = "printing"')
+                    .replace('"ops" }', '"printing" }')
+                    + '[outbound]\nfrom_address = "other@help.example"\n')
+    assert holder.reload().ok
+    reloaded_config = remade(holder.config.recipe)
+    assert reloaded_config.model_dump() == holder.config.model_dump()
+    assert holder.config.outbound.from_address == "desk@help.example"  # needs a restart
+    assert [q.name for q in reloaded_config.queue] == ["general", "printing"]
+    assert [r.then.queue for r in reloaded_config.rules.rules] == ["printing"]
+    assert reloaded_config.digest == holder.config.digest != first.digest
+
+    # A copy changed by hand is no longer what its recipe makes.
+    changed = holder.config.model_copy(update={"pipeline": holder.config.pipeline})
+    assert changed.recipe == () and holder.config.recipe != ()

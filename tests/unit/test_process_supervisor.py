@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from domain.errors import ConfigError
+from gateway import app
 from gateway.cli import main
 from gateway.processes import (
     EX_CONFIG,
@@ -79,6 +80,18 @@ def test_process_count__sqlite_with_several_is_a_config_error() -> None:
     assert process_count(make_config(SQLITE), 1) == 1
     with pytest.raises(ConfigError, match="needs PostgreSQL"):
         process_count(make_config(SQLITE), 2)
+
+
+def test_build_process__on_for_one_process_with_a_second_core(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    unset = make_config(SQLITE, pipeline={"build_process": None})
+    monkeypatch.setattr(app, "available_cores", lambda: 2)
+    assert app.build_process(unset, None)
+    assert not app.build_process(unset, 1)  # one of several worker processes
+    assert not app.build_process(make_config(SQLITE, pipeline={"build_process": False}), None)
+    monkeypatch.setattr(app, "available_cores", lambda: 1)
+    assert not app.build_process(unset, None)
+    assert app.build_process(make_config(PG, pipeline={"build_process": True}), 1)
 
 
 def test_backoff__doubles_up_to_the_longest() -> None:
