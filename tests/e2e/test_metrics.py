@@ -127,7 +127,11 @@ async def test_metrics__counters_equal_the_traffic_sent_and_refused(
     token = await _token(db_url)
     server.start()
     try:
-        assert f"metrics http://127.0.0.1:{port}/metrics" in server.log_text()
+        # The ready line comes once every listener is up, a moment after SMTP's.
+        async def announced() -> bool:
+            return f"metrics http://127.0.0.1:{port}/metrics" in server.log_text()
+
+        await wait_for(announced, timeout=30)
         smtp_bytes = await asyncio.to_thread(_smtp_traffic, server.smtp_port)
         api_bytes = await _http_traffic(f"http://127.0.0.1:{server.http_port}", token)
 
@@ -229,6 +233,11 @@ async def test_metrics__disabled_counts_nothing_and_serves_nothing(
         await asyncio.to_thread(_smtp_traffic, server.smtp_port)
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+        async def ready() -> bool:  # the line that would name the metrics listener
+            return re.search(r"intake (worker \d+ )?ready", server.log_text()) is not None
+
+        await wait_for(ready, timeout=30)
         assert "metrics http" not in server.log_text()
     finally:
         server.kill()
