@@ -120,7 +120,7 @@ class Builder:
 
     def prepare(self, config: Config) -> None:
         """Start the child now (in the background), not at the first batch: it
-        takes about a second to make the config and load the language model."""
+        takes about two seconds to make the config and load the language model."""
         if config.recipe and config.recipe != self._refused:
             self._ready(config.recipe)
 
