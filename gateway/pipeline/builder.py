@@ -37,6 +37,9 @@ log = logging.getLogger("intake.pipeline")
 # Pauses before a dead child is started again: doubled per death in a row.
 FIRST_PAUSE = 1.0
 LONGEST_PAUSE = 60.0
+# How long a batch waits for the child while another batch is in it; then it
+# is built in the gateway process. An ordinary batch takes well under a second.
+TURN_WAIT = 5.0
 # Making the config and loading the language model: seconds, not minutes.
 START_TIMEOUT = 120.0
 
@@ -76,41 +79,55 @@ class Builder:
         self._deaths = 0
         self._not_before = 0.0
         self._refused: tuple[Recipe, ...] | None = None
-        self.batches = 0  # built in the child (tests and logs)
+        self.batches = 0  # built in the child (for tests)
 
     async def build(self, items: Sequence[ClaimedItem], config: Config,
                     verified: dict[int, Verdicts]) -> list[NewRequest | None]:
         nothing: list[NewRequest | None] = [None] * len(items)
         if not items or not config.recipe or config.recipe == self._refused:
             return nothing
-        async with self._turn:
-            child = self._ready(config.recipe)
-            if child is None:
-                return nothing
-            try:
-                async with asyncio.timeout(self._timeout):
-                    if child.recipe != config.recipe:
-                        answer = await child.ask(("config", config.recipe))
-                        if answer[0] != "ready":
-                            log.warning("the build process cannot make this config: %s",
-                                        answer[-1])
-                            self._refused, child.recipe = config.recipe, None
-                            return nothing
-                        child.recipe = config.recipe
-                    answer = await child.ask(("build", [(item, verified.get(item.id))
-                                                        for item in items]))
-            except TimeoutError:
-                log.error("building %d items took over %.0f s; the build process is ended",
-                          len(items), self._timeout)
-                await self._lost(child)
-                return nothing
-            except Exception as exc:  # noqa: BLE001 - died, or a frame it could not take
-                log.error("the build process failed: %s: %s", type(exc).__name__, exc)
-                await self._lost(child)
-                return nothing
-            except BaseException:  # cancelled mid-batch: the child's state is unknown
-                await asyncio.shield(self._lost(child))
-                raise
+        try:
+            # A batch the child is slow on must not hold up the other workers'
+            # batches longer than a few ordinary ones take: they build here.
+            async with asyncio.timeout(TURN_WAIT):
+                await self._turn.acquire()
+        except TimeoutError:
+            return nothing
+        try:
+            return await self._build_in_turn(items, config, verified, nothing)
+        finally:
+            self._turn.release()
+
+    async def _build_in_turn(self, items: Sequence[ClaimedItem], config: Config,
+                             verified: dict[int, Verdicts], nothing: list[NewRequest | None]
+                             ) -> list[NewRequest | None]:
+        child = self._ready(config.recipe)
+        if child is None:
+            return nothing
+        try:
+            async with asyncio.timeout(self._timeout):
+                if child.recipe != config.recipe:
+                    answer = await child.ask(("config", config.recipe))
+                    if answer[0] != "ready":
+                        log.warning("the build process cannot make this config: %s",
+                                    answer[-1])
+                        self._refused, child.recipe = config.recipe, None
+                        return nothing
+                    child.recipe = config.recipe
+                answer = await child.ask(("build", [(item, verified.get(item.id))
+                                                    for item in items]))
+        except TimeoutError:
+            log.error("building %d items took over %.0f s; the build process is ended",
+                      len(items), self._timeout)
+            await self._lost(child)
+            return nothing
+        except Exception as exc:  # noqa: BLE001 - died, or a frame it could not take
+            log.error("the build process failed: %s: %s", type(exc).__name__, exc)
+            await self._lost(child)
+            return nothing
+        except BaseException:  # cancelled mid-batch: the child's state is unknown
+            await asyncio.shield(self._lost(child))
+            raise
         built = answer[1] if answer[0] == "built" else nothing
         if len(built) != len(items):
             return nothing

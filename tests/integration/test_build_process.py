@@ -237,3 +237,21 @@ async def test_pipeline__a_config_changed_by_hand_is_built_here(
     assert await pipeline.drain() == len(ITEMS)
     assert sorted(built_here) == sorted(ids) and builder.batches == 0
     assert builder._child is None and builder._starting is None  # noqa: SLF001
+
+
+async def test_builder__a_batch_does_not_wait_long_behind_a_slow_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(builder_module, "TURN_WAIT", 0.2)
+    config = make_config("sqlite+aiosqlite:///unused.db")
+    items = claimed(ITEMS)
+    builder = Builder(timeout=60)
+    try:
+        await ready(builder, config)
+        async with builder._turn:  # noqa: SLF001 - another batch is in the child
+            async with asyncio.timeout(5):
+                waited = await builder.build(items, config, {})
+        assert waited == [None] * len(items)  # built in the gateway process instead
+        assert all(new is not None for new in await builder.build(items, config, {}))
+    finally:
+        await builder.close()
+    assert builder.batches == 1
