@@ -13,11 +13,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.models import events, inbox_items, messages, requests
-from tests.e2e.test_kill import KILL_AFTER, PER_SENDER, SENDERS, _burst
+from tests.e2e.test_kill import (
+    KILL_AFTER,
+    PER_SENDER,
+    SENDERS,
+    _burst,
+    drained,
+    what_was_stored,
+)
 from tests.helpers import wait_for
 from tests.process import ServeProcess, write_config
 
@@ -49,6 +54,7 @@ async def test_build_process__killed_under_load_loses_nothing(
         [child] = await wait_for(ready_once, timeout=60)
         burst = asyncio.create_task(asyncio.to_thread(_burst, server.smtp_port, acked, enough))
         assert await asyncio.to_thread(enough.wait, 60), server.log_text()
+        acked_at_kill = len(acked)
         os.kill(int(child), signal.SIGKILL)  # mid-burst
         await burst
         assert len(set(acked)) == SENDERS * PER_SENDER  # the gateway went on
@@ -63,23 +69,12 @@ async def test_build_process__killed_under_load_loses_nothing(
 
         await wait_for(ready_again, timeout=60)
 
-        async def drained() -> bool:
-            async with engine.connect() as conn:
-                states = set((await conn.execute(select(inbox_items.c.state))).scalars())
-            return states == {"done"}
-
-        await wait_for(drained, timeout=60)
+        await wait_for(lambda: drained(engine), timeout=60)
     finally:
         server.signal(signal.SIGTERM)
         assert server.wait() == 0, server.log_text()
-    assert SENDERS * PER_SENDER > KILL_AFTER  # the kill came mid-burst
-    async with engine.connect() as conn:
-        stored = list((await conn.execute(select(messages.c.message_id)
-                                          .where(messages.c.direction == "in"))).scalars())
-        n_items = (await conn.execute(select(func.count()).select_from(inbox_items))).scalar()
-        n_requests = (await conn.execute(select(func.count()).select_from(requests))).scalar()
-        per_request = set((await conn.execute(
-            select(func.count()).select_from(events).group_by(events.c.request_id))).scalars())
+    assert KILL_AFTER <= acked_at_kill < SENDERS * PER_SENDER  # the kill came mid-burst
+    stored, n_items, n_requests, per_request = await what_was_stored(engine)
     assert set(acked) <= set(stored) and len(stored) == len(set(stored))
     assert n_items == n_requests == len(stored)
     assert per_request == {7}  # the whole timeline of a new email, as built here

@@ -49,6 +49,26 @@ def _burst(port: int, acked: list[str], enough: threading.Event) -> None:
         list(pool.map(sender, range(SENDERS)))
 
 
+async def drained(engine: AsyncEngine) -> bool:
+    """Every inbox item done."""
+    async with engine.connect() as conn:
+        states = set((await conn.execute(select(inbox_items.c.state))).scalars())
+    return states == {"done"}
+
+
+async def what_was_stored(engine: AsyncEngine) -> tuple[list[str], int, int, set[int]]:
+    """The received Message-IDs as stored (one per message row), the counts of
+    inbox items and of requests, and the counts of events per request."""
+    async with engine.connect() as conn:
+        stored = list((await conn.execute(select(messages.c.message_id)
+                                          .where(messages.c.direction == "in"))).scalars())
+        n_items = (await conn.execute(select(func.count()).select_from(inbox_items))).scalar()
+        n_requests = (await conn.execute(select(func.count()).select_from(requests))).scalar()
+        per_request = set((await conn.execute(
+            select(func.count()).select_from(events).group_by(events.c.request_id))).scalars())
+    return stored, int(n_items or 0), int(n_requests or 0), per_request
+
+
 @pytest.mark.slow
 async def test_kill__acknowledged_mail_survives_sigkill(
         db_url: str, engine: AsyncEngine, tmp_path: Path) -> None:
@@ -74,24 +94,12 @@ async def test_kill__acknowledged_mail_survives_sigkill(
     restarted = ServeProcess(config, tmp_path / "serve2.log", args=args)
     restarted.start()
     try:
-        async def drained() -> bool:
-            async with engine.connect() as conn:
-                states = set((await conn.execute(select(inbox_items.c.state))).scalars())
-            return states == {"done"}
-
-        await wait_for(drained, timeout=60)
+        await wait_for(lambda: drained(engine), timeout=60)
     finally:
         restarted.signal(signal.SIGTERM)
         assert restarted.wait() == 0, restarted.log_text()
 
-    async with engine.connect() as conn:
-        stored = list((await conn.execute(select(messages.c.message_id)
-                                          .where(messages.c.direction == "in"))).scalars())
-        n_items = (await conn.execute(select(func.count()).select_from(inbox_items))).scalar()
-        n_requests = (await conn.execute(select(func.count()).select_from(requests))).scalar()
-        per_request = (await conn.execute(
-            select(func.count()).select_from(events).group_by(events.c.request_id))).scalars()
-        per_request = set(per_request)
+    stored, n_items, n_requests, per_request = await what_was_stored(engine)
     assert acknowledged <= set(stored)  # everything that got 250 is there
     assert len(stored) == len(set(stored))  # and only once
     assert n_items == n_requests == len(stored)  # every item became one whole request
