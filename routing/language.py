@@ -54,6 +54,7 @@ _IDENTIFIER: Any = None
 # and the longest one remembered: a longer run without a space is walked each time.
 WORDS_KEPT = 16_384
 WORD_BYTES = 32
+_NONE: dict[bytes, tuple[int, tuple[int, ...]]] = {}  # a state with no word remembered yet
 
 
 def _identifier_class() -> Any:
@@ -85,13 +86,15 @@ def _identifier_class() -> Any:
     from py3langid.langid import LanguageIdentifier
 
     class Identifier(LanguageIdentifier):  # type: ignore[misc]
-        __slots__ = ("_rows", "_slot", "_used", "_source", "_words")
+        __slots__ = ("_rows", "_slot", "_used", "_source", "_words", "_kept")
         _lock = threading.Lock()
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._source: np.ndarray | None = None  # the weights `_rows` were taken from
-            self._words: dict[tuple[int, bytes], tuple[int, tuple[int, ...]]] = {}
+            # By the state a word starts in, then the word: where it ends, what it met.
+            self._words: dict[int, dict[bytes, tuple[int, tuple[int, ...]]]] = {}
+            self._kept = 0  # words remembered
 
         def _raw_score(self, text: bytes) -> np.ndarray:
             visits = self._visits(text)
@@ -106,22 +109,28 @@ def _identifier_class() -> Any:
             found: list[int] = []
             state = 0
             parts = text.split(b" ")
-            last = len(parts) - 1
-            for number, part in enumerate(parts):
-                word = part + b" " if number < last else part
-                if len(word) > WORD_BYTES:
-                    state = self._walk(state, word, found)
-                    continue
-                known = words.get((state, word))
+            tail = parts.pop()  # the one part without a space after it
+            for part in parts:
+                # Remembered by the state it starts in and the word without the
+                # space that follows it: no key or word built per word.
+                known = words.get(state, _NONE).get(part)
                 if known is None:
                     met: list[int] = []
-                    known = (self._walk(state, word, met), tuple(met))
-                    if len(words) >= WORDS_KEPT:
-                        words.clear()
-                    words[state, word] = known
+                    known = (self._walk(state, part + b" ", met), tuple(met))
+                    if len(part) < WORD_BYTES:
+                        self._remember(state, part, known)
                 state = known[0]
                 found += known[1]
+            self._walk(state, tail, found)
             return Counter(found)
+
+        def _remember(self, state: int, part: bytes, known: tuple[int, tuple[int, ...]]
+                      ) -> None:
+            if self._kept >= WORDS_KEPT:
+                self._words.clear()
+                self._kept = 0
+            self._words.setdefault(state, {})[part] = known
+            self._kept += 1
 
         def _walk(self, state: int, word: bytes, found: list[int]) -> int:
             """py3langid's walk over `word` from `state`; its features added to `found`."""

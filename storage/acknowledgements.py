@@ -53,6 +53,8 @@ class _Wanted:
     recipient: Recipient
     # The request's reference and queue, carried for the delivery's log line.
     request: dict[str, str]
+    # Fitted with its request (storage/fitting.py): its row is not walked again.
+    fitted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ async def queue_acknowledgements(conn: AsyncConnection,
     Reads what the limits count, and writes nothing itself."""
     wanted = [_Wanted(request_id, new.acknowledgement,
                       counted_recipient(new.acknowledgement.to[0]["address"]),
-                      {"reference": reference, "queue": new.queue})
+                      {"reference": reference, "queue": new.queue}, new.fitted)
               for request_id, new, reference in created
               if new.acknowledgement is not None and new.acknowledgement.to]
     if not wanted:
@@ -103,7 +105,7 @@ async def queue_acknowledgements(conn: AsyncConnection,
         if failed:
             payload["render"] = ack.flags.get("render")
             ack = replace(ack, flags={k: v for k, v in ack.flags.items() if k != "render"})
-        message_rows.append(outbound_row(one.request_id, ack, now))
+        message_rows.append(outbound_row(one.request_id, ack, now, fitted=one.fitted))
         outbox_rows.append(outbox_row(
             "email", payload, now, request_id=one.request_id,
             dedupe_key=f"{ACK_KEY}{one.request_id}", recipient=one.recipient.mailbox,

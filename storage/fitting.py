@@ -28,6 +28,7 @@ from storage.storable import (
     needs_change,
     storable,
     storable_text,
+    stored_as_is,
     unstorable_count,
 )
 
@@ -198,7 +199,8 @@ def _hints(h: ThreadHints) -> ThreadHints:
 
 
 def _event(e: Event) -> Event:
-    return e if not needs_change(e.data) else replace(e, data=storable(e.data))
+    # Our own record of what happened: made storable, no defect recorded.
+    return e if stored_as_is(e.data) else replace(e, data=storable(e.data))
 
 
 def _acknowledgement(ack: NewMessage | None) -> tuple[NewMessage | None, str | None]:

@@ -22,14 +22,14 @@ from storage.fitting import limit
 from storage.models import attachments, messages, requests
 from storage.processing import ClaimedItem
 from storage.records import NewAttachment, NewMessage, NewRequest
-from storage.storable import needs_change, storable
+from storage.storable import needs_change, storable, stored_as_is
 from storage.uploads import insert_blobs
 
 
 def scrub(value: Any) -> Any:
     """A JSON-able value as both databases store it (storage/storable.py): the
-    value itself when it needs no change (a check is cheaper than a copy)."""
-    return storable(value) if needs_change(value) else value
+    value itself when it is stored as it is (a check is cheaper than a copy)."""
+    return value if stored_as_is(value) else storable(value)
 
 
 def fit_row(table: FromClause, row: dict[str, Any]) -> dict[str, Any]:
@@ -91,9 +91,12 @@ def message_row(request_id: int, item_id: int, m: NewMessage,
     return row if fitted else fit_row(messages, row)
 
 
-def outbound_row(request_id: int, m: NewMessage, now: datetime) -> dict[str, Any]:
-    """A message we send: no inbox item behind it."""
-    return message_row(request_id, 0, m, now) | {"inbox_item_id": None, "direction": "out"}
+def outbound_row(request_id: int, m: NewMessage, now: datetime, *,
+                 fitted: bool = False) -> dict[str, Any]:
+    """A message we send: no inbox item behind it. `fitted`: `m` is the
+    acknowledgement of a request fit_request fitted."""
+    return message_row(request_id, 0, m, now, fitted=fitted) | {"inbox_item_id": None,
+                                                               "direction": "out"}
 
 
 async def insert_returning(conn: AsyncConnection, table: Any,

@@ -1,14 +1,18 @@
 """`needs_change` (the hot-path check) agrees with `storable` (the fix) on
-every JSON-like value: it says True exactly when storing would change it."""
+every JSON-like value: it says True exactly when storing would change it.
+`stored_as_is` (the faster check for JSON columns) says True exactly when the
+columns' encoder writes the value as it writes its storable form."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage.storable import needs_change, storable
+from storage.engine import json_text
+from storage.storable import needs_change, storable, stored_as_is
 
 # Text with the characters that matter: NUL, lone surrogates, non-ASCII.
 texts = st.text(alphabet=st.sampled_from(["a", "Z", " ", "é", "☃", "\x00", "\ud800",
@@ -32,3 +36,36 @@ def test_needs_change__the_cases_by_name() -> None:
     assert needs_change({"a": [1, None, "\x00"]}) and needs_change({"a": float("nan")})
     assert needs_change({1: "a"}) and needs_change({"k\x00": 1})
     assert not needs_change({"a": "é", "b": True, "c": [1, None, "plain"], "d": 2.5})
+
+
+def _written(value: Any) -> str | None:
+    """What a JSON column holds for `value`, or None when the database refuses it
+    (PostgreSQL's jsonb: a NUL, a lone surrogate, NaN as the stdlib writes it)."""
+    text = json_text(value)
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(constant)
+
+    try:
+        read = json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return None
+    return None if needs_change(read) else text
+
+
+@given(values)
+def test_stored_as_is__exactly_when_the_column_holds_the_storable_form(value: Any) -> None:
+    stored = _written(storable(value))
+    assert stored is not None  # the fix always gives a value both databases take
+    assert stored_as_is(value) == (_written(value) == stored)
+
+
+def test_stored_as_is__the_cases_by_name() -> None:
+    for changed in ({"a": "x\x00"}, {"a": "\ud800"}, {"a": [1, None, "\x00"]}, {1: "a"},
+                    {"k\x00": 1}, {"a": float("nan"), "b": "\ud800"}, "\x00", [2**70, "\x00"]):
+        assert not stored_as_is(changed), changed
+    # NaN and Infinity: the encoder writes null, as it writes storable's None.
+    for kept in ({"a": "é", "b": [1, None, "plain"], "c": 2.5}, {"a": float("nan")},
+                 [float("inf")], {"text": "a literal \\u0000, not a NUL"}, 2**70):
+        assert stored_as_is(kept), kept
+        assert json_text(kept) == json_text(storable(kept))
