@@ -139,20 +139,20 @@ def _attachment(fitter: Fitter, a: NewAttachment, index: int) -> NewAttachment:
 
 
 def _fits(m: NewMessage) -> bool:
-    """True if no value of `m` needs fitting, known without a check per field:
-    its texts checked together (one copy, scanned in C), the bounded ones
-    measured. Attachments are left to the checks per field."""
+    """True if no value of `m` needs fitting, known without building a fitted
+    copy field by field: each text checked in C, the bounded ones measured.
+    Attachments are left to the checks per field."""
     ids = limit(messages, "message_id") or 0
     if (m.attachments or len(m.from_address or "") > (limit(messages, "from_address") or 0)
             or len(m.from_name or "") > (limit(messages, "from_name") or 0)
             or any(len(i) > ids for i in (m.message_id or "", m.in_reply_to or "",
                                           *m.references))):
         return False
-    # Joined, two lone surrogates stay two code points: each is still found.
-    return is_storable("".join((m.subject, m.text, m.new_text, m.html or "",
-                                m.from_address or "", m.from_name or "", m.message_id or "",
-                                m.in_reply_to or "", *m.references))) and not (
-        needs_change(m.to) or needs_change(m.cc) or needs_change(m.flags))
+    for text in (m.subject, m.text, m.new_text, m.html or "", m.from_address or "",
+                 m.from_name or "", m.message_id or "", m.in_reply_to or "", *m.references):
+        if not is_storable(text):
+            return False
+    return not (needs_change(m.to) or needs_change(m.cc) or needs_change(m.flags))
 
 
 def fit_message(fitter: Fitter, m: NewMessage) -> NewMessage:

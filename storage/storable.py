@@ -29,6 +29,9 @@ REPLACEMENT = "\ufffd"
 EXACT = "exact"
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Characters of text encoded at a time to look for lone surrogates (at most
+# 256 KiB of UTF-8 held at once).
+ENCODED_AT_ONCE = 65_536
 
 
 def is_storable(text: str) -> bool:
@@ -38,9 +41,11 @@ def is_storable(text: str) -> bool:
     if text.isascii():  # the common case, known in C without a scan
         return True
     # A lone surrogate is the one code point UTF-8 cannot write: encoding (in C)
-    # finds it 2.5 to 7 times faster than a regex scan of the text.
+    # finds it 2.5 to 7 times faster than a regex scan of the text. By slices, so
+    # a large text is never copied whole (a slice cannot split a character).
     try:
-        text.encode()
+        for start in range(0, len(text), ENCODED_AT_ONCE):
+            text[start:start + ENCODED_AT_ONCE].encode()
     except UnicodeEncodeError:
         return False
     return True

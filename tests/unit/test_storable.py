@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from storage.engine import json_text
-from storage.storable import needs_change, storable, stored_as_is
+from storage.storable import (
+    ENCODED_AT_ONCE,
+    is_storable,
+    needs_change,
+    storable,
+    stored_as_is,
+)
 
 # Text with the characters that matter: NUL, lone surrogates, non-ASCII.
 texts = st.text(alphabet=st.sampled_from(["a", "Z", " ", "é", "☃", "\x00", "\ud800",
@@ -69,3 +75,10 @@ def test_stored_as_is__the_cases_by_name() -> None:
                  [float("inf")], {"text": "a literal \\u0000, not a NUL"}, 2**70):
         assert stored_as_is(kept), kept
         assert json_text(kept) == json_text(storable(kept))
+
+
+def test_is_storable__found_in_any_slice_of_a_long_text() -> None:
+    long = "é" * (ENCODED_AT_ONCE + 10)
+    assert is_storable(long) and is_storable(long + "😀" + long)
+    assert not is_storable(long + "\ud800") and not is_storable("\udfff" + long)
+    assert not is_storable(long + "\x00") and not is_storable("a\x00b")
