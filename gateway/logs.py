@@ -63,6 +63,13 @@ def configure(level: str, format: str = "text", stream: TextIO | None = None) ->
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(parse_level(level))
+    # What no line of ours shows (the calling function and line, the thread, the
+    # process) is not gathered for each record: a fifth of an item line's cost,
+    # 16 against 13 µs (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # aiosmtpd logs every SMTP command at INFO, Alembic every plugin: too chatty.
     # aioimaplib logs whole messages at DEBUG, and the base64 SASL strings that
     # carry OAuth tokens (its scrubbing matches the raw token only): never.
