@@ -11,7 +11,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, String, Table, any_, bindparam, event, insert
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    TextClause,
+    TypeDecorator,
+    any_,
+    bindparam,
+    event,
+    insert,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -149,29 +160,97 @@ def insert_new(conn: AsyncConnection, table: Table) -> PgInsert | SqliteInsert:
 
 
 _INSERT_IDS: dict[tuple[str, Table], Any] = {}
+# By table and columns: the statement, and the JSON columns (sent as their text).
+_ARRAY_INSERTS: dict[tuple[Table, tuple[str, ...]], tuple[TextClause, frozenset[str]] | None] = {}
+# How PostgreSQL is sent a column's values as one array, by the column's type as
+# PostgreSQL names it (JSON goes as its text, read back as JSON in the SELECT).
+_ARRAY_TYPES = {"BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint",
+                "BOOLEAN": "boolean", "TEXT": "text", "BYTEA": "bytea",
+                "TIMESTAMP WITH TIME ZONE": "timestamptz", "JSONB": "text", "JSON": "text"}
+_JSON = ("JSON", "JSONB")
 
 
 async def insert_ids(conn: AsyncConnection, table: Table,
                      rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert `rows` (SQLAlchemy batches them into few statements) and return
-    their new ids in the order of `rows`.
+    """Insert `rows` (in few statements) and return their new ids in the order
+    of `rows`.
 
-    On SQLite, SQLAlchemy keeps RETURNING in the order of the rows only by
-    inserting them one statement each (SQLite ties no generated rowid to its
-    VALUES row): a 250-row batch was 250 statements. It need not: in a
-    transaction SQLite has one writer, rows are inserted in the order of
-    their VALUES, and an INTEGER PRIMARY KEY gives each new row a larger id
-    than the rows before it. So the ids returned, sorted, are the rows' own."""
-    key = (conn.dialect.name, table)
-    statement = _INSERT_IDS.get(key)
+    On PostgreSQL, as one array per column (`_array_insert`). Elsewhere
+    SQLAlchemy batches the rows; on SQLite it keeps RETURNING in the order of
+    the rows only by inserting them one statement each (SQLite ties no
+    generated rowid to its VALUES row): a 250-row batch was 250 statements. It
+    need not: in a transaction SQLite has one writer, rows are inserted in the
+    order of their VALUES, and an INTEGER PRIMARY KEY gives each new row a
+    larger id than the rows before it. So the ids returned, sorted, are the
+    rows' own."""
+    if not rows:
+        return []
     sqlite = conn.dialect.name == "sqlite"
-    if statement is None:
-        statement = _INSERT_IDS[key] = insert(table).returning(
-            table.c.id, sort_by_parameter_order=not sqlite)
-    ids = [row[0] for row in await conn.execute(statement, list(rows))]
+    columns = tuple(rows[0])
+    arrays = None if sqlite else _array_insert(conn, table, columns)
+    values = None
+    if arrays is not None and all(tuple(row) == columns for row in rows):
+        statement, json = arrays
+        try:
+            values = {f"p{i}": [json_text(row[name]) for row in rows] if name in json
+                      else [row[name] for row in rows] for i, name in enumerate(columns)}
+        except (TypeError, ValueError):
+            pass  # a value JSON cannot hold: refused by SQLAlchemy's path, as a bad value
+    if values is not None:
+        ids = sorted(row[0] for row in await conn.execute(statement, values))
+    else:
+        key = (conn.dialect.name, table)
+        statement = _INSERT_IDS.get(key)
+        if statement is None:
+            statement = _INSERT_IDS[key] = insert(table).returning(
+                table.c.id, sort_by_parameter_order=not sqlite)
+        found = [row[0] for row in await conn.execute(statement, list(rows))]
+        ids = sorted(found) if sqlite else found
     if len(ids) != len(rows):
         raise RuntimeError(f"{len(rows)} rows inserted into {table.name}, {len(ids)} ids back")
-    return sorted(ids) if sqlite else ids
+    return ids
+
+
+def _array_insert(conn: AsyncConnection, table: Table, columns: tuple[str, ...]
+                  ) -> tuple[TextClause, frozenset[str]] | None:
+    """`INSERT ... SELECT ... FROM unnest(...)` of `columns`, one array each, or
+    None where a column is not sent as a plain value (a type that converts its
+    values in Python) or a column left out has a default made in Python.
+
+    One statement text whatever the number of rows, so PostgreSQL prepares it
+    once per connection; SQLAlchemy's multi-row VALUES is a statement of its own
+    for each batch size, rendered and bound value by value at every execution
+    and prepared again by the server. The rows are inserted in the order given
+    (ORDER BY their position), so their ids rise in that order: what
+    SQLAlchemy's own ordered RETURNING assumes of PostgreSQL."""
+    key = (table, columns)
+    if key in _ARRAY_INSERTS:
+        return _ARRAY_INSERTS[key]
+    found: tuple[TextClause, frozenset[str]] | None = None
+    quote = conn.dialect.identifier_preparer.quote
+    kinds, picked, json = [], [], set()
+    for name in columns:
+        column_type = table.c[name].type
+        compiled = column_type.compile(dialect=conn.dialect)
+        kind = "text" if compiled.startswith("VARCHAR") else _ARRAY_TYPES.get(compiled)
+        if (kind is None or isinstance(column_type, TypeDecorator)
+                or getattr(column_type, "none_as_null", False)):  # None as SQL NULL
+            break
+        kinds.append(kind)
+        picked.append(f"CAST({quote(name)} AS {compiled})" if compiled in _JSON
+                      else quote(name))
+        if compiled in _JSON:
+            json.add(name)
+    else:
+        if not any(c.default is not None and c.name not in columns for c in table.columns):
+            names = ", ".join(quote(name) for name in columns)
+            arrays = ", ".join(f"CAST(:p{i} AS {kind}[])" for i, kind in enumerate(kinds))
+            found = (text(f"INSERT INTO {quote(table.name)} ({names}) "
+                          f"SELECT {', '.join(picked)} FROM unnest({arrays}) "
+                          f"WITH ORDINALITY AS given({names}, position) "
+                          f"ORDER BY position RETURNING {quote('id')}"), frozenset(json))
+    _ARRAY_INSERTS[key] = found
+    return found
 
 
 class _WriteGate:

@@ -1,6 +1,7 @@
 """New rows' ids in the order of their rows (storage/engine.py `insert_ids`), on
 both backends: on SQLite the ids come back unordered from one statement per
-few hundred rows and are sorted, not one statement per row."""
+few hundred rows and are sorted, not one statement per row; on PostgreSQL one
+statement of one array per column, the same text for every number of rows."""
 
 from __future__ import annotations
 
@@ -44,3 +45,35 @@ async def test_insert_ids__each_id_is_its_own_rows_in_few_statements(
         stored = dict((await conn.execute(select(inbox_items.c.id, inbox_items.c.raw)
                                           .where(inbox_items.c.id.in_(ids)))).all())
     assert [bytes(stored[i]) for i in ids] == [f"row {n}".encode() for n in range(300, 2800)]
+
+
+async def test_insert_ids__one_statement_text_for_every_size(
+        engine: AsyncEngine) -> None:
+    texts: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        texts.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with engine.begin() as conn:
+            first = await insert_ids(conn, inbox_items, _rows(0, 40))
+            await conn.execute(delete(inbox_items).where(inbox_items.c.id.in_(
+                [first[3], first[-1]])))
+            before = len(texts)
+            ids = await insert_ids(conn, inbox_items, _rows(40, 7))
+            ids += await insert_ids(conn, inbox_items, _rows(47, 900))
+            used = texts[before:]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    if engine.dialect.name == "postgresql":
+        assert len(used) == 2 and used[0] == used[1] == texts[0], "one text for every size"
+    assert len(ids) == len(set(ids)) == 907
+    async with engine.connect() as conn:
+        stored = {row.id: row for row in (await conn.execute(
+            select(inbox_items.c.id, inbox_items.c.raw, inbox_items.c.meta,
+                   inbox_items.c.state, inbox_items.c.attempts)
+            .where(inbox_items.c.id.in_(ids)))).all()}
+    assert [bytes(stored[i].raw) for i in ids] == [f"row {n}".encode() for n in range(40, 947)]
+    assert [stored[i].meta for i in ids] == [{"n": n} for n in range(40, 947)]
+    assert {(stored[i].state, stored[i].attempts) for i in ids} == {("pending", 0)}
