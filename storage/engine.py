@@ -221,7 +221,7 @@ def _array_insert(conn: AsyncConnection, table: Table, columns: tuple[str, ...]
     once per connection; SQLAlchemy's multi-row VALUES is a statement of its own
     for each batch size, rendered and bound value by value at every execution
     and prepared again by the server. The rows are inserted in the order given
-    (ORDER BY their position), so their ids rise in that order: what
+    (ORDER BY their position in it), so their ids rise in that order: what
     SQLAlchemy's own ordered RETURNING assumes of PostgreSQL."""
     key = (table, columns)
     if key in _ARRAY_INSERTS:
@@ -247,8 +247,8 @@ def _array_insert(conn: AsyncConnection, table: Table, columns: tuple[str, ...]
             arrays = ", ".join(f"CAST(:p{i} AS {kind}[])" for i, kind in enumerate(kinds))
             found = (text(f"INSERT INTO {quote(table.name)} ({names}) "
                           f"SELECT {', '.join(picked)} FROM unnest({arrays}) "
-                          f"WITH ORDINALITY AS given({names}, position) "
-                          f"ORDER BY position RETURNING {quote('id')}"), frozenset(json))
+                          f"WITH ORDINALITY AS given({names}, given_position) "
+                          f"ORDER BY given_position RETURNING {quote('id')}"), frozenset(json))
     _ARRAY_INSERTS[key] = found
     return found
 
