@@ -93,7 +93,10 @@ def needs_change(value: Any) -> bool:
                 return True
             kind = type(item)
             if kind is str:
-                if not is_storable(item):
+                if item.isascii():  # the common leaf, checked in place
+                    if "\x00" in item:
+                        return True
+                elif not is_storable(item):
                     return True
             elif kind not in _PLAIN and needs_change(item):
                 return True
