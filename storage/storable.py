@@ -120,7 +120,11 @@ def stored_as_is(value: Any) -> bool:
     Infinity as null itself and refuses a lone surrogate or a key that is not
     text; so one encoding in C answers for the common value, about a twentieth
     of `needs_change`'s walk over an event's data. What it refuses, and an
-    escaped NUL in what it wrote, are left to the walk."""
+    escaped NUL in what it wrote, are left to the walk, whose answer is exact
+    for `storable` but may say False where the stdlib encoder (the columns'
+    fallback) would have written both alike (a key that is not text beside an
+    integer past 64 bits): the value is then made storable, which costs a copy
+    and changes nothing stored."""
     try:
         encoded = orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError is a TypeError

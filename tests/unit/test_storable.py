@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given
+import orjson
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from storage.engine import json_text
@@ -60,10 +61,17 @@ def _written(value: Any) -> str | None:
 
 
 @given(values)
+@example({0: -9223372036854775809})  # refused by orjson, written alike by the stdlib
 def test_stored_as_is__exactly_when_the_column_holds_the_storable_form(value: Any) -> None:
     stored = _written(storable(value))
     assert stored is not None  # the fix always gives a value both databases take
-    assert stored_as_is(value) == (_written(value) == stored)
+    try:
+        orjson.dumps(value)
+    except TypeError:  # refused by orjson: the walk answers, as `needs_change` does
+        assert stored_as_is(value) == (not needs_change(value))
+        assert not stored_as_is(value) or _written(value) == stored
+    else:
+        assert stored_as_is(value) == (_written(value) == stored)
 
 
 def test_stored_as_is__the_cases_by_name() -> None:
