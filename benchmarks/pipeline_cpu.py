@@ -10,9 +10,9 @@ acknowledgements a minute lifted, and each sender of a domain of its own: every
 item gets its acknowledgement) and prints the CPU of this process per item:
 parse, classify, route, fit, and store each as a routed request with its
 message, events, outbox rows and acknowledgement. The
-language model is loaded before the clock starts (once per process), and what
-start-up made is then frozen out of the collector's reach (`gc.freeze()`), as
-`intake serve` does once it is up (gateway/app.py `serve`).
+language model is loaded before the clock starts (once per process), and the
+collector is then set as `intake serve` sets it once it is up (gateway/heap.py:
+what start-up made frozen out of its reach, young collections spaced out).
 
 The bare baseline does the least an intake must: claim the same number of rows
 from a bare table in batches of 128, parse each with the stdlib
@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import email
 import email.policy
-import gc
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import migrate, scratch_database  # noqa: E402
 
+from gateway import heap  # noqa: E402
 from gateway.pipeline.worker import Pipeline  # noqa: E402
 from routing.language import default_detector  # noqa: E402
 from storage.engine import create_engine  # noqa: E402
@@ -150,8 +150,7 @@ async def measure(dsn: str, items_per_round: int, rounds: int) -> None:
     url = dsn.replace("postgresql://", "postgresql+asyncpg://")
     await migrate(url)
     default_detector().detect("warming the language model up before the clock starts")
-    gc.collect()
-    gc.freeze()  # as `intake serve` does after start-up
+    heap.settle()  # as `intake serve` does after start-up
     for kind, label, target in (("api", "API request (1.1 KB JSON)", 0.5),
                                 ("email", "email (4 KB)", 0.8)):
         ours, bare = [], []
