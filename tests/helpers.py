@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from gateway.config import Config, build_config
 from storage import queries
 from storage.install_key import references
 from storage.models import inbox_items
+from storage.records import NewRequest
 
 # pytest-aiohttp's client of the HTTP app alone (the `app_client` fixture).
 AppClient = TestClient[web.Request, web.Application]
@@ -162,3 +164,16 @@ From: Support <support@localhost>
 
 --B--
 """.replace("\n", "\r\n").encode()
+
+
+def normal(new: NewRequest) -> NewRequest:
+    """`new` without what is drawn at random per build (the status token, which
+    the acknowledgement quotes, and the acknowledgement's Message-ID)."""
+    ack = new.acknowledgement
+    if ack is not None:
+        token = new.status_token or ""
+        ack = replace(ack, text=ack.text.replace(token, "T"),
+                      new_text=ack.new_text.replace(token, "T"),
+                      html=ack.html.replace(token, "T") if ack.html else ack.html,
+                      message_id="M")
+    return replace(new, status_token="T", acknowledgement=ack)

@@ -16,17 +16,19 @@ recorded as always.
 
 from __future__ import annotations
 
-import gc
+import functools
 import os
 import pickle
 import signal
 import sys
 from typing import Any, BinaryIO
 
+from gateway import heap
 from gateway.config import Config
 from gateway.config.loader import remade
 from gateway.pipeline.parse_child import LENGTH
-from gateway.pipeline.worker import build_request
+from gateway.pipeline.stages import build_all
+from gateway.pipeline.worker import build_steps
 from routing.api import warm_up
 from storage.records import NewRequest
 
@@ -48,14 +50,12 @@ def _write(sink: BinaryIO, answer: object) -> None:
 
 
 def _built(batch: list[tuple[Any, Any]], config: Config) -> list[NewRequest | None]:
-    results: list[NewRequest | None] = []
-    for item, verified in batch:
-        try:
-            results.append(build_request(item, config, config.rules, config.sla,
-                                         verified=verified))
-        except Exception:  # noqa: BLE001 - built again by the gateway, which records it
-            results.append(None)
-    return results
+    """The batch built a stage at a time (gateway/pipeline/stages.py); an item whose
+    build raised is built again by the gateway, which records its error."""
+    outcomes = build_all([functools.partial(build_steps, item, config, config.rules,
+                                            config.sla, verified=verified)
+                          for item, verified in batch])
+    return [None if isinstance(outcome, Exception) else outcome for outcome in outcomes]
 
 
 def serve(source: BinaryIO, sink: BinaryIO) -> None:
@@ -71,8 +71,7 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
                 _write(sink, ("refused", f"{type(exc).__name__}: {exc}"))
             else:
                 # What the config made lives until the next one: not walked again.
-                gc.collect()
-                gc.freeze()
+                heap.settle()
                 _write(sink, ("ready",))
         elif kind == "build" and config is not None:
             _write(sink, ("built", _built(request[1], config)))

@@ -11,11 +11,17 @@ the front MTA's Authentication-Results here; "off", and mail fetched by IMAP,
 have none. The verdicts are stored in the message's flags, said on the
 timeline (`authenticated`), read by the rules (`auth.*`, `spam.*`) and by
 threading: a forged From never joins a request, and is never acknowledged.
+
+Each builder is a generator of its stages (`Steps`): it yields after reading
+the item (parse, addresses), after deciding (classify, rules), and after the
+acknowledgement, then returns the fitted request. The worker runs a batch a
+stage at a time (gateway/pipeline/stages.py); `stages.finish` runs one whole.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +74,9 @@ LISTENERS = ("smtp", "lmtp", "smtps")
 SMTP_CHANNELS = ("smtp", "lmtp")
 MAX_TLS_TEXT = 100  # a TLS version or cipher name, as the timeline shows it
 FORGED_QUARANTINE = "sender_auth:forged_from"
+# One request's build, stage by stage: each `yield` ends a stage, the return
+# value is the request (gateway/pipeline/stages.py runs them).
+Steps = Generator[None, None, NewRequest]
 
 
 def listener_of(item: ClaimedItem) -> str | None:
@@ -207,7 +216,7 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
                  reply_changes: dict[str, Any] | None = None,
                  reply_decision: dict[str, Any] | None = None,
                  sent_to: tuple[str, ...] = (), archived: bool = False,
-                 created_at: datetime | None = None) -> NewRequest:
+                 created_at: datetime | None = None) -> Steps:
     """The request with its timeline, the status token, the service-level
     deadlines and, when the decision says so, the acknowledgement to `to`;
     every value fitted to its column, each change a defect on the message and
@@ -230,6 +239,7 @@ def _new_request(item: ClaimedItem, config: Config, sla: SlaConfig | None, route
                                   {"kind": e.kind, "data": e.data} for e in routed.events)[0],
                               accept_language=_accept_language(item),
                               received_at=item.received_at)
+    yield
     return fit_request(NewRequest(
         queue=routed.queue, message=message, requester_email=message.from_address,
         requester_name=message.from_name, custom_fields=routed.custom_fields,
@@ -369,7 +379,7 @@ def too_large_note(size: int, limit: int, folder: Any, mailbox: Any) -> str:
 
 def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
                   sla: SlaConfig | None = None, parsed: ParsedEmail | None = None,
-                  verified: Verdicts | None = None) -> NewRequest:
+                  verified: Verdicts | None = None) -> Steps:
     """`parsed`: the item's raw mail parsed already (off the event loop when it
     is large: gateway/pipeline/parsing.py); else it is parsed here. `verified`:
     the verifier's verdicts, for a listener whose `sender_auth` is verify."""
@@ -430,6 +440,7 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         sender_ours=traits.ours, sender_check=check,
     )
     answer_to, answer_name, answer_ours = _answer_to(parsed, config)
+    yield
     routed = _routed(decide(rules, email_input(parsed, item, auth=auth, spam=spam)),
                      automatic=automatic, custom={},
                      ack_veto=ARCHIVE_VETO if archived else (
@@ -463,18 +474,19 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
         "bounce": parsed.bounce is not None, "list": parsed.list_mail, "own_outbound": own})
     authenticated = (_authenticated(auth, spam, hints.sender_check, held_by is not None)
                      if auth is not None else None)
-    return _new_request(
+    yield
+    return (yield from _new_request(
         item, config, sla, routed, message=message, received=received, parsed=parsed_event,
         authenticated=authenticated, to_name=answer_name, to=answer_to, hints=hints,
         reply_changes=reply_changes,
         reply_decision=reply_decision, archived=archived, created_at=created_at,
         # Our identity follows the address written to: envelope first, then headers.
         sent_to=(*(item.meta.get("rcpt_tos") or ()),
-                 *(a.address for a in (*parsed.to, *parsed.cc))))
+                 *(a.address for a in (*parsed.to, *parsed.cc)))))
 
 
 def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
-                sla: SlaConfig | None = None) -> NewRequest:
+                sla: SlaConfig | None = None) -> Steps:
     # Not strict: a body accepted before the edge refused NaN or lone
     # surrogates is still read; its values are fitted with a recorded defect.
     parsed = parse_api_request(item.raw, strict=False)
@@ -484,29 +496,31 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
         subject=parsed.subject, text=parsed.body, new_text=parsed.body,
         from_address=parsed.requester_email, from_name=parsed.requester_name,
     )
+    yield
     routed = _routed(decide(rules, api_input(parsed, item)), automatic=False,
                      custom=dict(parsed.custom_fields),
                      ack_veto=_recipient_veto(config, parsed.requester))
-    return _from_person(item, config, sla, message, routed, parsed.requester,
-                        {"token_id": item.meta.get("token_id")})
+    return (yield from _from_person(item, config, sla, message, routed, parsed.requester,
+                                    {"token_id": item.meta.get("token_id")}))
 
 
 def _from_person(item: ClaimedItem, config: Config, sla: SlaConfig | None,
                  message: NewMessage, routed: Routed, to: Mailbox | None,
-                 received: dict[str, Any]) -> NewRequest:
+                 received: dict[str, Any]) -> Steps:
     """The request a person's own words make (a JSON body, a web form),
     acknowledged to the address they gave (`to`, checked)."""
     event = Event(kind=EventKind.RECEIVED, data={
         "channel": item.channel, **received, "received_at": item.received_at.isoformat()})
-    return _new_request(item, config, sla, routed, message=message, received=event,
-                        to_name=message.from_name, to=to)
+    yield
+    return (yield from _new_request(item, config, sla, routed, message=message, received=event,
+                                    to_name=message.from_name, to=to))
 
 
 def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
-                 sla: SlaConfig | None = None) -> NewRequest:
+                 sla: SlaConfig | None = None) -> Steps:
     """A web-form post: its files are already stored, the message refers to them."""
     if isinstance(item.meta.get(STATUS_REPLY), dict):
-        return status_reply_request(item, config, rules, sla)
+        return (yield from status_reply_request(item, config, rules, sla))
     parsed = submission_from_json(item.raw)
     message = NewMessage(
         subject=parsed.subject, text=parsed.body, new_text=parsed.body,
@@ -515,17 +529,18 @@ def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
                                    stored_sha256=f.sha256, stored_size=f.size)
                      for f in parsed.files],
     )
-    spec = config.forms.get(parsed.form_id)  # gone from the config since: no queue of its own
-    decision = decide(rules, form_input(parsed, item, spec.queue if spec else None))
     # Checked again: a post stored before addresses were checked may hold a list.
     to = mailbox_or_none(parsed.requester_email)
+    yield
+    spec = config.forms.get(parsed.form_id)  # gone from the config since: no queue of its own
+    decision = decide(rules, form_input(parsed, item, spec.queue if spec else None))
     routed = _routed(decision, automatic=False, custom=dict(parsed.custom_fields),
                      ack_veto=_recipient_veto(config, to) if parsed.requester_email
                      else "the form has no email")
-    return _from_person(item, config, sla, message, routed, to, {
+    return (yield from _from_person(item, config, sla, message, routed, to, {
         "form_id": parsed.form_id, "remote": item.meta.get("remote"),
         "origin": item.meta.get("origin"), "files": len(parsed.files),
-        "accept_language": _accept_language(item)})
+        "accept_language": _accept_language(item)}))
 
 
 # A reply from the customer's status page (gateway/http/status_page.py) is stored
@@ -540,7 +555,7 @@ def _text_or_none(value: Any) -> str | None:
 
 
 def status_reply_request(item: ClaimedItem, config: Config, rules: RuleSet,
-                         sla: SlaConfig | None = None) -> NewRequest:
+                         sla: SlaConfig | None = None) -> Steps:
     """A customer's reply from their status page, as a message of theirs that
     answers the request: threaded by its last Message-ID, else its reference,
     with the requester as sender, so placement lets it in as it would the
@@ -565,6 +580,7 @@ def status_reply_request(item: ClaimedItem, config: Config, rules: RuleSet,
                         tags=(reference,) if reference else (), sender=sender)
     queue = _text_or_none(about.get("queue"))
     routing = form_input(parsed, item, queue)
+    yield
     routed = _routed(decide(rules, routing), automatic=False, custom=dict(parsed.custom_fields),
                      ack_veto=_recipient_veto(config, to))
     reply_changes: dict[str, Any] = {}
@@ -578,6 +594,8 @@ def status_reply_request(item: ClaimedItem, config: Config, rules: RuleSet,
         "channel": item.channel, "via": "status_page", "reference": reference,
         "remote": item.meta.get("remote"), "files": len(parsed.files),
         "received_at": item.received_at.isoformat()})
-    return _new_request(item, config, sla, routed, message=message, received=received,
-                        to_name=parsed.requester_name, to=to, hints=hints,
-                        reply_changes=reply_changes, reply_decision=reply_decision)
+    yield
+    return (yield from _new_request(item, config, sla, routed, message=message,
+                                    received=received, to_name=parsed.requester_name, to=to,
+                                    hints=hints, reply_changes=reply_changes,
+                                    reply_decision=reply_decision))

@@ -29,6 +29,7 @@ from domain.lifecycle import Event, EventKind, ItemState
 from gateway.app import Gateway
 from gateway.config import Config
 from gateway.pipeline import worker as worker_module
+from gateway.pipeline.stages import finish
 from gateway.pipeline.worker import Pipeline
 from routing.api import warm_up
 from storage import queries
@@ -401,7 +402,7 @@ async def test_pipeline__store_refusal_isolated_and_others_stored(
     original = worker_module.BUILDERS["smtp"]
 
     def build(item: Any, *args: Any) -> Any:
-        new = original(item, *args)
+        new = finish(original(item, *args))  # built whole, then spoiled
         if b"poison" in item.raw:  # a value no column takes (past 64-bit integers)
             return replace(new, escalation_level=2**70)
         return new

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,14 @@ from gateway.config import Config, load_config
 from gateway.pipeline import builder as builder_module
 from gateway.pipeline import worker as worker_module
 from gateway.pipeline.builder import Builder
-from gateway.pipeline.worker import Pipeline, build_request
+from gateway.pipeline.stages import Started
+from gateway.pipeline.worker import Pipeline, build_request, build_steps
 from gateway.rules_in_force import RulesHolder
 from storage.inbox import NewItem, accept_many
 from storage.models import inbox_items, requests
 from storage.processing import ClaimedItem, claim_items
-from storage.records import NewRequest
 from storage.reference import References
-from tests.helpers import make_config, wait_for
+from tests.helpers import make_config, normal, wait_for
 
 RULES = {"rule": [{"name": "invoices", "when": {"subject": {"contains": "invoice"}},
                    "then": {"queue": "billing"}}]}
@@ -58,19 +57,6 @@ ITEMS = [
 ]
 
 
-def normal(new: NewRequest) -> NewRequest:
-    """`new` without what is drawn at random per build (the status token, which
-    the acknowledgement quotes, and the acknowledgement's Message-ID)."""
-    ack = new.acknowledgement
-    if ack is not None:
-        token = new.status_token or ""
-        ack = replace(ack, text=ack.text.replace(token, "T"),
-                      new_text=ack.new_text.replace(token, "T"),
-                      html=ack.html.replace(token, "T") if ack.html else ack.html,
-                      message_id="M")
-    return replace(new, status_token="T", acknowledgement=ack)
-
-
 def claimed(items: list[NewItem]) -> list[ClaimedItem]:
     refs = References(b"a key of this install", 1000)
     at = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
@@ -92,11 +78,11 @@ def built_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Ids of the items the pipeline built in this process."""
     ids: list[int] = []
 
-    def counted(item: ClaimedItem, *args: Any) -> NewRequest:
+    def counted(item: ClaimedItem, *args: Any) -> Started:
         ids.append(item.id)
-        return build_request(item, *args)
+        return build_steps(item, *args)
 
-    monkeypatch.setattr(worker_module, "build_request", counted)
+    monkeypatch.setattr(worker_module, "build_steps", counted)
     return ids
 
 
