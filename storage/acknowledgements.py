@@ -21,7 +21,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import (
+    CompoundSelect,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.lifecycle import (
@@ -35,7 +44,7 @@ from domain.lifecycle import (
     acknowledgement_held,
     counted_recipient,
 )
-from storage.engine import among, transaction
+from storage.engine import among_bound, transaction
 from storage.models import messages, outbox
 from storage.outbox import message_payload, outbox_row
 from storage.records import NewMessage, NewRequest
@@ -119,6 +128,28 @@ async def queue_acknowledgements(conn: AsyncConnection,
     return Acknowledged(found, message_rows, outbox_rows)
 
 
+def _counting() -> dict[str, CompoundSelect]:
+    """What the limits read, one statement per backend, built once: the
+    acknowledgements of the last hour to each of `mailboxes` and to each of
+    `domains`, and all of the last minute, each row (what, whose, how many)."""
+    acks = outbox.c.dedupe_key.like(f"{ACK_KEY}%")
+    hour = outbox.c.created_at > bindparam("hour_ago", type_=outbox.c.created_at.type)
+    minute = outbox.c.created_at > bindparam("minute_ago", type_=outbox.c.created_at.type)
+    mailbox = among_bound(outbox.c.recipient, "mailboxes")
+    domain = among_bound(outbox.c.recipient_domain, "domains")
+    return {backend: union_all(
+        select(literal_column("'mailbox'"), outbox.c.recipient, func.count())
+        .where(mailbox[backend], hour, acks).group_by(outbox.c.recipient),
+        select(literal_column("'domain'"), outbox.c.recipient_domain, func.count())
+        .where(domain[backend], hour, acks).group_by(outbox.c.recipient_domain),
+        select(literal_column("'minute'"), literal_column("NULL"), func.count())
+        .select_from(outbox).where(minute, acks))
+        for backend in mailbox}
+
+
+_COUNTING = _counting()
+
+
 @dataclass(slots=True)
 class _Counts:
     """Acknowledgements sent in the limits' windows, for the batch's recipients."""
@@ -133,23 +164,19 @@ class _Counts:
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
                                {"key": COUNTING_LOCK})
-        mailboxes = sorted({w.recipient.mailbox for w in wanted})
-        domains = sorted({w.recipient.domain for w in wanted})
-        acks = outbox.c.dedupe_key.like(f"{ACK_KEY}%")
-        hour = outbox.c.created_at > now - ACKNOWLEDGEMENT_WINDOW
-        by_mailbox = Counter({key: count for key, count in (await conn.execute(
-            select(outbox.c.recipient, func.count())
-            .where(among(conn, outbox.c.recipient, mailboxes), hour, acks)
-            .group_by(outbox.c.recipient))).all()})
-        by_domain = Counter({key: count for key, count in (await conn.execute(
-            select(outbox.c.recipient_domain, func.count())
-            .where(among(conn, outbox.c.recipient_domain, domains), hour, acks)
-            .group_by(outbox.c.recipient_domain))).all()})
-        last_minute = int((await conn.execute(
-            select(func.count()).select_from(outbox)
-            .where(outbox.c.created_at > now - ACKNOWLEDGEMENT_BURST_WINDOW, acks))
-        ).scalar_one())
-        return cls(by_mailbox, by_domain, last_minute)
+        counts = cls(Counter(), Counter(), 0)
+        for kind, key, count in await conn.execute(_COUNTING[conn.dialect.name], {
+                "mailboxes": sorted({w.recipient.mailbox for w in wanted}),
+                "domains": sorted({w.recipient.domain for w in wanted}),
+                "hour_ago": now - ACKNOWLEDGEMENT_WINDOW,
+                "minute_ago": now - ACKNOWLEDGEMENT_BURST_WINDOW}):
+            if kind == "mailbox":
+                counts.by_mailbox[key] = count
+            elif kind == "domain":
+                counts.by_domain[key] = count
+            else:
+                counts.last_minute = int(count)
+        return counts
 
     def sent(self, recipient: Recipient) -> AcknowledgementsSent:
         return AcknowledgementsSent(to_recipient=self.by_mailbox[recipient.mailbox],

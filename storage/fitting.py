@@ -42,6 +42,7 @@ T = TypeVar("T")
 
 
 @cache
+@cache  # the tables are the models' own: a few dozen columns in all
 def limit(table: FromClause, column: str) -> int | None:
     """The column's length in characters (None: unbounded text)."""
     return getattr(table.c[column].type, "length", None)
@@ -245,7 +246,14 @@ def fit_request(new: NewRequest) -> NewRequest:
     message = fit_message(fitter, new.message)
     tags = [fitter.text(t, "tag") for t in new.tags]
     events = tuple(_event(e) for e in new.events)
-    fitted = _changed(
+    ack, skipped = _acknowledgement(new.acknowledgement)
+    if all(e is f for e, f in zip(new.events, events, strict=True)):
+        events = new.events
+    if skipped is not None:
+        events = (*events, Event(kind=EventKind.ACKNOWLEDGEMENT_SKIPPED,
+                                 data={"reason": skipped}))
+    # One copy, with what changed and the mark that it was fitted.
+    fitted = replace(
         new,
         message=message,
         queue=fitter.text(new.queue, "queue", limit(requests, "queue")),
@@ -264,16 +272,11 @@ def fit_request(new: NewRequest) -> NewRequest:
                         else new.reply_decision),
         sla=_columns(fitter, requests, new.sla),
         hints=_hints(new.hints) if new.hints is not None else None,
-        events=(new.events if all(e is f for e, f in zip(new.events, events, strict=True))
-                else events),
+        events=events,
         received=_event(new.received) if new.received is not None else None,
+        acknowledgement=ack,
         fitted=True,
     )
-    ack, skipped = _acknowledgement(new.acknowledgement)
-    if skipped is not None:
-        fitted = replace(fitted, events=(*fitted.events, Event(
-            kind=EventKind.ACKNOWLEDGEMENT_SKIPPED, data={"reason": skipped})))
-    fitted = _changed(fitted, acknowledgement=ack)
     if not fitter.defects:
         return fitted
     flags = dict(message.flags)
