@@ -6,6 +6,8 @@ rules = load_rules(text, path, queues=["general", "billing"])  # InvalidRulesErr
 rules, issues = read_routing(doc, text, path, queues)  # the same, from a parsed file
 warm_up(rules)  # optional: compile and load the language model before traffic
 decision = decide(rules, RoutingInput(received_at=now, to=("billing@example.com",)))
+# or in two steps, the language first (the gateway does a batch's at once):
+decision = decide(rules, item, detector=read_language(rules, item))
 decision.queue, decision.to_dict(), decision.explain()
 """
 
@@ -15,7 +17,7 @@ from routing.classify import Classification, Cue, Guess
 from routing.config import ConfigIssue, InvalidRulesError, check_config, load_rules, read_routing
 from routing.config.dump import dump_rules
 from routing.decision import Decision, RuleResult
-from routing.engine import compile_rules, decide
+from routing.engine import compile_rules, decide, read_language
 from routing.inputs import Attachment, FieldValue, RoutingInput, SenderAuth, SpamOpinion
 from routing.language import LanguageDetector, default_detector
 from routing.rules import RuleSet
@@ -48,6 +50,7 @@ __all__ = [
     "decide",
     "dump_rules",
     "load_rules",
+    "read_language",
     "read_routing",
     "warm_up",
 ]

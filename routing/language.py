@@ -49,6 +49,22 @@ class Py3LangidDetector:
         return str(code), float(probability)
 
 
+class Read:
+    """A detector that has read one sample already: asked about that sample, it
+    answers what it found then; about any other text, it asks `detector`."""
+
+    def __init__(self, detector: LanguageDetector, sample: str) -> None:
+        self.name = detector.name
+        self._detector = detector
+        self._sample = sample
+        self._found = detector.detect(sample) if enough_text(sample) else None
+
+    def detect(self, text: str) -> tuple[str, float]:
+        if self._found is not None and text == self._sample:
+            return self._found
+        return self._detector.detect(text)
+
+
 _IDENTIFIER: Any = None
 # The words remembered per identifier (about 9 MB when full of 32-byte words),
 # and the longest one remembered: a longer run without a space is walked each time.

@@ -13,8 +13,9 @@ timeline (`authenticated`), read by the rules (`auth.*`, `spam.*`) and by
 threading: a forged From never joins a request, and is never acknowledged.
 
 Each builder is a generator of its stages (`Steps`): it yields after reading
-the item (parse, addresses), after deciding (classify, rules), and after the
-acknowledgement, then returns the fitted request. The worker runs a batch a
+the item (parse, addresses), after identifying its language, after deciding
+(classification, rules), and after the acknowledgement, then returns the
+fitted request. The worker runs a batch a
 stage at a time (gateway/pipeline/stages.py); `stages.finish` runs one whole.
 """
 
@@ -52,7 +53,15 @@ from parsers.records import ParsedEmail
 from parsers.reference_tags import find_reference_tags
 from parsers.timestamps import is_rfc3339, parse_rfc3339
 from routing.api import Attachment as RoutedAttachment
-from routing.api import Decision, RoutingInput, RuleSet, SenderAuth, SpamOpinion, decide
+from routing.api import (
+    Decision,
+    RoutingInput,
+    RuleSet,
+    SenderAuth,
+    SpamOpinion,
+    decide,
+    read_language,
+)
 from routing.sla import SlaConfig
 from storage.bounces import hard_bounce
 from storage.fitting import fit_request
@@ -441,7 +450,10 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     )
     answer_to, answer_name, answer_ours = _answer_to(parsed, config)
     yield
-    routed = _routed(decide(rules, email_input(parsed, item, auth=auth, spam=spam)),
+    routing = email_input(parsed, item, auth=auth, spam=spam)
+    detector = read_language(rules, routing)
+    yield
+    routed = _routed(decide(rules, routing, detector=detector),
                      automatic=automatic, custom={},
                      ack_veto=ARCHIVE_VETO if archived else (
                          lifecycle.acknowledgement_veto(traits)
@@ -455,7 +467,8 @@ def email_request(item: ClaimedItem, config: Config, rules: RuleSet,
     hard = flags["bounce"] is not None and hard_bounce(flags["bounce"])
     if (not archived and (not automatic or hard)
             and (hints.parent_ids or hints.tags or hints.bounce_of) and _reply_rules(rules)):
-        reply = decide(rules, email_input(parsed, item, is_reply=True, auth=auth, spam=spam))
+        reply = decide(rules, email_input(parsed, item, is_reply=True, auth=auth, spam=spam),
+                       detector=detector)
         reply_changes = {REPLY_COLUMNS[f]: getattr(reply, f) for f in reply.applies
                          if f in REPLY_COLUMNS}
         reply_decision = reply.to_dict(every_rule=False) if reply_changes else None
@@ -497,7 +510,10 @@ def api_request(item: ClaimedItem, config: Config, rules: RuleSet,
         from_address=parsed.requester_email, from_name=parsed.requester_name,
     )
     yield
-    routed = _routed(decide(rules, api_input(parsed, item)), automatic=False,
+    routing = api_input(parsed, item)
+    detector = read_language(rules, routing)
+    yield
+    routed = _routed(decide(rules, routing, detector=detector), automatic=False,
                      custom=dict(parsed.custom_fields),
                      ack_veto=_recipient_veto(config, parsed.requester))
     return (yield from _from_person(item, config, sla, message, routed, parsed.requester,
@@ -533,7 +549,10 @@ def form_request(item: ClaimedItem, config: Config, rules: RuleSet,
     to = mailbox_or_none(parsed.requester_email)
     yield
     spec = config.forms.get(parsed.form_id)  # gone from the config since: no queue of its own
-    decision = decide(rules, form_input(parsed, item, spec.queue if spec else None))
+    routing = form_input(parsed, item, spec.queue if spec else None)
+    detector = read_language(rules, routing)
+    yield
+    decision = decide(rules, routing, detector=detector)
     routed = _routed(decision, automatic=False, custom=dict(parsed.custom_fields),
                      ack_veto=_recipient_veto(config, to) if parsed.requester_email
                      else "the form has no email")
@@ -581,12 +600,14 @@ def status_reply_request(item: ClaimedItem, config: Config, rules: RuleSet,
     queue = _text_or_none(about.get("queue"))
     routing = form_input(parsed, item, queue)
     yield
-    routed = _routed(decide(rules, routing), automatic=False, custom=dict(parsed.custom_fields),
-                     ack_veto=_recipient_veto(config, to))
+    detector = read_language(rules, routing)
+    yield
+    routed = _routed(decide(rules, routing, detector=detector), automatic=False,
+                     custom=dict(parsed.custom_fields), ack_veto=_recipient_veto(config, to))
     reply_changes: dict[str, Any] = {}
     reply_decision = None
     if _reply_rules(rules):
-        reply = decide(rules, replace(routing, is_reply=True))
+        reply = decide(rules, replace(routing, is_reply=True), detector=detector)
         reply_changes = {REPLY_COLUMNS[f]: getattr(reply, f) for f in reply.applies
                          if f in REPLY_COLUMNS}
         reply_decision = reply.to_dict(every_rule=False) if reply_changes else None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from routing.api import RoutingInput, decide, load_rules
-from routing.language import KNOWN_LANGUAGES, default_detector
+from routing.api import RoutingInput, decide, load_rules, read_language
+from routing.language import KNOWN_LANGUAGES, Read, default_detector
 
 
 def language(subject: str, body: str, config: str = "") -> tuple[str | None, float]:
@@ -76,3 +76,49 @@ def test_language__known_codes_match_the_model() -> None:
     assert set(LanguageIdentifier.from_model_file(MODEL_FILE).labels) == KNOWN_LANGUAGES
     detector = default_detector(())
     assert detector.detect("Dit is een Nederlandse zin over de printer die kapot is.")[0] == "nl"
+
+
+class Counting:
+    """A detector that says English and counts what it was asked."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def detect(self, text: str) -> tuple[str, float]:
+        self.asked.append(text)
+        return "en", 0.5
+
+
+def test_read__answers_its_sample_without_asking_again() -> None:
+    inner = Counting()
+    read = Read(inner, "Hello, the printer is broken again")
+    assert inner.asked == ["Hello, the printer is broken again"]
+    assert read.name == "counting"
+    assert read.detect("Hello, the printer is broken again") == ("en", 0.5)
+    assert len(inner.asked) == 1
+    assert read.detect("another text altogether") == ("en", 0.5)
+    assert inner.asked[1:] == ["another text altogether"]
+    # Too little text to identify: not read ahead (decide does not ask either).
+    short = Read(inner, "Hi")
+    assert len(inner.asked) == 2
+    short.detect("Hi")
+    assert inner.asked[2:] == ["Hi"]
+
+
+def test_read_language__decides_as_deciding_at_once() -> None:
+    rules = load_rules('[settings]\nlanguage_sample_chars = 40\n', "t.toml", ["general"])
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    items = [
+        RoutingInput(received_at=at, subject="Imprimante", new_text="Bonjour, l'imprimante du "
+                     "deuxième étage ne fonctionne plus depuis ce matin."),
+        RoutingInput(received_at=at, subject="Hi", new_text=""),
+        RoutingInput(received_at=at, subject="Drucker", text="Hallo, der Drucker im zweiten "
+                     "Stock funktioniert seit heute Morgen nicht mehr."),
+    ]
+    for item in items:
+        ahead = decide(rules, item, detector=read_language(rules, item))
+        assert ahead.to_dict() == decide(rules, item).to_dict()
+    assert [decide(rules, i).classification.language.value for i in items] == ["fr", "und",
+                                                                               "de"]
