@@ -62,7 +62,7 @@ from typing import Any
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.proxy_protocol import AF, V2_CMD, V2_SIGNATURE, ProxyData
-from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, TLSSetupException, syntax
 
 from domain.errors import GatewayError
 from gateway import logs, metrics
@@ -79,6 +79,7 @@ from gateway.connections import (
 )
 from gateway.data_budget import DataBudget
 from gateway.proxies import TrustedProxies
+from gateway.smtp_data import read_data
 from gateway.smtp_prototype import init_session
 from gateway.tls import ServerTls, described
 from storage.errors import Unstorable
@@ -440,6 +441,48 @@ class _IntakeSession:
             return False
         self.session.peer = peer  # type: ignore[attr-defined]
         return True
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """aiosmtpd's DATA, its data read a block at a time (gateway/smtp_data.py)
+        rather than a line at a time; its checks, replies and hook as they were."""
+        smtp: Any = self  # aiosmtpd's own members
+        if await smtp.check_helo_needed() or await smtp.check_auth_needed("DATA"):
+            return
+        if not smtp.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            data = await read_data(smtp._reader, size_limit=smtp.data_size_limit,
+                                   line_limit=smtp.line_length_limit)
+        except asyncio.CancelledError:  # the connection went during DATA
+            log.info("Connection lost during DATA")
+            smtp._writer.close()
+            raise
+        if isinstance(data, str):  # refused, now that all of it was read
+            await self.push(data)
+            smtp._set_post_data_state()
+            return
+        if smtp._decode_data:
+            # Not how our sessions are made (the handler takes the bytes as they
+            # came); aiosmtpd's own decoding, should one be.
+            try:
+                smtp.envelope.content = data.decode(
+                    "utf-8" if smtp.enable_SMTPUTF8 else "ascii",
+                    errors="surrogateescape" if smtp.enable_SMTPUTF8 else "strict")
+            except UnicodeDecodeError:
+                await self.push("500 Error: strict ASCII mode")
+                return
+        else:
+            smtp.envelope.content = data
+        smtp.envelope.original_content = data
+        status = await smtp._call_handler_hook("DATA")
+        smtp._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     def storing(self) -> None:
         """The message is in: storing it is our time, not the client's."""
