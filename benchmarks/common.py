@@ -57,6 +57,22 @@ def scratch_database() -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def listening(port: int, proc: subprocess.Popen[bytes], args: list[str],
+              seconds: float = 60) -> None:
+    """Wait until `port` on 127.0.0.1 takes connections (`proc` still running)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early: {' '.join(args)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start") from None
+            time.sleep(0.1)
+
+
 @contextmanager
 def server_process(
     args: list[str], port: int, env: dict[str, str] | None = None, log: Path | None = None
@@ -66,17 +82,7 @@ def server_process(
         args, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited early: {' '.join(args)}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.1)
+        listening(port, proc, args)
         yield proc
     finally:
         proc.terminate()

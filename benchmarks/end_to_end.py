@@ -54,6 +54,7 @@ from common import (
     CLOCK_TICKS,
     ROOT,
     free_port,
+    listening,
     python,
     run_client,
     scratch_database,
@@ -353,8 +354,10 @@ def intake_server(workdir: Path, sqlite: bool, config: str | None) -> Iterator[
         subprocess.run([python(), "-m", "gateway.cli", "migrate"], env={**os.environ, **env},
                        cwd=ROOT, check=True, capture_output=True)
         env["SMTP_PORT"], env["HTTP_PORT"] = str(smtp_port), str(http_port)
-        with server_process([python(), "-m", "gateway.cli", "serve", *SERVE_ARGS], http_port, env,
-                            log=workdir / "serve.log") as proc:
+        args = [python(), "-m", "gateway.cli", "serve", *SERVE_ARGS]
+        with server_process(args, http_port, env, log=workdir / "serve.log") as proc:
+            # Up once its HTTP port answers; its SMTP listener may come a moment later.
+            listening(smtp_port, proc, args)
             yield proc, probe, env
 
 
