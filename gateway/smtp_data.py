@@ -14,7 +14,10 @@ blocks, in C. What it gives and refuses is what aiosmtpd's loop does:
 - a line longer than `line_limit` octets, its CRLF counted, or data of more
   than `size_limit` octets (dots and line ends counted, the end line not) are
   read to the end of data and then refused, whichever came first in the
-  data (within one line, the size first); nothing more of it is kept.
+  data; nothing more of it is kept. Within one line the size is checked
+  first, over the part of the line read so far: a line known too long before
+  its end is refused as too long, as aiosmtpd refuses one that passes its
+  stream's limit.
 """
 
 from __future__ import annotations
