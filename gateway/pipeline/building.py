@@ -15,8 +15,8 @@ threading: a forged From never joins a request, and is never acknowledged.
 Each builder is a generator of its stages (`Steps`): it yields after reading
 the item (parse, addresses), after identifying its language, after deciding
 (classification, rules), and after the acknowledgement, then returns the
-fitted request. The worker runs a batch a
-stage at a time (gateway/pipeline/stages.py); `stages.finish` runs one whole.
+fitted request. The worker runs a batch a stage at a time
+(gateway/pipeline/stages.py); `stages.finish` runs one whole.
 """
 
 from __future__ import annotations
