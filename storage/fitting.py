@@ -42,7 +42,6 @@ T = TypeVar("T")
 
 
 @cache
-@cache  # the tables are the models' own: a few dozen columns in all
 def limit(table: FromClause, column: str) -> int | None:
     """The column's length in characters (None: unbounded text)."""
     return getattr(table.c[column].type, "length", None)
