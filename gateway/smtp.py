@@ -447,6 +447,7 @@ class _IntakeSession:
         """aiosmtpd's DATA, its data read a block at a time (gateway/smtp_data.py)
         rather than a line at a time; its checks, replies and hook as they were."""
         smtp: Any = self  # aiosmtpd's own members
+        assert not smtp._decode_data  # the content stays bytes, as below
         if await smtp.check_helo_needed() or await smtp.check_auth_needed("DATA"):
             return
         if not smtp.envelope.rcpt_tos:
@@ -467,19 +468,9 @@ class _IntakeSession:
             await self.push(data)
             smtp._set_post_data_state()
             return
-        if smtp._decode_data:
-            # Not how our sessions are made (the handler takes the bytes as they
-            # came); aiosmtpd's own decoding, should one be.
-            try:
-                smtp.envelope.content = data.decode(
-                    "utf-8" if smtp.enable_SMTPUTF8 else "ascii",
-                    errors="surrogateescape" if smtp.enable_SMTPUTF8 else "strict")
-            except UnicodeDecodeError:
-                await self.push("500 Error: strict ASCII mode")
-                return
-        else:
-            smtp.envelope.content = data
-        smtp.envelope.original_content = data
+        # Our sessions keep aiosmtpd's decode_data=False: the handler takes the
+        # bytes as they came (gateway/smtp.py IntakeHandler.handle_DATA).
+        smtp.envelope.content = smtp.envelope.original_content = data
         status = await smtp._call_handler_hook("DATA")
         smtp._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
