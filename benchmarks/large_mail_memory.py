@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import ROOT, free_port, python, scratch_database, serve_command
+from common import ROOT, free_port, listening, python, scratch_database, serve_command
 
 MIB = 1024 * 1024
 LIMIT_SECONDS = 300  # for the whole load; the run stops there whatever happened
@@ -243,17 +243,10 @@ def serving(root: Path, env: dict[str, str], port: int, log: Path
                                 env={**os.environ, **env}, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"intake serve exited: {log.read_text()[-2000:]}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("intake serve did not start") from None
-                    time.sleep(0.1)
+            try:
+                listening(port, proc, serve_command())
+            except RuntimeError as error:
+                raise RuntimeError(f"{error}: {log.read_text()[-2000:]}") from None
             yield proc
         finally:
             proc.terminate()
