@@ -236,22 +236,38 @@ class InboxWriter:
                 carry = None
                 if first.withdrawn:
                     continue
-                batch, size = [first], first.size
-                while len(batch) < self._max_batch and not self._queue.empty():
-                    waiter = self._queue.get_nowait()
-                    if waiter.withdrawn:
-                        continue
-                    if size + waiter.size > self._max_batch_bytes:
-                        carry = waiter  # it starts the next batch
-                        break
-                    batch.append(waiter)
-                    size += waiter.size
-                conn = await self._commit(conn, batch)
+                # On SQLite the batch is gathered once this process's write turn
+                # is the writer's (storage.engine.write_gate; nothing to wait for
+                # on PostgreSQL): what arrived while another writer held the turn
+                # shares this commit, where it took a turn and an fsync of its own.
+                turn = contextlib.AsyncExitStack()
+                try:
+                    await turn.enter_async_context(write_gate(self._engine))
+                except StorageUnavailable as exc:  # the turn did not come in time
+                    _fail([first], exc)
+                    continue
+                async with turn:
+                    batch, carry = self._gather(first)
+                    conn = await self._commit(conn, batch)
         finally:
             if carry is not None:
                 _fail([carry], StorageUnavailable("shutting down"))
             if conn is not None:
                 await _discard(conn)
+
+    def _gather(self, first: _Waiter) -> tuple[list[_Waiter], _Waiter | None]:
+        """`first` and what waits behind it, within the batch's bounds; and the
+        waiter that would pass the byte bound, which starts the next batch."""
+        batch, size = [first], first.size
+        while len(batch) < self._max_batch and not self._queue.empty():
+            waiter = self._queue.get_nowait()
+            if waiter.withdrawn:
+                continue
+            if size + waiter.size > self._max_batch_bytes:
+                return batch, waiter
+            batch.append(waiter)
+            size += waiter.size
+        return batch, None
 
     async def _commit_alone(self, waiter: _Waiter) -> None:
         """A large item in its own transaction, on a connection of the pool."""

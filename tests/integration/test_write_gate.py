@@ -1,7 +1,8 @@
 """SQLite's writers of one process take turns (storage.engine.write_gate): the
 intake's group commit and the pipeline's batches queue in order instead of
-sleeping in SQLite's busy handler, a task's nested transaction passes its own
-turn, and the readiness probe calls a turn held past its short wait a lock."""
+sleeping in SQLite's busy handler, what arrives while the turn is taken shares
+the intake's next commit, a task's nested transaction passes its own turn, and
+the readiness probe calls a turn held past its short wait a lock."""
 
 from __future__ import annotations
 
@@ -78,6 +79,56 @@ async def test_write_gate__intake_commits_while_the_pipeline_holds_its_turn(
         async with engine.connect() as conn:
             ids = set((await conn.execute(select(inbox_items.c.id))).scalars())
         assert {a.item_id for a in accepted} == ids and len(ids) == 20
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await engine.dispose()
+
+
+async def test_write_gate__what_waits_for_the_turn_shares_one_commit(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """The group commit gathers its batch once the turn is its own: items that
+    arrive while another writer holds the turn share one commit (one fsync),
+    instead of a batch taken before the wait and a second one after it."""
+    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
+    commits: list[None] = []
+    writer = InboxWriter(engine=engine, timeout=5, on_commit=lambda: commits.append(None))
+    running = asyncio.create_task(writer.run())
+    try:
+        await writer.submit(item(-1))  # the writer's connection and references, ready
+        commits.clear()
+        async with transaction(engine) as conn:  # the pipeline's batch, held
+            early = [asyncio.create_task(writer.submit(item(n))) for n in range(10)]
+            await asyncio.sleep(0.1)  # the writer has the first and waits for the turn
+            late = [asyncio.create_task(writer.submit(item(n))) for n in range(10, 20)]
+            await asyncio.sleep(0.1)
+            assert not any(task.done() for task in early + late)
+            await conn.execute(select(1))
+        accepted = await asyncio.gather(*early, *late)
+        assert len({a.item_id for a in accepted}) == 20
+        assert len(commits) == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await engine.dispose()
+
+
+async def test_write_gate__a_turn_that_never_comes_is_try_later(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """The group commit waits for its turn as long as the engine's timeout; then
+    the item waiting is answered "try later" (never stored), and the writer
+    goes on once the turn is free."""
+    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=0.3)
+    writer = InboxWriter(engine=engine, timeout=5)
+    running = asyncio.create_task(writer.run())
+    try:
+        async with write_gate(engine):  # held past the engine's timeout
+            with pytest.raises(StorageUnavailable, match="write turn"):
+                await writer.submit(item(1))
+        accepted = await writer.submit(item(2))
+        async with engine.connect() as conn:
+            ids = list((await conn.execute(select(inbox_items.c.id))).scalars())
+        assert ids == [accepted.item_id]
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
