@@ -80,6 +80,9 @@ class Stored:
     # The queue of a request now waiting for an agent (a new one, or one a
     # customer's reply reopened), else None.
     new_work: str | None = None
+    # Whether storing it queued outbox rows (its acknowledgement, the events
+    # subscribers take): the outbox has work then, and only then.
+    queued: bool = False
 
 
 def _new_only(hints: ThreadHints, known: Mapping[str, KnownMessage],
@@ -120,9 +123,10 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
         answered = await with_bounces(conn, batch, await answers(conn, batch, now))
         # Every outbox row of the batch in one statement: the subscribers' events
         # (new requests first, then messages), then the acknowledgements.
-        await enqueue_rows(conn, _announce_created(fresh, now, announce)
-                           + await _announce_messages(conn, batch, answered, now, announce)
-                           + acknowledged.outbox_rows)
+        outbound = (_announce_created(fresh, now, announce)
+                    + await _announce_messages(conn, batch, answered, now, announce)
+                    + acknowledged.outbox_rows)
+        await enqueue_rows(conn, outbound)
         await _write_events(conn, _timelines(batch, answered) + _follow_ups(fresh)
                             + acknowledged.events, now, _fitted_events(batch))
         reopened = await apply_answers(conn, batch, answered, now)
@@ -131,20 +135,22 @@ async def complete_items(engine: AsyncEngine, work: Work, place: Place = _new_on
                             + list(reopened.values()))
         references = iter(await _references(conn, ours, placements, batch))
         placed = iter(placements)
+    told = {row["request_id"] for row in outbound}
+    queued = {one.item.id for one in batch if one.request_id in told}
     return [Stored(item.reference, None) if item.id in holding.lost
-            else _stored(next(references), next(placed), new, reopened)
+            else _stored(next(references), next(placed), new, reopened, item.id in queued)
             for item, new in work]
 
 
 def _stored(reference: str, placement: Placement | None, new: NewRequest,
-            reopened: Mapping[int, str]) -> Stored:
+            reopened: Mapping[int, str], queued: bool) -> Stored:
     """`reopened`: the queues of requests a reply made work again, by id."""
     if placement is None:
         return Stored(reference, Placed.STORED_BEFORE)
     if placement.kind == Placed.THREAD and placement.request_id in reopened:
-        return Stored(reference, placement.kind, reopened[placement.request_id])
+        return Stored(reference, placement.kind, reopened[placement.request_id], queued)
     is_work = placement.kind == Placed.NEW and announces_work(new.status)
-    return Stored(reference, placement.kind, new.queue if is_work else None)
+    return Stored(reference, placement.kind, new.queue if is_work else None, queued)
 
 
 async def _insert_requests(conn: AsyncConnection, work: Work,

@@ -153,7 +153,8 @@ class Pipeline:
                  verifier: Verifier | None = None, build_process: bool = False) -> None:
         """`on_new_work` is told the queue of each request now waiting for an agent
         (a new one, or one a customer's reply reopened);
-        `on_stored` is told after each store (acknowledgements may wait in the outbox);
+        `on_stored` is told after a store that queued outbox rows (acknowledgements,
+        subscribers' events);
         `verifier`: the one to check senders with (tests; its caller closes it),
         else one is made when a listener's mail needs it, and closed at stop.
         `build_process`: build batches in a child process (gateway/pipeline/builder.py)."""
@@ -511,7 +512,8 @@ class Pipeline:
         return float(self._wait(state))
 
     def _announce(self, stored: list[Stored]) -> None:
-        if self._on_stored is not None:
+        # The outbox is woken only for rows it has to send: a wake is a claim.
+        if self._on_stored is not None and any(result.queued for result in stored):
             self._on_stored()
         for result in stored:
             if result.new_work is not None and self._on_new_work is not None:
