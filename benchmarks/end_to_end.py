@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/end_to_end.py [--sqlite] [--messages N] [--sessions M]
         [--size BYTES] [--http-seconds S] [--http-connections C] [--modes ...]
-        [--processes N] [--no-postgres] [--set SECTION.KEY=VALUE]...
+        [--processes N] [--no-postgres] [--intake-alone] [--set SECTION.KEY=VALUE]...
 
 Starts `intake serve` as its own process (default configuration; a fresh
 scratch PostgreSQL database per run, or a fresh SQLite file with --sqlite) and
@@ -28,6 +28,14 @@ run uses PostgreSQL on this machine, PostgreSQL's CPU in the same interval
 (all its processes, exited backends included; the benchmark's own polls too)
 is printed beside it: the two share the machine's cores.
 
+Each ratio line is followed by the machine's budget: at the baseline's rate,
+this machine's cores give each item at most cores / rate of CPU for all that
+runs on them; the line prints that and what the run and the baseline used per
+item (server, PostgreSQL, and the client with this script's polls).
+--intake-alone adds, for SMTP and HTTP, the same client against `intake serve`
+with no pipeline worker: what accepting alone costs, and so what is left of
+the budget for building, routing and storing.
+
 Only the HTTP rate limits are raised above the defaults (they would answer 429
 to wrk); everything else is the embedded default configuration.
 """
@@ -38,12 +46,13 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -318,6 +327,7 @@ class Result:
     done_seconds: float | None = None
     cpu: float = 0.0
     db_cpu: float | None = None  # PostgreSQL's, when the run used it
+    client_cpu: float = 0.0  # the client's and this script's (its polls)
 
     def line(self) -> str:
         accept = f"{self.accepted / self.accept_seconds:7.0f}/s accepted"
@@ -340,35 +350,44 @@ class Result:
         return self.accepted / self.accept_seconds
 
 
+def client_cpu() -> float:
+    """CPU seconds of this script and its finished children (smtp-source, wrk:
+    each run to its end; the servers are still running, so not counted)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def bare_run(name: str, pid: int, client: Callable[[], int], database: bool = False) -> Result:
     db = postgres_cpu() if database else None
-    cpu, started = tree_cpu(pid), time.perf_counter()
+    cpu, mine, started = tree_cpu(pid), client_cpu(), time.perf_counter()
     accepted = client()
     return Result(name, accepted, time.perf_counter() - started, cpu=tree_cpu(pid) - cpu,
-                  db_cpu=_since(db))
+                  db_cpu=_since(db), client_cpu=client_cpu() - mine)
 
 
 def intake_run(name: str, pid: int, probe: Probe, client: Callable[[], int]) -> Result:
     before = probe.counts()
     db = postgres_cpu() if probe.dsn is not None else None
-    cpu, started = tree_cpu(pid), time.perf_counter()
+    cpu, mine, started = tree_cpu(pid), client_cpu(), time.perf_counter()
     client()
     accepted_at = time.perf_counter() - started
     after = probe.wait_drained(before)
     done_at = time.perf_counter() - started
     return Result(name, after.items - before.items, accepted_at,
                   stored=after.requests - before.requests, done_seconds=done_at,
-                  cpu=tree_cpu(pid) - cpu, db_cpu=_since(db))
+                  cpu=tree_cpu(pid) - cpu, db_cpu=_since(db), client_cpu=client_cpu() - mine)
 
 
 @contextmanager
-def intake_server(workdir: Path, sqlite: bool, config: str | None) -> Iterator[
+def intake_server(workdir: Path, sqlite: bool, config: str | None,
+                  extra: Sequence[str] = ()) -> Iterator[
         tuple[subprocess.Popen[bytes], Probe, dict[str, str]]]:
-    """`intake serve` on a fresh database; yields the process, a probe and its env."""
+    """`intake serve` on a fresh database; yields the process, a probe and its env.
+    `extra`: settings beside --set's (SECTION.KEY=VALUE)."""
     smtp_port, http_port = free_port(), free_port()
     env = {"INTAKE_SMTP_LISTEN": f"127.0.0.1:{smtp_port}",
            "INTAKE_HTTP_LISTEN": f"127.0.0.1:{http_port}"}
-    config = _with_settings(config)
+    config = _with_settings(config, [*SETTINGS, *extra])
     if config is not None:
         path = workdir / f"bench-{time.monotonic_ns()}.toml"
         path.write_text(config)
@@ -419,7 +438,24 @@ def ratios(label: str, run: Result, base: Result) -> str:
         with_db = f" ({ours / ((base.cpu + (base.db_cpu or 0.0)) / base.accepted):.2f}x" \
                   " with PostgreSQL's)"
     return (f"    ratio to {label}: accepted {accepted:.2f}x, end to end "
-            f"{run.rate / base.rate:.2f}x; CPU per item {cpu:.2f}x{with_db}")
+            f"{run.rate / base.rate:.2f}x; CPU per item {cpu:.2f}x{with_db}\n"
+            + budget(run, base))
+
+
+def budget(run: Result, base: Result) -> str:
+    """What 1.0x would take: at the baseline's rate, this machine's cores give each
+    item at most cores / rate of CPU for everything on them (server, database,
+    client); what the run and the baseline used of it, per item."""
+    cores = len(os.sched_getaffinity(0))
+    allowed = 1000 * cores / base.rate
+
+    def used(result: Result) -> float:
+        items = result.stored if result.stored is not None else result.accepted
+        return 1000 * (result.cpu + (result.db_cpu or 0.0) + result.client_cpu) / items
+
+    return (f"    machine CPU per item (server, database, client): {used(run):.2f} ms, the"
+            f" baseline {used(base):.2f}; {cores} cores at the baseline's rate allow"
+            f" {allowed:.2f}")
 
 
 # `--processes N` passes through to `intake serve` (default: its own choice).
@@ -428,12 +464,12 @@ SERVE_ARGS: list[str] = []
 SETTINGS: list[str] = []
 
 
-def _with_settings(config: str | None) -> str | None:
-    """`config` (TOML text, or None for the default) with SETTINGS added."""
-    if not SETTINGS:
+def _with_settings(config: str | None, settings: Sequence[str]) -> str | None:
+    """`config` (TOML text, or None for the default) with `settings` added."""
+    if not settings:
         return config
     sections: dict[str, list[str]] = {}
-    for setting in SETTINGS:
+    for setting in settings:
         key, _, value = setting.partition("=")
         section, _, name = key.partition(".")
         sections.setdefault(section, []).append(f"{name} = {value}")
@@ -442,8 +478,37 @@ def _with_settings(config: str | None) -> str | None:
     return "".join(f"[{name}]\n" + "\n".join(lines) + "\n" for name, lines in sections.items()
                    ) + (config or "")
 
+# --intake-alone: the same server with no pipeline worker; what accepting costs.
+PIPELINE_OFF = ("pipeline.workers=0",)
+
+
+def intake_alone(workdir: Path, sqlite: bool, backend: str, config: str | None,
+                 warm: Callable[[dict[str, str]], object],
+                 client: Callable[[dict[str, str]], int]) -> Result:
+    """The run's client against `intake serve` with its pipeline off: each item
+    committed and answered, none built, routed or stored as a request."""
+    with intake_server(workdir, sqlite, config, PIPELINE_OFF) as (proc, _probe, env):
+        warm(env)
+        return bare_run(f"intake alone (no pipeline), {backend}", proc.pid,
+                        partial(client, env), database=not sqlite)
+
+
 HTTP_CONFIG = ("[http]\nrate_limit_per_token = 1e9\nrate_limit_per_address = 1e9\n"
                "rate_limit_burst = 1e9\n")
+
+
+def http_alone(workdir: Path, sqlite: bool, backend: str, seconds: int,
+               connections: int) -> Result:
+    """`intake_alone` for the wrk run, with an intake token of its own."""
+    token: list[str] = []
+
+    def warm(env: dict[str, str]) -> None:
+        token.append(token_for(env))
+        wrk(int(env["HTTP_PORT"]), 1, connections, workdir, token[0])
+
+    return intake_alone(workdir, sqlite, backend, HTTP_CONFIG, warm,
+                        lambda env: wrk(int(env["HTTP_PORT"]), seconds, connections, workdir,
+                                        token[0]))
 
 
 def main() -> None:
@@ -462,6 +527,9 @@ def main() -> None:
                         help="intake serve --processes N (default: the gateway's default)")
     parser.add_argument("--no-postgres", action="store_true",
                         help="with --sqlite: run intake on SQLite only")
+    parser.add_argument("--intake-alone", action="store_true",
+                        help="also run each SMTP one/many and HTTP client against intake"
+                             " serve with no pipeline worker (what accepting alone costs)")
     parser.add_argument("--set", action="append", default=[], dest="settings",
                         metavar="SECTION.KEY=VALUE",
                         help="a configuration key for intake serve (TOML value); repeatable")
@@ -502,6 +570,15 @@ def main() -> None:
                                      partial(smtp_source, smtp_port, n, s, size, many))
                 lines.append("  " + run.line())
                 lines.append(ratios("bare", run, bare))
+                if args.intake_alone:
+                    alone = intake_alone(
+                        workdir, sqlite, backend, None,
+                        lambda env: run_client(smtp_client(int(env["SMTP_PORT"]),
+                                                           min(300, n), s, size)),
+                        lambda env, many=many: smtp_source(int(env["SMTP_PORT"]), n, s,
+                                                           size, many))
+                    lines.append("  " + alone.line())
+                    lines.append(ratios("bare", alone, bare))
 
         if "smtp-corpus" in args.modes:
             mix = corpus_messages(args.corpus, n)
@@ -552,6 +629,10 @@ def main() -> None:
                                      partial(wrk, http_port, secs, conns, workdir, token))
                 lines.append("  " + run.line())
                 lines.append(ratios("naive", run, naive))
+                if args.intake_alone:
+                    alone = http_alone(workdir, sqlite, backend, secs, conns)
+                    lines.append("  " + alone.line())
+                    lines.append(ratios("naive", alone, naive))
 
     print("\n".join(lines))
 
