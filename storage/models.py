@@ -89,7 +89,7 @@ class Request(Base):
         ForeignKey("inbox_items.id"), unique=True
     )
     status: Mapped[str] = mapped_column(String(24), default="new")
-    queue: Mapped[str] = mapped_column(String(64), index=True)
+    queue: Mapped[str] = mapped_column(String(64))  # indexed by ix_requests_queue_status_priority
     channel: Mapped[str] = mapped_column(String(8))
     priority: Mapped[str | None] = mapped_column(String(8))
     type: Mapped[str | None] = mapped_column(String(32))
