@@ -246,6 +246,9 @@ class InboxWriter:
                 except StorageUnavailable as exc:  # the turn did not come in time
                     _fail([first], exc)
                     continue
+                except asyncio.CancelledError:
+                    _fail([first], StorageUnavailable("shutting down"))
+                    raise
                 async with turn:
                     batch, carry = self._gather(first)
                     conn = await self._commit(conn, batch)

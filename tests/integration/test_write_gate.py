@@ -135,6 +135,27 @@ async def test_write_gate__a_turn_that_never_comes_is_try_later(
         await engine.dispose()
 
 
+async def test_write_gate__a_writer_stopped_while_waiting_for_its_turn_answers(
+        sqlite_template: Path, tmp_path: Path) -> None:
+    """Stopped while it waits for the turn, the writer answers the item it took
+    "try later" at once, as it answers a batch it was writing."""
+    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
+    writer = InboxWriter(engine=engine, timeout=5)
+    running = asyncio.create_task(writer.run())
+    try:
+        async with write_gate(engine):
+            submitted = asyncio.create_task(writer.submit(item(1)))
+            await asyncio.sleep(0.1)  # taken, and waiting for the turn
+            running.cancel()
+            with pytest.raises(StorageUnavailable, match="shutting down"):
+                async with asyncio.timeout(1):
+                    await submitted
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await engine.dispose()
+
+
 async def test_write_gate__readiness_calls_a_held_turn_a_lock(
         sqlite_template: Path, tmp_path: Path) -> None:
     engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
