@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.engine import create_engine, is_sqlite, transaction, write_gate
 from storage.errors import StorageUnavailable
@@ -28,6 +31,22 @@ def sqlite_copy(template: Path, tmp_path: Path) -> str:
     path = tmp_path / "gate.db"
     shutil.copyfile(template, path)
     return f"sqlite+aiosqlite:///{path}"
+
+
+@asynccontextmanager
+async def writing(url: str, *, engine_timeout: float = 5,
+                  on_commit: Callable[[], None] | None = None
+                  ) -> AsyncIterator[tuple[AsyncEngine, InboxWriter, asyncio.Task[None]]]:
+    """An engine and a running group-commit writer on it (its task, to stop it)."""
+    engine = create_engine(url, timeout=engine_timeout)
+    writer = InboxWriter(engine=engine, timeout=5, on_commit=on_commit)
+    running = asyncio.create_task(writer.run())
+    try:
+        yield engine, writer, running
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await engine.dispose()
 
 
 async def test_write_gate__writers_take_turns_in_order(db_url: str) -> None:
@@ -66,10 +85,7 @@ async def test_write_gate__intake_commits_while_the_pipeline_holds_its_turn(
         sqlite_template: Path, tmp_path: Path) -> None:
     """The group commit waits for the pipeline's turn and then commits, with
     no 'database is locked' on the way."""
-    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
-    writer = InboxWriter(engine=engine, timeout=5)
-    running = asyncio.create_task(writer.run())
-    try:
+    async with writing(sqlite_copy(sqlite_template, tmp_path)) as (engine, writer, _):
         async with transaction(engine) as conn:  # the pipeline's batch, held
             submitted = [asyncio.create_task(writer.submit(item(n))) for n in range(20)]
             await asyncio.sleep(0.2)
@@ -79,10 +95,6 @@ async def test_write_gate__intake_commits_while_the_pipeline_holds_its_turn(
         async with engine.connect() as conn:
             ids = set((await conn.execute(select(inbox_items.c.id))).scalars())
         assert {a.item_id for a in accepted} == ids and len(ids) == 20
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await engine.dispose()
 
 
 async def test_write_gate__what_waits_for_the_turn_shares_one_commit(
@@ -90,11 +102,9 @@ async def test_write_gate__what_waits_for_the_turn_shares_one_commit(
     """The group commit gathers its batch once the turn is its own: items that
     arrive while another writer holds the turn share one commit (one fsync),
     instead of a batch taken before the wait and a second one after it."""
-    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
     commits: list[None] = []
-    writer = InboxWriter(engine=engine, timeout=5, on_commit=lambda: commits.append(None))
-    running = asyncio.create_task(writer.run())
-    try:
+    async with writing(sqlite_copy(sqlite_template, tmp_path),
+                       on_commit=lambda: commits.append(None)) as (engine, writer, _):
         await writer.submit(item(-1))  # the writer's connection and references, ready
         commits.clear()
         async with transaction(engine) as conn:  # the pipeline's batch, held
@@ -107,10 +117,6 @@ async def test_write_gate__what_waits_for_the_turn_shares_one_commit(
         accepted = await asyncio.gather(*early, *late)
         assert len({a.item_id for a in accepted}) == 20
         assert len(commits) == 1
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await engine.dispose()
 
 
 async def test_write_gate__a_turn_that_never_comes_is_try_later(
@@ -118,10 +124,8 @@ async def test_write_gate__a_turn_that_never_comes_is_try_later(
     """The group commit waits for its turn as long as the engine's timeout; then
     the item waiting is answered "try later" (never stored), and the writer
     goes on once the turn is free."""
-    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=0.3)
-    writer = InboxWriter(engine=engine, timeout=5)
-    running = asyncio.create_task(writer.run())
-    try:
+    async with writing(sqlite_copy(sqlite_template, tmp_path),
+                       engine_timeout=0.3) as (engine, writer, _):
         async with write_gate(engine):  # held past the engine's timeout
             with pytest.raises(StorageUnavailable, match="write turn"):
                 await writer.submit(item(1))
@@ -129,20 +133,13 @@ async def test_write_gate__a_turn_that_never_comes_is_try_later(
         async with engine.connect() as conn:
             ids = list((await conn.execute(select(inbox_items.c.id))).scalars())
         assert ids == [accepted.item_id]
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await engine.dispose()
 
 
 async def test_write_gate__a_writer_stopped_while_waiting_for_its_turn_answers(
         sqlite_template: Path, tmp_path: Path) -> None:
     """Stopped while it waits for the turn, the writer answers the item it took
     "try later" at once, as it answers a batch it was writing."""
-    engine = create_engine(sqlite_copy(sqlite_template, tmp_path), timeout=5)
-    writer = InboxWriter(engine=engine, timeout=5)
-    running = asyncio.create_task(writer.run())
-    try:
+    async with writing(sqlite_copy(sqlite_template, tmp_path)) as (engine, writer, running):
         async with write_gate(engine):
             submitted = asyncio.create_task(writer.submit(item(1)))
             await asyncio.sleep(0.1)  # taken, and waiting for the turn
@@ -150,10 +147,6 @@ async def test_write_gate__a_writer_stopped_while_waiting_for_its_turn_answers(
             with pytest.raises(StorageUnavailable, match="shutting down"):
                 async with asyncio.timeout(1):
                     await submitted
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await engine.dispose()
 
 
 async def test_write_gate__readiness_calls_a_held_turn_a_lock(
